@@ -1,0 +1,86 @@
+"""ONNX Runtime backend (CPU): build an optimized model file, run it, time it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekd._io import atomic_path
+from edgekd.backends.base import Artifact
+from edgekd.data import loader
+from edgekd.errors import StageError
+from edgekd.latency import LatencyReport, time_calls
+
+
+def _ort():
+    import onnxruntime
+
+    return onnxruntime
+
+
+def ort_version() -> str:
+    return _ort().__version__
+
+
+def session(path: str | Path, threads: int = 1, *, optimized_path: str | Path | None = None):
+    """A CPU InferenceSession with `threads` intra-op threads, sequential execution."""
+    ort = _ort()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    if optimized_path is not None:
+        # basic (level 1) rewrites are hardware-independent, so the saved file stays portable
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.optimized_model_filepath = str(optimized_path)
+    try:
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise StageError(
+            "ONNX Runtime cannot load the model",
+            value=str(path),
+            fix=str(e).strip().splitlines()[0][:200],
+        ) from None
+
+
+def compile_model(onnx_path: Path, out_path: Path, precision: str, target: str) -> Artifact:
+    """Write ONNX Runtime's hardware-independent optimized graph of `onnx_path` to `out_path`."""
+    with atomic_path(out_path) as tmp:
+        session(onnx_path, optimized_path=tmp)
+    return Artifact.of(
+        out_path, "ort.onnx", precision, target, {"onnxruntime": ort_version(), "provider": "CPU"}
+    )
+
+
+def predict(path: str | Path, ds, batch_size: int = 128, threads: int = 1) -> np.ndarray:
+    """Logits of the model at `path` on every sample of `ds` (in order)."""
+    sess = session(path, threads)
+    name = sess.get_inputs()[0].name
+    outs = [sess.run(None, {name: x.numpy()})[0] for x, _ in loader(ds, batch_size)]
+    return np.concatenate(outs)
+
+
+def profile(
+    path: str | Path,
+    input_shape: tuple[int, int, int],
+    *,
+    threads: int = 1,
+    warmup: int = 50,
+    iters: int = 300,
+    batch: int = 1,
+    seed: int = 0,
+) -> LatencyReport:
+    """Latency of one `sess.run` on a random batch, after warm-up, at `threads` threads."""
+    sess = session(path, threads)
+    name = sess.get_inputs()[0].name
+    x = np.random.default_rng(seed).standard_normal((batch, *input_shape)).astype(np.float32)
+    return time_calls(
+        lambda: sess.run(None, {name: x}),
+        warmup=warmup,
+        iters=iters,
+        batch=batch,
+        threads=threads,
+        runtime=f"onnxruntime {ort_version()} CPU",
+    )

@@ -1,0 +1,94 @@
+"""What a run needs, as pydantic models: budgets and the compress recipe (YAML/JSON <-> objects)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgekd.errors import ConfigError
+
+# Field name -> the command-line flag that sets it, so validation errors name what the user typed.
+FLAG_FOR_FIELD = {
+    "latency_ms": "--latency-budget-ms",
+    "max_accuracy_drop": "--max-accuracy-drop",
+    "max_model_mb": "--max-model-mb",
+    "input_shape": "--input-shape",
+    "qat_epochs": "--qat-epochs",
+    "batch_size": "--batch-size",
+    "calib_size": "--calib-size",
+    "weight_decay": "--weight-decay",
+    "latency_warmup": "--latency-warmup",
+    "latency_iters": "--latency-iters",
+}
+
+
+class Budgets(BaseModel):
+    """What the artifact must meet. A missed budget is a result (exit 2), not an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency_ms: float | None = Field(None, gt=0, description="Latency budget in ms at `percentile`.")
+    percentile: Literal[50, 90, 99] = Field(90, description="Latency percentile the budget binds.")
+    max_accuracy_drop: float | None = Field(
+        2.0, ge=0, le=100, description="Largest allowed top-1 drop vs the teacher, in points."
+    )
+    max_model_mb: float | None = Field(None, gt=0, description="Largest artifact size in MB.")
+
+
+class CompressConfig(BaseModel):
+    """Everything `edgekd compress` needs; the CLI flags map one to one onto these fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    teacher: str = Field(description="Teacher file (TorchScript, .pt2, state dict) or timm:NAME.")
+    data: str = Field("digits", description="digits | image folder | pkg.module:function.")
+    target: str = Field("host", description="Target profile name or YAML path.")
+    student: str = Field("auto", description="timm model name, or auto.")
+    out: Path = Field(Path("runs/edgekd"), description="Run directory.")
+    arch: str | None = Field(None, description="timm architecture of a plain state dict.")
+    input_shape: tuple[int, int, int] | None = Field(None, description="C,H,W of one input.")
+    trust_pickle: bool = False
+    epochs: int = Field(20, ge=1, le=10000)
+    qat_epochs: int = Field(2, ge=0, le=10000, description="0 = post-training quantization only.")
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-2, gt=0)
+    qat_lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.9, ge=0, le=1, description="Weight of the KD term; 1-alpha on CE.")
+    calib_size: int = Field(256, ge=1)
+    seed: int = 0
+    threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads for latency.")
+    latency_warmup: int = Field(50, ge=0)
+    latency_iters: int = Field(300, ge=10)
+    budgets: Budgets = Budgets()
+    resume: bool = False
+    force: bool = False
+
+    @field_validator("input_shape", mode="before")
+    @classmethod
+    def _parse_shape(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                v = tuple(int(p) for p in v.replace("x", ",").split(","))
+            except ValueError:
+                raise ValueError("expected three integers C,H,W such as 3,32,32") from None
+        if v is not None and (len(v) != 3 or any(int(d) <= 0 for d in v)):
+            raise ValueError("expected three positive integers C,H,W such as 3,32,32")
+        return v
+
+
+def build_config(model: type[BaseModel], values: dict[str, Any]) -> Any:
+    """Validate `values` into `model`, turning the first pydantic error into one ConfigError line."""
+    try:
+        return model(**values)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = str(err["loc"][-1]) if err["loc"] else "config"
+        flag = FLAG_FOR_FIELD.get(field, "--" + field.replace("_", "-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(
+            f"invalid value for {flag}", value=repr(err.get("input")), fix=msg
+        ) from None

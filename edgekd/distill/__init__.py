@@ -1,0 +1,5 @@
+"""Distillation: KD losses (registry) and the training loop with per-epoch checkpoints."""
+
+from edgekd.distill.trainer import FrozenTeacher, TrainConfig, TrainResult, distill, evaluate_torch
+
+__all__ = ["FrozenTeacher", "TrainConfig", "TrainResult", "distill", "evaluate_torch"]

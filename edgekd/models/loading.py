@@ -1,0 +1,217 @@
+"""Load a teacher safely: TorchScript, torch.export programs (.pt2), state dicts, timm:NAME.
+
+Nothing here unpickles code unless the caller passes `trust_pickle=True`: plain `.pt` files are
+read with `torch.load(weights_only=True)`, which only rebuilds tensors and plain containers.
+
+An edgekd checkpoint is a dict `{"arch": timm name, "num_classes": int, "state_dict": ...,
+"input_shape": [C, H, W]}` saved with `torch.save`; it loads without `--arch`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgekd.errors import ModelLoadError
+
+
+@dataclass
+class LoadedModel:
+    """A teacher ready to run: the module, how it was stored, and what the file said of itself."""
+
+    module: nn.Module
+    kind: str  # torchscript | exported | checkpoint | state_dict | pickle | timm
+    source: str
+    arch: str | None = None
+    num_classes: int | None = None
+    input_shape: tuple[int, int, int] | None = None
+    program: Any = None  # the torch.export ExportedProgram, for ONNX export
+    meta: dict = field(default_factory=dict)
+
+
+def create_timm(name: str, num_classes: int | None, **kwargs) -> nn.Module:
+    """A timm model with random init (never downloads weights); clear error for unknown names."""
+    import timm
+
+    if not timm.is_model(name):
+        names = timm.list_models()
+        close = difflib.get_close_matches(name, names, n=3)
+        raise ModelLoadError(
+            "unknown timm model",
+            value=repr(name),
+            fix=(f"did you mean {', '.join(close)}? " if close else "")
+            + "see timm.list_models() for valid names",
+        )
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def _zip_names(path: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return []
+
+
+def _load_state_dict(module: nn.Module, sd: dict, arch: str, source: str) -> None:
+    try:
+        module.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))
+        raise ModelLoadError(
+            f"state dict does not fit timm {arch!r}",
+            value=source,
+            fix=f"{first[:200]}; check --arch (and that --data has the teacher's classes)",
+        ) from None
+
+
+def _infer_num_classes(sd: dict) -> int | None:
+    """The output width of the last 2-D weight in a state dict (the classifier, in timm models)."""
+    last = None
+    for k, v in sd.items():
+        if isinstance(v, torch.Tensor) and v.dim() == 2 and k.endswith("weight"):
+            last = v
+    return int(last.shape[0]) if last is not None else None
+
+
+def load_teacher(
+    spec: str,
+    *,
+    arch: str | None = None,
+    num_classes: int | None = None,
+    trust_pickle: bool = False,
+) -> LoadedModel:
+    """Load the teacher named by `spec` (a file path or `timm:NAME`), in eval mode.
+
+    Args:
+        spec: Path to a TorchScript file, a `.pt2` torch.export program, an edgekd checkpoint
+            or a plain state dict; or `timm:NAME` for a fresh (random) timm model.
+        arch: timm architecture for a plain state dict.
+        num_classes: classes of the data, used for `timm:NAME` and plain state dicts.
+        trust_pickle: allow a fully pickled `nn.Module` (runs code from the file).
+    """
+    if spec.startswith("timm:"):
+        name = spec.removeprefix("timm:")
+        m = create_timm(name, num_classes)
+        return LoadedModel(m.eval(), "timm", spec, arch=name, num_classes=num_classes)
+
+    path = Path(spec)
+    if not path.exists():
+        raise ModelLoadError("teacher file not found", value=str(path), fix="check the path")
+    if path.is_dir():
+        raise ModelLoadError("teacher path is a folder, not a file", value=str(path))
+    if path.stat().st_size == 0:
+        raise ModelLoadError("teacher file is empty", value=str(path), fix="re-save the model")
+
+    names = _zip_names(path)
+    if any(n.endswith("/constants.pkl") or "/code/__torch__/" in n for n in names):
+        try:
+            m = torch.jit.load(str(path), map_location="cpu")
+        except Exception as e:
+            raise ModelLoadError(
+                "cannot read TorchScript file (corrupt or truncated?)",
+                value=str(path),
+                fix=str(e).splitlines()[0][:200],
+            ) from None
+        return LoadedModel(m.eval(), "torchscript", str(path))
+    if any(n.endswith("/archive_format") or n.endswith("/models/model.json") for n in names):
+        try:
+            program = torch.export.load(str(path))
+        except Exception as e:
+            raise ModelLoadError(
+                "cannot read torch.export program (corrupt or truncated?)",
+                value=str(path),
+                fix=str(e).splitlines()[0][:200],
+            ) from None
+        return LoadedModel(program.module(), "exported", str(path), program=program)
+
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e):
+            raise ModelLoadError(
+                "cannot read teacher file (corrupt or truncated?)", value=str(path)
+            ) from None
+        if not trust_pickle:
+            raise ModelLoadError(
+                "teacher file holds pickled Python objects, which can run code when loaded",
+                value=str(path),
+                fix="save a state dict, TorchScript or torch.export program instead, "
+                "or pass --trust-pickle if you trust the file's source",
+            ) from None
+        obj = _load_trusted_pickle(path)
+    except Exception as e:  # zip/EOF/format errors from a damaged file
+        raise ModelLoadError(
+            "cannot read teacher file (corrupt or truncated?)",
+            value=str(path),
+            fix=f"{type(e).__name__}; re-save the model",
+        ) from None
+
+    if isinstance(obj, nn.Module):
+        return LoadedModel(obj.eval(), "pickle", str(path))
+    if not isinstance(obj, dict):
+        raise ModelLoadError(
+            "teacher file holds neither a model nor a state dict",
+            value=f"{path} ({type(obj).__name__})",
+            fix="save model.state_dict(), TorchScript, or a torch.export program",
+        )
+    if "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        sd = obj["state_dict"]
+        arch = arch or obj.get("arch")
+        kind = "checkpoint"
+        shape = obj.get("input_shape")
+        input_shape = tuple(int(d) for d in shape) if shape else None
+    else:
+        sd, kind, input_shape = obj, "state_dict", None
+    if not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ModelLoadError(
+            "teacher file is a dict but not a state dict of tensors", value=str(path)
+        )
+    if not arch:
+        raise ModelLoadError(
+            "teacher file is a plain state dict; its architecture is unknown",
+            value=str(path),
+            fix="pass --arch TIMM_NAME (e.g. --arch resnet18)",
+        )
+    n_cls = _infer_num_classes(sd) or num_classes
+    m = create_timm(arch, n_cls)
+    _load_state_dict(m, sd, arch, str(path))
+    return LoadedModel(m.eval(), kind, str(path), arch=arch, num_classes=n_cls, input_shape=input_shape)
+
+
+def _load_trusted_pickle(path: Path) -> Any:
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ModelLoadError(
+            "cannot unpickle teacher file",
+            value=str(path),
+            fix=f"{type(e).__name__}: {str(e).splitlines()[0][:160]}",
+        ) from None
+
+
+def save_checkpoint(
+    path: str | Path,
+    module: nn.Module,
+    arch: str,
+    num_classes: int,
+    input_shape: tuple[int, int, int] | None = None,
+) -> Path:
+    """Save a timm model as an edgekd checkpoint (loads with weights_only=True, no --arch)."""
+    from edgekd._io import atomic_path
+
+    payload = {"arch": arch, "num_classes": int(num_classes), "state_dict": module.state_dict()}
+    if input_shape:
+        payload["input_shape"] = list(input_shape)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)

@@ -1,0 +1,73 @@
+"""INT8 fake quantization through NVIDIA Model Optimizer (`modelopt.torch.quantization`).
+
+`INT8_DEFAULT_CFG`: weights symmetric per-channel on axis 0, activations symmetric per-tensor,
+zero point 0 — the explicit-quantization form TensorRT consumes. Calibration sets the ranges
+(`max` here); QAT then trains through the fake-quant nodes. The quantizer state (modelopt's
+`modelopt_state`) is saved beside the weights so a checkpoint can be restored on a fresh model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgekd.data import loader
+from edgekd.errors import ConfigError
+
+CALIB_METHODS = ("max",)
+
+
+def _mtq():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import modelopt.torch.quantization as mtq
+    return mtq
+
+
+def quantize_int8(model: nn.Module, calib_ds, batch_size: int = 64, method: str = "max") -> nn.Module:
+    """Insert INT8 fake-quant nodes into `model` and calibrate them on `calib_ds` (in place)."""
+    if method not in CALIB_METHODS:
+        raise ConfigError("unknown calibration method", value=repr(method), valid=CALIB_METHODS)
+    mtq = _mtq()
+
+    def forward_loop(m: nn.Module) -> None:
+        with torch.no_grad():
+            for x, _ in loader(calib_ds, batch_size):
+                m(x)
+
+    model.eval()
+    with contextlib.redirect_stdout(io.StringIO()):  # modelopt prints a line per call
+        model = mtq.quantize(model, mtq.INT8_DEFAULT_CFG, forward_loop)
+    return model
+
+
+def quantizer_state(model: nn.Module) -> dict[str, Any]:
+    """modelopt's state of a quantized model (loads with torch.load(weights_only=True))."""
+    import modelopt.torch.opt as mto
+
+    return mto.modelopt_state(model)
+
+
+def restore_quantized(model: nn.Module, state: dict[str, Any], weights: dict) -> nn.Module:
+    """Rebuild a fake-quantized model from a fresh float `model`, its modelopt state and weights."""
+    _mtq()
+    import modelopt.torch.opt as mto
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = mto.restore_from_modelopt_state(model, state)
+    model.load_state_dict(weights)
+    return model.eval()
+
+
+def count_quantizers(model: nn.Module) -> int:
+    """Enabled TensorQuantizer modules in `model`."""
+    return sum(
+        1
+        for m in model.modules()
+        if type(m).__name__ == "TensorQuantizer" and getattr(m, "is_enabled", False)
+    )
