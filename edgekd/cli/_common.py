@@ -1,0 +1,53 @@
+"""What every command shares: error handling (one line, exit 1), options, the rich reporter."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from edgekd.errors import EdgekdError
+
+T = TypeVar("T")
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result lines.")]
+
+EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
+
+
+def fail(line: str, code: int = EXIT_ERROR) -> typer.Exit:
+    sys.stderr.write(f"error: {line}\n")
+    sys.stderr.flush()
+    return typer.Exit(code)
+
+
+def guarded(fn: Callable[[], T], *, debug: bool) -> T:
+    """Run a command body: EdgekdError -> one line and exit 1; Ctrl-C -> exit 130."""
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except EdgekdError as e:
+        if debug:
+            traceback.print_exc()
+        raise fail(e.one_line(), e.exit_code) from None
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        raise fail(
+            "interrupted; finished stages and the last epoch checkpoint are kept, "
+            "rerun with --resume to continue",
+            EXIT_INTERRUPTED,
+        ) from None
+    except Exception as e:
+        if debug:
+            traceback.print_exc()
+        msg = " ".join(str(e).split())[:300]
+        raise fail(
+            f"unexpected {type(e).__name__}: {msg}; rerun with --debug for the traceback "
+            "and report it if the input looks right"
+        ) from None

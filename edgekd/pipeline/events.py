@@ -1,0 +1,19 @@
+"""How the pipeline tells the outside what it is doing; the CLI renders it with rich."""
+
+from __future__ import annotations
+
+
+class Reporter:
+    """No-op reporter: subclass and override what you want to show."""
+
+    def stage_start(self, name: str, description: str) -> None: ...
+
+    def stage_end(self, name: str, summary: str, *, skipped: bool = False) -> None: ...
+
+    def epochs_start(self, phase: str, epochs: int, steps_per_epoch: int) -> None: ...
+
+    def step(self, phase: str, epoch: int, step: int, steps_per_epoch: int) -> None: ...
+
+    def epoch_end(self, phase: str, record: dict) -> None: ...
+
+    def message(self, text: str) -> None: ...

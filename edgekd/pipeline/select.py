@@ -1,0 +1,43 @@
+"""Choosing the artifact: precision is decided by measured numbers, not assumed."""
+
+from __future__ import annotations
+
+from edgekd.config import Budgets
+
+
+def select_variant(
+    variants: dict[str, dict], teacher_accuracy: float, budgets: Budgets
+) -> tuple[str, str]:
+    """The precision to ship and why.
+
+    Among variants within the accuracy budget, the one with the lowest latency at the budget's
+    percentile wins; when none is within it, the most accurate one is kept (and the report
+    fails the accuracy gate).
+    """
+    pct = budgets.percentile
+    key = f"p{pct}_ms"
+
+    def lat(p: str) -> float:
+        return variants[p]["latency"][key]
+
+    drop_ok = [
+        p for p, v in variants.items()
+        if budgets.max_accuracy_drop is None
+        or teacher_accuracy - v["accuracy"] <= budgets.max_accuracy_drop
+    ]
+    timings = ", ".join(f"{p} {lat(p):.3f} ms" for p in sorted(variants, key=lat))
+    if drop_ok:
+        choice = min(drop_ok, key=lat)
+        reason = f"fastest within the accuracy budget at p{pct} ({timings})"
+        slower = [p for p in drop_ok if p != choice]
+        if choice == "fp32" and "int8" in slower:
+            reason += (
+                "; INT8 Q/DQ was slower here: ONNX Runtime does not fuse this Q/DQ graph into "
+                "integer kernels, so the float artifact ships"
+            )
+        rejected = sorted(set(variants) - set(drop_ok))
+        if rejected:
+            reason += f"; over the accuracy budget: {', '.join(rejected)}"
+        return choice, reason
+    choice = max(variants, key=lambda p: variants[p]["accuracy"])
+    return choice, f"no variant within the accuracy budget; kept the most accurate ({timings})"

@@ -1,0 +1,85 @@
+"""report.json as a versioned pydantic model, so CI scripts can rely on its fields."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+REPORT_SCHEMA_VERSION = "1"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Latency(_Model):
+    min_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    throughput_ips: float
+    batch: int
+    threads: int
+    warmup: int
+    iters: int
+    runtime: str
+    measured: bool
+
+
+class Gate(_Model):
+    name: str  # accuracy | latency | size
+    passed: bool
+    value: float
+    limit: float
+    unit: str
+    detail: str
+
+
+class Verdict(_Model):
+    passed: bool
+    exit_code: int
+    gates: list[Gate]
+
+
+class ModelMetrics(_Model):
+    path: str
+    precision: str
+    accuracy: float
+    latency: Latency
+    size_mb: float
+    agreement: float | None = None  # top-1 agreement with the teacher's ONNX, percent
+    sha256: str | None = None
+    params: int | None = None
+
+
+class Parity(_Model):
+    top1_agreement: float
+    max_abs_diff: float
+    mean_abs_diff: float
+    samples: int
+
+
+class Report(_Model):
+    schema_version: str = REPORT_SCHEMA_VERSION
+    edgekd_version: str
+    run_dir: str
+    target: str
+    runtime: str
+    latency_source: str
+    data: dict
+    budgets: dict
+    verdict: Verdict
+    teacher: ModelMetrics
+    student: dict  # name, params, auto candidates
+    variants: dict[str, ModelMetrics]
+    artifact: ModelMetrics
+    selection_reason: str
+    speedup_vs_teacher_p90: float
+    accuracy_drop: float
+    distill: dict
+    quantization: dict
+    export: dict
+    parity: dict[str, Parity]
+    environment: dict
+    stages: list[dict]
+    wall_s: float
