@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -27,6 +29,10 @@ def fail(line: str, code: int = EXIT_ERROR) -> typer.Exit:
 
 def guarded(fn: Callable[[], T], *, debug: bool) -> T:
     """Run a command body: EdgekdError -> one line and exit 1; Ctrl-C -> exit 130."""
+    if not debug:
+        # third-party deprecation chatter (torch.onnx, modelopt plugins) is not the user's to fix
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     try:
         return fn()
     except typer.Exit:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,13 +138,19 @@ def load_teacher(
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" not in str(e):
+        # weights_only refuses a GLOBAL (a class or function to import and call): that is a
+        # pickled object. Any other refusal (unknown opcode, bad frame) is a damaged file.
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if not found:
             raise ModelLoadError(
-                "cannot read teacher file (corrupt or truncated?)", value=str(path)
+                "cannot read teacher file (corrupt or truncated?)",
+                value=str(path),
+                fix="re-save the model",
             ) from None
         if not trust_pickle:
             raise ModelLoadError(
-                "teacher file holds pickled Python objects, which can run code when loaded",
+                f"teacher file holds pickled Python objects ({found.group(1)}), which can run "
+                "code when loaded",
                 value=str(path),
                 fix="save a state dict, TorchScript or torch.export program instead, "
                 "or pass --trust-pickle if you trust the file's source",

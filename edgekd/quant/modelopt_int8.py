@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 from typing import Any
 
@@ -23,6 +24,8 @@ CALIB_METHODS = ("max",)
 
 
 def _mtq():
+    # modelopt imports torch's cpp_extension, which logs a warning on every CUDA-less machine
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import modelopt.torch.quantization as mtq

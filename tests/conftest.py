@@ -1,0 +1,64 @@
+"""Shared fixtures: the digits data, a quickly trained digits teacher, and a CLI runner."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+warnings.filterwarnings("ignore")
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the real `edgekd` command line in a subprocess (no stdin)."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-m", "edgekd", *args], cwd=cwd or ROOT, env=env, text=True,
+        capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """Exit 1, exactly one non-empty stderr line starting 'error:', no traceback."""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert n.lower() in lines[0].lower(), (n, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from edgekd.data.digits import digits_bundle
+
+    return digits_bundle()
+
+
+@pytest.fixture(scope="session")
+def train_teacher_module():
+    spec = importlib.util.spec_from_file_location(
+        "train_teacher", ROOT / "examples/digits/train_teacher.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def digits_teacher(tmp_path_factory, train_teacher_module) -> Path:
+    """A resnet18 trained 3 epochs on digits, saved as an edgekd checkpoint."""
+    from edgekd.models import save_checkpoint
+
+    model, data, _ = train_teacher_module.train("resnet18", epochs=3, lr=3e-3, batch_size=64, seed=0)
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    save_checkpoint(path, model, "resnet18", data.num_classes, data.input_shape)
+    return path

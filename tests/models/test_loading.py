@@ -1,0 +1,146 @@
+import os
+import pickle
+import warnings
+
+import pytest
+import timm
+import torch
+
+from edgekd.errors import ModelLoadError
+from edgekd.models import check_teacher, load_teacher, save_checkpoint
+
+X = torch.randn(2, 3, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return timm.create_model("resnet10t", num_classes=10).eval()
+
+
+def _same(a, b):
+    with torch.no_grad():
+        return torch.allclose(a(X), b(X), atol=1e-5)
+
+
+def test_torchscript(tmp_path, net):
+    p = tmp_path / "m.ts"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(net, X).save(str(p))
+    t = load_teacher(str(p))
+    assert t.kind == "torchscript" and _same(t.module, net)
+
+
+def test_torch_export_program(tmp_path, net):
+    p = tmp_path / "m.pt2"
+    ep = torch.export.export(net, (X,), dynamic_shapes={"x": {0: torch.export.Dim("b", max=512)}})
+    torch.export.save(ep, str(p))
+    t = load_teacher(str(p))
+    assert t.kind == "exported" and t.program is not None and _same(t.module, net)
+
+
+def test_state_dict_needs_arch(tmp_path, net):
+    p = tmp_path / "sd.pt"
+    torch.save(net.state_dict(), p)
+    with pytest.raises(ModelLoadError, match="--arch"):
+        load_teacher(str(p))
+    t = load_teacher(str(p), arch="resnet10t")
+    assert t.kind == "state_dict" and t.num_classes == 10 and _same(t.module, net)
+
+
+def test_state_dict_with_wrong_arch(tmp_path, net):
+    p = tmp_path / "sd.pt"
+    torch.save(net.state_dict(), p)
+    with pytest.raises(ModelLoadError, match="does not fit timm 'resnet18'"):
+        load_teacher(str(p), arch="resnet18")
+
+
+def test_edgekd_checkpoint_carries_arch_and_shape(tmp_path, net):
+    p = save_checkpoint(tmp_path / "ck.pt", net, "resnet10t", 10, (3, 32, 32))
+    t = load_teacher(str(p))
+    assert (t.kind, t.arch, t.input_shape) == ("checkpoint", "resnet10t", (3, 32, 32))
+    assert _same(t.module, net)
+
+
+def test_timm_name():
+    t = load_teacher("timm:resnet10t", num_classes=7)
+    assert t.kind == "timm" and t.module(X).shape == (2, 7)
+
+
+def test_unknown_timm_name_suggests():
+    with pytest.raises(ModelLoadError) as e:
+        load_teacher("timm:resnet181")
+    assert "unknown timm model" in str(e.value) and "resnet18" in str(e.value)
+
+
+class Evil:
+    """Unpickling this calls os.system-like code: it would create a file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_malicious_pickle_is_refused_and_not_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    p = tmp_path / "evil.pt"
+    with open(p, "wb") as f:
+        torch.save({"state_dict": Evil(str(marker))}, f)
+    assert not marker.exists()
+    with pytest.raises(ModelLoadError, match="--trust-pickle"):
+        load_teacher(str(p))
+    assert not marker.exists()
+
+
+def test_full_module_pickle_needs_flag(tmp_path, net):
+    p = tmp_path / "full.pt"
+    torch.save(net, p)
+    with pytest.raises(ModelLoadError, match="pickled Python objects"):
+        load_teacher(str(p))
+    t = load_teacher(str(p), trust_pickle=True)
+    assert t.kind == "pickle" and _same(t.module, net)
+
+
+def test_missing_empty_corrupt_truncated(tmp_path, net):
+    with pytest.raises(ModelLoadError, match="not found"):
+        load_teacher(str(tmp_path / "nope.pt"))
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="empty"):
+        load_teacher(str(tmp_path / "empty.pt"))
+    (tmp_path / "junk.pt").write_bytes(os.urandom(4096))
+    with pytest.raises(ModelLoadError, match="corrupt or truncated"):
+        load_teacher(str(tmp_path / "junk.pt"))
+    good = save_checkpoint(tmp_path / "ck.pt", net, "resnet10t", 10)
+    data = good.read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError, match="corrupt or truncated"):
+        load_teacher(str(tmp_path / "trunc.pt"))
+
+
+def test_plain_pickle_of_a_list_is_not_a_model(tmp_path):
+    p = tmp_path / "list.pt"
+    torch.save([1, 2, 3], p)
+    with pytest.raises(ModelLoadError, match="neither a model nor a state dict"):
+        load_teacher(str(p))
+
+
+def test_check_teacher_class_and_shape_mismatch(net):
+    t = load_teacher("timm:resnet10t", num_classes=10)
+    check_teacher(t, (3, 32, 32), 10)
+    with pytest.raises(Exception, match="output classes do not match"):
+        check_teacher(t, (3, 32, 32), 5)
+    with pytest.raises(Exception, match="cannot run on input shape"):
+        check_teacher(t, (1, 32, 32), 10)
+
+
+def test_pickle_module_is_not_imported_for_weights_only(tmp_path):
+    # a pickle naming an unknown module must fail safely, not import anything
+    p = tmp_path / "x.pt"
+    payload = pickle.dumps(Evil(str(tmp_path / "m")))
+    p.write_bytes(payload)
+    with pytest.raises(ModelLoadError):
+        load_teacher(str(p))
+    assert not (tmp_path / "m").exists()
