@@ -29,7 +29,9 @@ class Budgets(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    latency_ms: float | None = Field(None, gt=0, description="Latency budget in ms at `percentile`.")
+    latency_ms: float | None = Field(
+        None, gt=0, description="Latency budget in ms at `percentile`."
+    )
     percentile: Literal[50, 90, 99] = Field(90, description="Latency percentile the budget binds.")
     max_accuracy_drop: float | None = Field(
         2.0, ge=0, le=100, description="Largest allowed top-1 drop vs the teacher, in points."
@@ -81,7 +83,7 @@ class CompressConfig(BaseModel):
 
 
 def build_config(model: type[BaseModel], values: dict[str, Any]) -> Any:
-    """Validate `values` into `model`, turning the first pydantic error into one ConfigError line."""
+    """Validate `values` into `model`; the first pydantic error becomes one ConfigError line."""
     try:
         return model(**values)
     except ValidationError as e:

@@ -19,8 +19,13 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 900) -> subproce
     """Run the real `edgekd` command line in a subprocess (no stdin)."""
     env = dict(os.environ, PYTHONWARNINGS="ignore", COLUMNS="200")
     return subprocess.run(
-        [sys.executable, "-m", "edgekd", *args], cwd=cwd or ROOT, env=env, text=True,
-        capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout,
+        [sys.executable, "-m", "edgekd", *args],
+        cwd=cwd or ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
     )
 
 
@@ -58,7 +63,9 @@ def digits_teacher(tmp_path_factory, train_teacher_module) -> Path:
     """A resnet18 trained 3 epochs on digits, saved as an edgekd checkpoint."""
     from edgekd.models import save_checkpoint
 
-    model, data, _ = train_teacher_module.train("resnet18", epochs=3, lr=3e-3, batch_size=64, seed=0)
+    model, data, _ = train_teacher_module.train(
+        "resnet18", epochs=3, lr=3e-3, batch_size=64, seed=0
+    )
     path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
     save_checkpoint(path, model, "resnet18", data.num_classes, data.input_shape)
     return path

@@ -16,12 +16,15 @@ def test_bad_input_shape_is_one_line_naming_the_flag(shape):
     assert e.value.one_line().startswith("invalid value for --input-shape")
 
 
-@pytest.mark.parametrize("field,value,flag", [
-    ("latency_ms", 0, "--latency-budget-ms"),
-    ("latency_ms", -1.0, "--latency-budget-ms"),
-    ("max_accuracy_drop", -0.5, "--max-accuracy-drop"),
-    ("max_model_mb", 0, "--max-model-mb"),
-])
+@pytest.mark.parametrize(
+    "field,value,flag",
+    [
+        ("latency_ms", 0, "--latency-budget-ms"),
+        ("latency_ms", -1.0, "--latency-budget-ms"),
+        ("max_accuracy_drop", -0.5, "--max-accuracy-drop"),
+        ("max_model_mb", 0, "--max-model-mb"),
+    ],
+)
 def test_non_positive_budgets_are_rejected(field, value, flag):
     with pytest.raises(ConfigError, match=flag):
         build_config(Budgets, {field: value})

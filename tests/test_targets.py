@@ -38,14 +38,22 @@ def test_user_yaml_by_path(tmp_path):
     assert get_target(str(_write(tmp_path, GOOD))).name == "dev"
 
 
-@pytest.mark.parametrize("text,needle", [
-    (GOOD + "bogus_key: 1\n", "bogus_key"),
-    (GOOD.replace("sources: {runtime: vendor page, precisions: vendor page}",
-                  "sources: {runtime: vendor page}"), "precisions"),
-    (GOOD.replace("[fp32]", "[fp64]"), "precisions"),
-    ("name: [unclosed\n", "not valid YAML"),
-    ("!!python/object/apply:os.system ['echo hi']\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        (GOOD + "bogus_key: 1\n", "bogus_key"),
+        (
+            GOOD.replace(
+                "sources: {runtime: vendor page, precisions: vendor page}",
+                "sources: {runtime: vendor page}",
+            ),
+            "precisions",
+        ),
+        (GOOD.replace("[fp32]", "[fp64]"), "precisions"),
+        ("name: [unclosed\n", "not valid YAML"),
+        ("!!python/object/apply:os.system ['echo hi']\n", "not valid YAML"),
+    ],
+)
 def test_malformed_profiles_give_one_line(tmp_path, text, needle):
     with pytest.raises(TargetError) as e:
         load_profile_file(_write(tmp_path, text))

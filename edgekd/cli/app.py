@@ -37,8 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         rv = app(args=argv, prog_name="edgekd", standalone_mode=False)
     except click_exceptions.UsageError as e:
         cmd = e.ctx.command_path if e.ctx else "edgekd"
-        sys.stderr.write(f"error: {' '.join(e.format_message().split())} "
-                         f"(see '{cmd} --help')\n")
+        sys.stderr.write(f"error: {' '.join(e.format_message().split())} (see '{cmd} --help')\n")
         sys.exit(1)
     except click_exceptions.Exit as e:
         sys.exit(e.exit_code)

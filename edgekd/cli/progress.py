@@ -46,9 +46,14 @@ class RichReporter(Reporter):
         if self.quiet or not self.console.is_terminal:
             return
         self._progress = Progress(
-            TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=self.console, transient=True,
+            TextColumn("  {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
         )
         self._progress.start()
         self._task = self._progress.add_task(
@@ -59,15 +64,19 @@ class RichReporter(Reporter):
     def step(self, phase: str, epoch: int, step: int, steps_per_epoch: int) -> None:
         if self._progress is not None:
             self._progress.update(
-                self._task, completed=epoch * steps_per_epoch + step,
+                self._task,
+                completed=epoch * steps_per_epoch + step,
                 description=f"{phase} epoch {epoch + 1}/{self._epochs}",
             )
 
     def epoch_end(self, phase: str, record: dict) -> None:
-        losses = " ".join(f"{k.removeprefix('loss_')} {v:.3f}" for k, v in record.items()
-                          if k.startswith("loss_"))
-        line = (f"  {phase} epoch {record['epoch']}: {losses}  val {record['val_acc']:.2f}%  "
-                f"({record['seconds']:.1f}s)")
+        losses = " ".join(
+            f"{k.removeprefix('loss_')} {v:.3f}" for k, v in record.items() if k.startswith("loss_")
+        )
+        line = (
+            f"  {phase} epoch {record['epoch']}: {losses}  val {record['val_acc']:.2f}%  "
+            f"({record['seconds']:.1f}s)"
+        )
         if self._progress is not None:
             self._progress.update(self._task, status=f"val {record['val_acc']:.2f}%")
             self._progress.console.print(line, highlight=False)

@@ -35,11 +35,15 @@ def factory_bundle(spec: str, input_shape: tuple[int, int, int] | None = None) -
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise DataError("cannot import data factory module", value=module_name, fix=str(e)) from None
+        raise DataError(
+            "cannot import data factory module", value=module_name, fix=str(e)
+        ) from None
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise DataError(
-            "data factory function not found", value=spec, fix=f"define {fn_name}() in {module_name}"
+            "data factory function not found",
+            value=spec,
+            fix=f"define {fn_name}() in {module_name}",
         )
     result = fn()
     extra: dict = {}

@@ -104,8 +104,12 @@ def folder_bundle(root: str | Path, input_shape: tuple[int, int, int] | None = N
         )
     c, h, w = input_shape or (3, DEFAULT_SIZE, DEFAULT_SIZE)
     if c not in (1, 3):
-        raise DataError("image folders give 1 or 3 channels", value=c, fix="use --input-shape 3,H,W")
-    to_c = [T.Grayscale(num_output_channels=1)] if c == 1 else [T.Lambda(lambda im: im.convert("RGB"))]
+        raise DataError(
+            "image folders give 1 or 3 channels", value=c, fix="use --input-shape 3,H,W"
+        )
+    to_c = (
+        [T.Grayscale(num_output_channels=1)] if c == 1 else [T.Lambda(lambda im: im.convert("RGB"))]
+    )
     norm = T.Normalize(IMAGENET_MEAN[:c], IMAGENET_STD[:c])
     eval_tf = T.Compose([*to_c, T.Resize((h, w)), T.ToTensor(), norm])
     train_tf = T.Compose(

@@ -149,7 +149,7 @@ def distill(
                 raise StageError(
                     f"training diverged at epoch {epoch + 1}, step {step + 1}",
                     value=f"{', '.join(bad)} is not finite",
-                    fix=f"lower the learning rate (now {cfg.lr}); last good checkpoint: {last_path}",
+                    fix=f"lower the learning rate (now {cfg.lr}); last good checkpoint {last_path}",
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -174,15 +174,28 @@ def distill(
             best_acc, best_epoch = val_acc, epoch + 1
             with atomic_path(best_path) as tmp:
                 torch.save(
-                    {"model": student.state_dict(), "epoch": epoch + 1, "val_acc": val_acc,
-                     "extra": extra, "key": key},
+                    {
+                        "model": student.state_dict(),
+                        "epoch": epoch + 1,
+                        "val_acc": val_acc,
+                        "extra": extra,
+                        "key": key,
+                    },
                     tmp,
                 )
         with atomic_path(last_path) as tmp:
             torch.save(
-                {"model": student.state_dict(), "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
-                 "best_val_acc": best_acc, "best_epoch": best_epoch, "extra": extra, "key": key},
+                {
+                    "model": student.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "best_val_acc": best_acc,
+                    "best_epoch": best_epoch,
+                    "extra": extra,
+                    "key": key,
+                },
                 tmp,
             )
         if on_epoch:

@@ -38,7 +38,9 @@ class ExportInfo:
 
     @property
     def qdq_pairs(self) -> int:
-        return min(self.op_counts.get("QuantizeLinear", 0), self.op_counts.get("DequantizeLinear", 0))
+        return min(
+            self.op_counts.get("QuantizeLinear", 0), self.op_counts.get("DequantizeLinear", 0)
+        )
 
 
 def _check(path: Path) -> ExportInfo:
@@ -47,7 +49,9 @@ def _check(path: Path) -> ExportInfo:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as e:
-        raise StageError("exported ONNX fails onnx.checker", value=str(e).splitlines()[0][:200])
+        raise StageError(
+            "exported ONNX fails onnx.checker", value=str(e).splitlines()[0][:200]
+        ) from None
     model = onnx.load(str(path), load_external_data=False)
     counts = Counter(n.op_type for n in model.graph.node)
     bad = sorted(FORBIDDEN_OPS & set(counts))
@@ -74,16 +78,26 @@ def export_onnx(
             with contextlib.redirect_stdout(io.StringIO()):
                 if program is not None:
                     torch.onnx.export(
-                        program, example, str(tmp), input_names=[INPUT_NAME],
-                        output_names=[OUTPUT_NAME], opset_version=max(opset, 18), dynamo=True,
+                        program,
+                        example,
+                        str(tmp),
+                        input_names=[INPUT_NAME],
+                        output_names=[OUTPUT_NAME],
+                        opset_version=max(opset, 18),
+                        dynamo=True,
                         external_data=False,
                     )
                 else:
                     if hasattr(model, "eval"):
                         model.eval()
                     torch.onnx.export(
-                        model, example, str(tmp), input_names=[INPUT_NAME],
-                        output_names=[OUTPUT_NAME], opset_version=opset, dynamo=False,
+                        model,
+                        example,
+                        str(tmp),
+                        input_names=[INPUT_NAME],
+                        output_names=[OUTPUT_NAME],
+                        opset_version=opset,
+                        dynamo=False,
                         dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                     )
         except StageError:

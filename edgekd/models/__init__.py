@@ -20,7 +20,9 @@ __all__ = [
 ]
 
 
-def check_teacher(teacher: LoadedModel, input_shape: tuple[int, int, int], num_classes: int) -> None:
+def check_teacher(
+    teacher: LoadedModel, input_shape: tuple[int, int, int], num_classes: int
+) -> None:
     """Run the teacher on a dummy batch: it must return logits [N, num_classes]."""
     try:
         with torch.no_grad():

@@ -192,7 +192,9 @@ def load_teacher(
     n_cls = _infer_num_classes(sd) or num_classes
     m = create_timm(arch, n_cls)
     _load_state_dict(m, sd, arch, str(path))
-    return LoadedModel(m.eval(), kind, str(path), arch=arch, num_classes=n_cls, input_shape=input_shape)
+    return LoadedModel(
+        m.eval(), kind, str(path), arch=arch, num_classes=n_cls, input_shape=input_shape
+    )
 
 
 def _load_trusted_pickle(path: Path) -> Any:

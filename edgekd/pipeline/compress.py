@@ -1,4 +1,4 @@
-"""The compress chain: teacher -> distill -> quantize (QAT) -> export -> build -> validate -> report.
+"""The compress chain: teacher -> distill -> quantize -> export -> build -> validate -> report.
 
 Each stage reads its inputs from files in the run directory and records its outputs' hashes,
 so `resume=True` skips every stage whose inputs are unchanged and re-runs the rest.
@@ -37,7 +37,7 @@ from edgekd.pipeline.rundir import RunDir
 from edgekd.pipeline.select import select_variant
 from edgekd.pipeline.stages import StageRunner
 from edgekd.report import write_reports
-from edgekd.targets import TargetProfile, get_target
+from edgekd.targets import get_target
 
 
 @dataclass
@@ -104,11 +104,8 @@ def compress(
             fix="use an onnxruntime target such as host",
         )
     budgets = budgets or cfg.budgets
-    run = RunDir(cfg.out)
-    run.prepare(resume=cfg.resume, force=cfg.force)
     t_start = time.perf_counter()
 
-    rep.message("loading teacher and data")
     teacher, data = _teacher_and_data(cfg)
     torch.manual_seed(cfg.seed)
     student_name = cfg.student
@@ -116,8 +113,21 @@ def compress(
     teacher_params = count_params(teacher.module)
     if student_name == "auto":
         student_name, auto_sizes = pick_auto_student(teacher_params, data.num_classes)
-        rep.message(f"student auto -> {student_name} (fixed list, by parameter count)")
     build_student(student_name, data.num_classes, data.input_shape)  # fail fast on a bad name
+    # every input is checked before the run directory is touched
+    run = RunDir(cfg.out)
+    run.prepare(resume=cfg.resume, force=cfg.force)
+    # nothing is printed before the inputs are known good: bad input gets exactly one line
+    rep.message(
+        f"teacher {teacher.kind} ({teacher_params / 1e6:.2f}M params), data "
+        f"{data.name}: {len(data.train)} train / {len(data.val)} val, "
+        f"{data.num_classes} classes, input {'x'.join(map(str, data.input_shape))}"
+    )
+    if auto_sizes:
+        rep.message(
+            f"student auto -> {student_name} (largest of a fixed list with at most 1/16 "
+            "of the teacher's parameters; no architecture search yet)"
+        )
 
     manifest = Manifest.load(run.root) if cfg.resume else Manifest(run.root)
     manifest.run = {
@@ -138,20 +148,29 @@ def compress(
     def teacher_stage(key: str):
         info = export_onnx(teacher.module, teacher_onnx, shape, program=teacher.program)
         return [teacher_onnx], {
-            "kind": teacher.kind, "arch": teacher.arch, "params": teacher_params,
-            "onnx_opset": info.opset, "summary": f"{teacher.kind}, {teacher_params / 1e6:.2f}M params",
+            "kind": teacher.kind,
+            "arch": teacher.arch,
+            "params": teacher_params,
+            "onnx_opset": info.opset,
+            "summary": f"{teacher.kind}, {teacher_params / 1e6:.2f}M params",
         }
 
     t_info = runner.run(
-        "teacher", "export the teacher to ONNX (FP32 reference)",
+        "teacher",
+        "export the teacher to ONNX (FP32 reference)",
         {"teacher": teacher_sha, "arch": teacher.arch, "shape": shape, "data": data.fingerprint},
         teacher_stage,
     )
 
     # -- distill: KD from the teacher into the float student
     train_cfg = TrainConfig(
-        epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
-        seed=cfg.seed, loss="kd", loss_args={"temperature": cfg.temperature, "alpha": cfg.alpha},
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        loss="kd",
+        loss_args={"temperature": cfg.temperature, "alpha": cfg.alpha},
     )
     steps = math.ceil(len(data.train) / cfg.batch_size)
 
@@ -160,30 +179,50 @@ def compress(
         student = build_student(student_name, data.num_classes, shape)
         rep.epochs_start("distill", cfg.epochs, steps)
         res = distill(
-            student, teacher.module, data, train_cfg, run / "distill", resume=cfg.resume, key=key,
+            student,
+            teacher.module,
+            data,
+            train_cfg,
+            run / "distill",
+            resume=cfg.resume,
+            key=key,
             on_step=lambda e, s, n: rep.step("distill", e, s, n),
             on_epoch=lambda r: rep.epoch_end("distill", r),
         )
         hist = write_json(run / "distill/history.json", res.history)
         return [res.best_path, res.last_path, hist], {
-            "student": student_name, "params": count_params(student),
-            "best_val_acc": res.best_val_acc, "best_epoch": res.best_epoch,
-            "resumed_from_epoch": res.resumed_from_epoch, "history": res.history,
+            "student": student_name,
+            "params": count_params(student),
+            "best_val_acc": res.best_val_acc,
+            "best_epoch": res.best_epoch,
+            "resumed_from_epoch": res.resumed_from_epoch,
+            "history": res.history,
             "summary": f"{student_name}: best val {res.best_val_acc:.2f}% (epoch {res.best_epoch})",
         }
 
     d_info = runner.run(
-        "distill", f"distill into {student_name}",
-        {"teacher": teacher_sha, "data": data.fingerprint, "student": student_name,
-         "shape": shape, "train": asdict(train_cfg)},
+        "distill",
+        f"distill into {student_name}",
+        {
+            "teacher": teacher_sha,
+            "data": data.fingerprint,
+            "student": student_name,
+            "shape": shape,
+            "train": asdict(train_cfg),
+        },
         distill_stage,
     )
     best_fp32 = run / "distill/best.pt"
 
     # -- quantize: INT8 fake-quant (Model Optimizer), max calibration, then QAT with KD
     qat_cfg = TrainConfig(
-        epochs=cfg.qat_epochs, lr=cfg.qat_lr, weight_decay=cfg.weight_decay,
-        batch_size=cfg.batch_size, seed=cfg.seed + 1, loss="kd", schedule="cosine",
+        epochs=cfg.qat_epochs,
+        lr=cfg.qat_lr,
+        weight_decay=cfg.weight_decay,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed + 1,
+        loss="kd",
+        schedule="cosine",
         loss_args={"temperature": cfg.temperature, "alpha": cfg.alpha},
     )
     quant_ckpt = run / ("distill/qat_best.pt" if cfg.qat_epochs else "distill/ptq.pt")
@@ -195,20 +234,32 @@ def compress(
         calib = data.calibration_subset(cfg.calib_size, cfg.seed)
         student = quantize_int8(student, calib, batch_size=cfg.batch_size)
         ptq_acc, _ = evaluate_torch(student, data.val)
-        info = {"method": "max", "calib_size": len(calib), "quantizers": count_quantizers(student),
-                "ptq_val_acc": ptq_acc}
+        info = {
+            "method": "max",
+            "calib_size": len(calib),
+            "quantizers": count_quantizers(student),
+            "ptq_val_acc": ptq_acc,
+        }
         outputs: list[Path] = []
         if cfg.qat_epochs:
             rep.epochs_start("qat", cfg.qat_epochs, steps)
             res = distill(
-                student, teacher.module, data, qat_cfg, run / "distill", prefix="qat_",
-                resume=cfg.resume, key=key, extra_state=lambda: quantizer_state(student),
+                student,
+                teacher.module,
+                data,
+                qat_cfg,
+                run / "distill",
+                prefix="qat_",
+                resume=cfg.resume,
+                key=key,
+                extra_state=lambda: quantizer_state(student),
                 on_step=lambda e, s, n: rep.step("qat", e, s, n),
                 on_epoch=lambda r: rep.epoch_end("qat", r),
             )
             outputs += [res.best_path, res.last_path]
-            info.update(qat_val_acc=res.best_val_acc, qat_best_epoch=res.best_epoch,
-                        history=res.history)
+            info.update(
+                qat_val_acc=res.best_val_acc, qat_best_epoch=res.best_epoch, history=res.history
+            )
         else:
             with atomic_path(quant_ckpt) as tmp:
                 torch.save({"model": student.state_dict(), "extra": quantizer_state(student)}, tmp)
@@ -218,9 +269,15 @@ def compress(
         return outputs, info
 
     q_info = runner.run(
-        "quantize", "INT8 calibration and quantization-aware training (Model Optimizer)",
-        {"fp32": sha256_file(best_fp32), "calib_size": cfg.calib_size, "seed": cfg.seed,
-         "qat": asdict(qat_cfg), "data": data.fingerprint},
+        "quantize",
+        "INT8 calibration and quantization-aware training (Model Optimizer)",
+        {
+            "fp32": sha256_file(best_fp32),
+            "calib_size": cfg.calib_size,
+            "seed": cfg.seed,
+            "qat": asdict(qat_cfg),
+            "data": data.fingerprint,
+        },
         quant_stage,
     )
 
@@ -239,35 +296,50 @@ def compress(
         )
         e8 = export_onnx(qmodel, int8_onnx, shape)
         _, logits8 = evaluate_torch(qmodel, data.val)
-        par = {"fp32": parity(fp32_onnx, logits32, data.val), "int8": parity(int8_onnx, logits8, data.val)}
+        par = {
+            "fp32": parity(fp32_onnx, logits32, data.val),
+            "int8": parity(int8_onnx, logits8, data.val),
+        }
         return [fp32_onnx, int8_onnx], {
-            "opset": e8.opset, "qdq_pairs": e8.qdq_pairs, "ops_int8": e8.op_counts,
-            "ops_fp32": e32.op_counts, "parity": par,
+            "opset": e8.opset,
+            "qdq_pairs": e8.qdq_pairs,
+            "ops_int8": e8.op_counts,
+            "ops_fp32": e32.op_counts,
+            "parity": par,
             "summary": f"opset {e8.opset}, {e8.qdq_pairs} Q/DQ pairs, ORT/torch top-1 agreement "
             f"{par['int8']['top1_agreement']:.2f}% (int8)",
         }
 
     e_info = runner.run(
-        "export", "export ONNX (FP32 and INT8 Q/DQ) and check parity",
-        {"fp32": sha256_file(best_fp32), "quant": sha256_file(quant_ckpt), "opset": DEFAULT_OPSET,
-         "shape": shape},
+        "export",
+        "export ONNX (FP32 and INT8 Q/DQ) and check parity",
+        {
+            "fp32": sha256_file(best_fp32),
+            "quant": sha256_file(quant_ckpt),
+            "opset": DEFAULT_OPSET,
+            "shape": shape,
+        },
         export_stage,
     )
 
     # -- build: ONNX Runtime artifacts for the target's precisions
-    variants = {p: src for p, src in (("fp32", fp32_onnx), ("int8", int8_onnx))
-                if p in target.precisions}
+    variants = {
+        p: src for p, src in (("fp32", fp32_onnx), ("int8", int8_onnx)) if p in target.precisions
+    }
 
     def build_stage(key: str):
-        arts = {p: ort_backend.compile_model(src, run / f"build/student-{p}.ort.onnx", p, target.name)
-                for p, src in variants.items()}
+        arts = {
+            p: ort_backend.compile_model(src, run / f"build/student-{p}.ort.onnx", p, target.name)
+            for p, src in variants.items()
+        }
         return [a.path for a in arts.values()], {
             "artifacts": {p: {**a.to_dict(), "path": _rel(run, a.path)} for p, a in arts.items()},
             "summary": ", ".join(f"{p} {a.size_mb:.2f} MB" for p, a in arts.items()),
         }
 
     b_info = runner.run(
-        "build", f"build {target.runtime} artifacts ({', '.join(variants)})",
+        "build",
+        f"build {target.runtime} artifacts ({', '.join(variants)})",
         {p: sha256_file(s) for p, s in variants.items()} | {"target": target.model_dump()},
         build_stage,
     )
@@ -285,10 +357,12 @@ def compress(
         t_pred = t_logits.argmax(1)
         prof = dict(threads=threads, warmup=cfg.latency_warmup, iters=cfg.latency_iters)
         teacher_m = {
-            "path": _rel(run, teacher_onnx), "precision": "fp32",
+            "path": _rel(run, teacher_onnx),
+            "precision": "fp32",
             "accuracy": float((t_pred == y).mean() * 100),
             "latency": ort_backend.profile(teacher_onnx, shape, **prof).to_dict(),
-            "size_mb": teacher_onnx.stat().st_size / 1e6, "params": teacher_params,
+            "size_mb": teacher_onnx.stat().st_size / 1e6,
+            "params": teacher_params,
         }
         arts = {}
         for p, a in b_info["artifacts"].items():
@@ -297,7 +371,10 @@ def compress(
             logits = ort_backend.predict(path, data.val, threads=threads)
             pred = logits.argmax(1)
             arts[p] = {
-                "path": a["path"], "precision": p, "sha256": a["sha256"], "size_mb": a["size_mb"],
+                "path": a["path"],
+                "precision": p,
+                "sha256": a["sha256"],
+                "size_mb": a["size_mb"],
                 "accuracy": float((pred == y).mean() * 100),
                 "agreement": float((pred == t_pred).mean() * 100),
                 "latency": ort_backend.profile(path, shape, **prof).to_dict(),
@@ -306,22 +383,37 @@ def compress(
         with atomic_path(final_path) as tmp:
             shutil.copyfile(run / arts[choice]["path"], tmp)
         metrics = {
-            "val_samples": int(len(y)), "teacher": teacher_m, "student": arts,
-            "selected": choice, "selection_reason": reason,
-            "artifact": {**arts[choice], "path": _rel(run, final_path),
-                         "sha256": sha256_file(final_path)},
+            "val_samples": int(len(y)),
+            "teacher": teacher_m,
+            "student": arts,
+            "selected": choice,
+            "selection_reason": reason,
+            "artifact": {
+                **arts[choice],
+                "path": _rel(run, final_path),
+                "sha256": sha256_file(final_path),
+            },
             "latency_source": f"measured on this machine ({target.name})",
         }
         write_json(metrics_path, metrics)
         speed = teacher_m["latency"]["p90_ms"] / arts[choice]["latency"]["p90_ms"]
-        metrics["summary"] = (f"{choice}: {arts[choice]['accuracy']:.2f}% (teacher "
-                              f"{teacher_m['accuracy']:.2f}%), {speed:.1f}x faster at p90")
+        metrics["summary"] = (
+            f"{choice}: {arts[choice]['accuracy']:.2f}% (teacher "
+            f"{teacher_m['accuracy']:.2f}%), {speed:.1f}x faster at p90"
+        )
         return [metrics_path, final_path], metrics
 
     v_info = runner.run(
-        "validate", "validate accuracy and latency of every artifact",
-        {"teacher": sha256_file(teacher_onnx), "threads": threads, "data": data.fingerprint,
-         "warmup": cfg.latency_warmup, "iters": cfg.latency_iters, "budgets": budgets.model_dump()}
+        "validate",
+        "validate accuracy and latency of every artifact",
+        {
+            "teacher": sha256_file(teacher_onnx),
+            "threads": threads,
+            "data": data.fingerprint,
+            "warmup": cfg.latency_warmup,
+            "iters": cfg.latency_iters,
+            "budgets": budgets.model_dump(),
+        }
         | {p: a["sha256"] for p, a in b_info["artifacts"].items()},
         validate_stage,
     )
@@ -330,9 +422,17 @@ def compress(
     manifest.run["stages_ran"], manifest.run["stages_reused"] = runner.ran, runner.reused
     manifest.save()
     report, exit_code = write_reports(
-        run.root, manifest=manifest, target=target, budgets=budgets, data=data,
-        teacher_info=t_info, distill_info=d_info, quant_info=q_info, export_info=e_info,
-        validate_info=v_info, auto_sizes=auto_sizes,
+        run.root,
+        manifest=manifest,
+        target=target,
+        budgets=budgets,
+        data=data,
+        teacher_info=t_info,
+        distill_info=d_info,
+        quant_info=q_info,
+        export_info=e_info,
+        validate_info=v_info,
+        auto_sizes=auto_sizes,
     )
     return CompressResult(run.root, run / "report.json", report, exit_code)
 

@@ -12,8 +12,17 @@ from edgekd.pipeline.manifest import MANIFEST_NAME
 
 # Everything edgekd writes in a run directory; --force removes only these.
 OWNED = (
-    "search", "distill", "export", "build", "validate", MANIFEST_NAME,
-    "report.json", "report.md", "report.html", "junit.xml", "edgekd.log",
+    "search",
+    "distill",
+    "export",
+    "build",
+    "validate",
+    MANIFEST_NAME,
+    "report.json",
+    "report.md",
+    "report.html",
+    "junit.xml",
+    "edgekd.log",
 )
 
 

@@ -21,7 +21,8 @@ def select_variant(
         return variants[p]["latency"][key]
 
     drop_ok = [
-        p for p, v in variants.items()
+        p
+        for p, v in variants.items()
         if budgets.max_accuracy_drop is None
         or teacher_accuracy - v["accuracy"] <= budgets.max_accuracy_drop
     ]

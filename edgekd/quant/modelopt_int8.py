@@ -32,7 +32,9 @@ def _mtq():
     return mtq
 
 
-def quantize_int8(model: nn.Module, calib_ds, batch_size: int = 64, method: str = "max") -> nn.Module:
+def quantize_int8(
+    model: nn.Module, calib_ds, batch_size: int = 64, method: str = "max"
+) -> nn.Module:
     """Insert INT8 fake-quant nodes into `model` and calibrate them on `calib_ds` (in place)."""
     if method not in CALIB_METHODS:
         raise ConfigError("unknown calibration method", value=repr(method), valid=CALIB_METHODS)

@@ -17,29 +17,55 @@ def judge(budgets: Budgets, teacher_acc: float, artifact: dict) -> Verdict:
     gates: list[Gate] = []
     if budgets.max_accuracy_drop is not None:
         drop = teacher_acc - artifact["accuracy"]
-        gates.append(Gate(
-            name="accuracy", passed=drop <= budgets.max_accuracy_drop, value=drop,
-            limit=budgets.max_accuracy_drop, unit="points",
-            detail=f"top-1 {artifact['accuracy']:.2f}% vs teacher {teacher_acc:.2f}%",
-        ))
+        gates.append(
+            Gate(
+                name="accuracy",
+                passed=drop <= budgets.max_accuracy_drop,
+                value=drop,
+                limit=budgets.max_accuracy_drop,
+                unit="points",
+                detail=f"top-1 {artifact['accuracy']:.2f}% vs teacher {teacher_acc:.2f}%",
+            )
+        )
     if budgets.latency_ms is not None:
         lat = artifact["latency"][f"p{budgets.percentile}_ms"]
-        gates.append(Gate(
-            name="latency", passed=lat <= budgets.latency_ms, value=lat, limit=budgets.latency_ms,
-            unit="ms", detail=f"p{budgets.percentile} at {artifact['latency']['threads']} thread(s)",
-        ))
+        gates.append(
+            Gate(
+                name="latency",
+                passed=lat <= budgets.latency_ms,
+                value=lat,
+                limit=budgets.latency_ms,
+                unit="ms",
+                detail=f"p{budgets.percentile} at {artifact['latency']['threads']} thread(s)",
+            )
+        )
     if budgets.max_model_mb is not None:
-        gates.append(Gate(
-            name="size", passed=artifact["size_mb"] <= budgets.max_model_mb,
-            value=artifact["size_mb"], limit=budgets.max_model_mb, unit="MB", detail="on disk",
-        ))
+        gates.append(
+            Gate(
+                name="size",
+                passed=artifact["size_mb"] <= budgets.max_model_mb,
+                value=artifact["size_mb"],
+                limit=budgets.max_model_mb,
+                unit="MB",
+                detail="on disk",
+            )
+        )
     passed = all(g.passed for g in gates)
     return Verdict(passed=passed, exit_code=EXIT_OK if passed else EXIT_BUDGET_MISSED, gates=gates)
 
 
 def write_reports(
-    run_dir: Path, *, manifest, target, budgets: Budgets, data, teacher_info: dict,
-    distill_info: dict, quant_info: dict, export_info: dict, validate_info: dict,
+    run_dir: Path,
+    *,
+    manifest,
+    target,
+    budgets: Budgets,
+    data,
+    teacher_info: dict,
+    distill_info: dict,
+    quant_info: dict,
+    export_info: dict,
+    validate_info: dict,
     auto_sizes: dict,
 ) -> tuple[dict, int]:
     """Write report.json and report.md; return the report and the exit code."""
@@ -52,13 +78,22 @@ def write_reports(
         target=target.name,
         runtime=target.runtime,
         latency_source=v["latency_source"],
-        data={"name": data.name, "num_classes": data.num_classes, "input_shape": data.input_shape,
-              "train": len(data.train), "val": len(data.val), "fingerprint": data.fingerprint},
+        data={
+            "name": data.name,
+            "num_classes": data.num_classes,
+            "input_shape": data.input_shape,
+            "train": len(data.train),
+            "val": len(data.val),
+            "fingerprint": data.fingerprint,
+        },
         budgets=budgets.model_dump(),
         verdict=verdict,
         teacher={**teacher, "params": teacher_info["params"]},
-        student={"name": distill_info["student"], "params": distill_info["params"],
-                 "auto_candidates": auto_sizes},
+        student={
+            "name": distill_info["student"],
+            "params": distill_info["params"],
+            "auto_candidates": auto_sizes,
+        },
         variants=v["student"],
         artifact=art,
         selection_reason=v["selection_reason"],
@@ -69,9 +104,15 @@ def write_reports(
         export={k: export_info[k] for k in ("opset", "qdq_pairs", "ops_int8")},
         parity=export_info["parity"],
         environment=manifest.run["versions"] | {"seed": manifest.run["seed"]},
-        stages=[{"name": s.name, "status": s.status, "wall_s": s.wall_s,
-                 "reused": s.name in manifest.run.get("stages_reused", [])}
-                for s in manifest.stages.values()],
+        stages=[
+            {
+                "name": s.name,
+                "status": s.status,
+                "wall_s": s.wall_s,
+                "reused": s.name in manifest.run.get("stages_reused", []),
+            }
+            for s in manifest.stages.values()
+        ],
         wall_s=manifest.run.get("wall_s", 0.0),
     ).model_dump(mode="json")
     write_json(run_dir / "report.json", report)
@@ -99,8 +140,10 @@ def render_markdown(r: dict) -> str:
         "|---|---|---|---|",
     ]
     for g in v["gates"]:
-        lines.append(f"| {g['name']} ({g['detail']}) | {g['value']:.3f} {g['unit']} | "
-                     f"{g['limit']} {g['unit']} | {'pass' if g['passed'] else 'FAIL'} |")
+        lines.append(
+            f"| {g['name']} ({g['detail']}) | {g['value']:.3f} {g['unit']} | "
+            f"{g['limit']} {g['unit']} | {'pass' if g['passed'] else 'FAIL'} |"
+        )
     if not v["gates"]:
         lines.append("| (no budgets set) | | | |")
     lines += [
@@ -112,8 +155,10 @@ def render_markdown(r: dict) -> str:
     ]
     for p, m in r["variants"].items():
         mark = " (shipped)" if p == r["artifact"]["precision"] else ""
-        lines.append(f"| {r['student']['name']}{mark} | {p} | {m['accuracy']:.2f} | "
-                     f"{m['agreement']:.2f} | {_lat(m)} | {m['size_mb']:.2f} |")
+        lines.append(
+            f"| {r['student']['name']}{mark} | {p} | {m['accuracy']:.2f} | "
+            f"{m['agreement']:.2f} | {_lat(m)} | {m['size_mb']:.2f} |"
+        )
     lines += [
         "",
         f"**Artifact**: `{r['artifact']['path']}` ({r['artifact']['precision']}, "
@@ -124,14 +169,19 @@ def render_markdown(r: dict) -> str:
         f"**Why this precision**: {r['selection_reason']}.",
         "",
         "**Parity** (ONNX Runtime vs torch on val): "
-        + "; ".join(f"{p}: top-1 agreement {x['top1_agreement']:.2f}%, max |diff| "
-                    f"{x['max_abs_diff']:.2e}" for p, x in r["parity"].items()),
+        + "; ".join(
+            f"{p}: top-1 agreement {x['top1_agreement']:.2f}%, max |diff| {x['max_abs_diff']:.2e}"
+            for p, x in r["parity"].items()
+        ),
         "",
         f"**Quantization**: Model Optimizer INT8, {r['quantization'].get('method')} calibration on "
         f"{r['quantization'].get('calib_size')} images, PTQ val "
         f"{r['quantization'].get('ptq_val_acc', float('nan')):.2f}%"
-        + (f", QAT val {r['quantization']['qat_val_acc']:.2f}%" if "qat_val_acc" in r["quantization"]
-           else ""),
+        + (
+            f", QAT val {r['quantization']['qat_val_acc']:.2f}%"
+            if "qat_val_acc" in r["quantization"]
+            else ""
+        ),
         "",
         "**Environment**: " + ", ".join(f"{k} {val}" for k, val in r["environment"].items()),
         "",

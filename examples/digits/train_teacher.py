@@ -61,8 +61,13 @@ def main() -> None:
     t0 = time.perf_counter()
     model, data, history = train(args.arch, args.epochs, args.lr, args.batch_size, args.seed)
     save_checkpoint(args.out, model, args.arch, data.num_classes, data.input_shape)
-    summary = {"arch": args.arch, "val_acc": history[-1]["val_acc"], "epochs": args.epochs,
-               "seconds": time.perf_counter() - t0, "history": history}
+    summary = {
+        "arch": args.arch,
+        "val_acc": history[-1]["val_acc"],
+        "epochs": args.epochs,
+        "seconds": time.perf_counter() - t0,
+        "history": history,
+    }
     write_json(args.out.with_suffix(".json"), summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
     print(f"teacher saved to {args.out}")

@@ -39,12 +39,15 @@ def test_val_with_fewer_classes_keeps_train_indices(tmp_path):
     assert sorted(set(y.tolist())) == [1, 2]  # b -> 1, c -> 2 as in train
 
 
-@pytest.mark.parametrize("breakage,needle", [
-    ("no_train", "no train/ subfolder"),
-    ("empty_train", "no images found in the train/"),
-    ("one_class", "only one class"),
-    ("extra_val_class", "val/ has classes that train/ lacks"),
-])
+@pytest.mark.parametrize(
+    "breakage,needle",
+    [
+        ("no_train", "no train/ subfolder"),
+        ("empty_train", "no images found in the train/"),
+        ("one_class", "only one class"),
+        ("extra_val_class", "val/ has classes that train/ lacks"),
+    ],
+)
 def test_bad_folders(tmp_path, breakage, needle):
     import shutil
 

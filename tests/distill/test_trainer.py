@@ -14,9 +14,13 @@ from edgekd.models import create_timm
 def small(digits):
     """A 256-image slice of digits, to keep training tests fast."""
     return DataBundle(
-        name="digits-small", train=Subset(digits.train, range(256)),
-        val=Subset(digits.val, range(128)), calib_source=digits.calib_source,
-        num_classes=10, input_shape=(3, 32, 32), class_names=digits.class_names,
+        name="digits-small",
+        train=Subset(digits.train, range(256)),
+        val=Subset(digits.val, range(128)),
+        calib_source=digits.calib_source,
+        num_classes=10,
+        input_shape=(3, 32, 32),
+        class_names=digits.class_names,
         fingerprint="small",
     )
 
@@ -58,8 +62,9 @@ def test_resume_matches_uninterrupted_run(tmp_path, small):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        distill(part, _teacher(), small, cfg1, tmp_path / "b", key="k",
-                on_epoch=crash_after_first_epoch)
+        distill(
+            part, _teacher(), small, cfg1, tmp_path / "b", key="k", on_epoch=crash_after_first_epoch
+        )
     resumed = _student(seed=99)  # different init: everything must come from the checkpoint
     res = distill(resumed, _teacher(), small, cfg1, tmp_path / "b", key="k", resume=True)
     assert res.resumed_from_epoch == 1 and steps > 0
@@ -70,8 +75,15 @@ def test_resume_matches_uninterrupted_run(tmp_path, small):
 
 def test_resume_ignores_checkpoint_of_other_inputs(tmp_path, small):
     distill(_student(), _teacher(), small, TrainConfig(epochs=1, lr=5e-3), tmp_path, key="old")
-    res = distill(_student(), _teacher(), small, TrainConfig(epochs=1, lr=5e-3), tmp_path,
-                  key="new", resume=True)
+    res = distill(
+        _student(),
+        _teacher(),
+        small,
+        TrainConfig(epochs=1, lr=5e-3),
+        tmp_path,
+        key="new",
+        resume=True,
+    )
     assert res.resumed_from_epoch == 0
 
 

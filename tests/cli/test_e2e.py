@@ -1,0 +1,202 @@
+"""The real `edgekd` command in a subprocess, end to end on digits with a tiny budget."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+from edgekd._io import sha256_file
+from tests.conftest import assert_one_line_error, run_cli
+from tests.data.test_folder import make_folder
+
+FAST = [
+    "--epochs",
+    "1",
+    "--qat-epochs",
+    "1",
+    "--latency-warmup",
+    "5",
+    "--latency-iters",
+    "20",
+    "--calib-size",
+    "64",
+    "--quiet",
+]
+
+
+@pytest.fixture(scope="module")
+def demo_run(digits_teacher, tmp_path_factory):
+    out = tmp_path_factory.mktemp("e2e") / "run"
+    proc = run_cli(
+        "compress",
+        str(digits_teacher),
+        "--data",
+        "digits",
+        "--target",
+        "host",
+        "--out",
+        str(out),
+        "--max-accuracy-drop",
+        "100",
+        *FAST,
+    )
+    return out, proc
+
+
+def test_compress_exit_0_and_prints_paths(demo_run):
+    out, proc = demo_run
+    assert proc.returncode == 0, proc.stderr
+    assert f"report: {out / 'report.json'}" in proc.stdout
+    assert "artifact: " in proc.stdout and "verdict: PASS" in proc.stdout
+
+
+def test_report_holds_accuracies_latencies_sizes_and_artifact(demo_run):
+    out, _ = demo_run
+    r = json.loads((out / "report.json").read_text())
+    assert r["target"] == "host" and r["student"]["name"] == "mobilenetv3_small_050"
+    for m in [r["teacher"], r["artifact"], *r["variants"].values()]:
+        assert 0 <= m["accuracy"] <= 100
+        lat = m["latency"]
+        assert 0 < lat["min_ms"] <= lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"]
+        assert lat["threads"] == 1 and lat["iters"] == 20 and lat["warmup"] == 5
+        assert m["size_mb"] > 0
+    assert set(r["variants"]) == {"fp32", "int8"}
+    art = out / r["artifact"]["path"]
+    assert art.exists() and sha256_file(art) == r["artifact"]["sha256"]
+    onnx.checker.check_model(str(art))
+    assert r["parity"]["int8"]["samples"] == 360
+    assert r["verdict"]["passed"] and r["verdict"]["exit_code"] == 0
+    assert (out / "report.md").read_text().startswith("# edgekd report")
+
+
+def test_run_directory_and_manifest(demo_run):
+    out, _ = demo_run
+    for rel in [
+        "distill/best.pt",
+        "distill/last.pt",
+        "distill/history.json",
+        "distill/qat_best.pt",
+        "export/model.onnx",
+        "export/model-fp32.onnx",
+        "export/teacher.onnx",
+        "build/model.ort.onnx",
+        "validate/metrics.json",
+    ]:
+        assert (out / rel).is_file(), rel
+    m = json.loads((out / "manifest.json").read_text())
+    names = [s["name"] for s in m["stages"]]
+    assert names == ["teacher", "distill", "quantize", "export", "build", "validate"]
+    for s in m["stages"]:
+        assert s["status"] == "finished" and s["wall_s"] >= 0
+        for rel, digest in s["outputs"].items():
+            assert sha256_file(out / rel) == digest
+    assert m["run"]["seed"] == 0 and "torch" in m["run"]["versions"]
+    # the Q/DQ export is opset 17 with Q/DQ pairs and no integer-op forms
+    q = onnx.load(str(out / "export/model.onnx"))
+    ops = {n.op_type for n in q.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "QLinearConv" not in ops
+    assert next(o.version for o in q.opset_import if o.domain in ("", "ai.onnx")) == 17
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_rerun_without_resume_refuses(demo_run, digits_teacher):
+    out, _ = demo_run
+    proc = run_cli("compress", str(digits_teacher), "--out", str(out), *FAST)
+    assert_one_line_error(proc, "already holds a run", "--resume")
+
+
+def test_resume_reuses_every_stage_then_budget_miss_exits_2(demo_run, digits_teacher):
+    out, _ = demo_run
+    before = json.loads((out / "report.json").read_text())
+    proc = run_cli(
+        "compress",
+        str(digits_teacher),
+        "--out",
+        str(out),
+        "--resume",
+        "--max-accuracy-drop",
+        "100",
+        *FAST,
+    )
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["run"]["stages_ran"] == [] and len(m["run"]["stages_reused"]) == 6
+    after = json.loads((out / "report.json").read_text())
+    assert after["artifact"]["sha256"] == before["artifact"]["sha256"]
+    # an impossible latency budget: only validation re-runs, and the run exits 2
+    proc = run_cli(
+        "compress",
+        str(digits_teacher),
+        "--out",
+        str(out),
+        "--resume",
+        "--max-accuracy-drop",
+        "100",
+        "--latency-budget-ms",
+        "0.000001",
+        *FAST,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "BUDGET MISSED" in proc.stdout and "latency" in proc.stdout
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["run"]["stages_ran"] == ["validate"]
+    r = json.loads((out / "report.json").read_text())
+    gate = next(g for g in r["verdict"]["gates"] if g["name"] == "latency")
+    assert not gate["passed"] and r["verdict"]["exit_code"] == 2
+
+
+def test_image_folder_timm_teacher_explicit_student_ptq_only(tmp_path):
+    data = make_folder(tmp_path / "imgs", classes=("a", "b", "c"), per_class=6, size=20)
+    out = tmp_path / "run"
+    proc = run_cli(
+        "compress",
+        "timm:resnet10t",
+        "--data",
+        str(data),
+        "--input-shape",
+        "3,32,32",
+        "--student",
+        "lcnet_050",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--qat-epochs",
+        "0",
+        "--max-accuracy-drop",
+        "100",
+        "--latency-iters",
+        "10",
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((out / "report.json").read_text())
+    assert r["student"]["name"] == "lcnet_050" and r["data"]["num_classes"] == 3
+    assert (out / "distill/ptq.pt").exists() and "qat_val_acc" not in r["quantization"]
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["compress", "--bogus-flag"], ["no such option", "--bogus-flag"]),
+        (["compress"], ["missing argument"]),
+        (["compress", "/no/such/teacher.pt"], ["teacher file not found"]),
+        (["compress", "timm:resnet10t", "--target", "jetson-nanoo"], ["unknown target"]),
+    ],
+)
+def test_real_entry_point_bad_input_one_line(args, needles):
+    assert_one_line_error(run_cli(*args), *needles)
+
+
+def test_python_dash_m_and_console_script_agree():
+    exe = shutil.which("edgekd", path=str(Path(sys.executable).parent))
+    assert exe, "console script not installed"
+    import subprocess
+
+    out = subprocess.run([exe, "version"], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == run_cli("version").stdout.strip()

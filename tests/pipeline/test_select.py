@@ -1,0 +1,32 @@
+from edgekd.config import Budgets
+from edgekd.pipeline.select import select_variant
+
+
+def v(acc, p90, p50=None):
+    return {"accuracy": acc, "latency": {"p50_ms": p50 or p90, "p90_ms": p90, "p99_ms": p90}}
+
+
+def test_fastest_within_accuracy_budget_wins():
+    choice, why = select_variant({"fp32": v(99.0, 0.2), "int8": v(98.5, 0.1)}, 99.5, Budgets())
+    assert choice == "int8" and "fastest" in why
+
+
+def test_slower_int8_loses_and_the_report_says_why():
+    choice, why = select_variant({"fp32": v(99.0, 0.16), "int8": v(98.9, 0.8)}, 99.5, Budgets())
+    assert choice == "fp32" and "INT8 Q/DQ was slower" in why
+
+
+def test_faster_variant_over_accuracy_budget_is_rejected():
+    choice, why = select_variant({"fp32": v(99.0, 0.2), "int8": v(90.0, 0.1)}, 99.5, Budgets())
+    assert choice == "fp32" and "over the accuracy budget: int8" in why
+
+
+def test_none_within_budget_keeps_most_accurate():
+    choice, why = select_variant({"fp32": v(80.0, 0.2), "int8": v(85.0, 0.1)}, 99.5, Budgets())
+    assert choice == "int8" and "no variant within" in why
+
+
+def test_percentile_follows_the_budget():
+    vs = {"fp32": v(99, 0.3, p50=0.1), "int8": v(99, 0.2, p50=0.15)}
+    assert select_variant(vs, 99, Budgets(percentile=50))[0] == "fp32"
+    assert select_variant(vs, 99, Budgets(percentile=90))[0] == "int8"

@@ -1,0 +1,56 @@
+import pytest
+import torch
+from torch.utils.data import Subset
+
+from edgekd.errors import ConfigError
+from edgekd.models import create_timm
+from edgekd.quant import count_quantizers, quantize_int8, quantizer_state, restore_quantized
+
+
+@pytest.fixture(scope="module")
+def quantized(digits):
+    torch.manual_seed(0)
+    model = create_timm("resnet10t", 10)
+    return quantize_int8(model, Subset(digits.calib_source, range(64)), batch_size=32)
+
+
+def _quantizers(model):
+    return {n: m for n, m in model.named_modules() if type(m).__name__ == "TensorQuantizer"}
+
+
+def test_int8_default_config_weights_per_channel_activations_per_tensor(quantized):
+    qs = _quantizers(quantized)
+    w = qs["conv1.0.weight_quantizer"]
+    a = qs["conv1.0.input_quantizer"]
+    assert w.num_bits == 8 and a.num_bits == 8
+    assert w.axis == 0  # per output channel
+    assert a.axis is None  # per tensor
+    assert w.amax.numel() == quantized.conv1[0].out_channels
+    assert a.amax.numel() == 1 and float(a.amax) > 0
+    assert count_quantizers(quantized) > 0
+
+
+def test_calibrated_activation_range_is_the_max_seen(digits):
+    # max calibration: the first conv's input amax is max |x| over the calibration images
+    torch.manual_seed(0)
+    calib = Subset(digits.calib_source, range(64))
+    model = quantize_int8(create_timm("resnet10t", 10), calib)
+    xmax = max(float(digits.calib_source[i][0].abs().max()) for i in range(64))
+    amax = float(_quantizers(model)["conv1.0.input_quantizer"].amax)
+    assert amax == pytest.approx(xmax, rel=1e-6)
+
+
+def test_state_roundtrip_restores_identical_outputs(quantized, tmp_path):
+    p = tmp_path / "q.pt"
+    torch.save({"model": quantized.state_dict(), "extra": quantizer_state(quantized)}, p)
+    ck = torch.load(p, weights_only=True)  # our own checkpoints load without unpickling code
+    fresh = restore_quantized(create_timm("resnet10t", 10), ck["extra"], ck["model"])
+    x = torch.randn(4, 3, 32, 32)
+    quantized.eval()
+    with torch.no_grad():
+        assert torch.equal(fresh(x), quantized(x))
+
+
+def test_unknown_calibration_method(digits):
+    with pytest.raises(ConfigError, match="unknown calibration method"):
+        quantize_int8(create_timm("resnet10t", 10), digits.calib_source, method="entropyy")
