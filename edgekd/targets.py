@@ -48,12 +48,10 @@ class TargetProfile(BaseModel):
 
 
 def _profiles_dir() -> Path:
-    source_tree = Path(__file__).resolve().parent.parent / "targets"
-    if source_tree.is_dir():
-        return source_tree
-    from importlib.resources import files
-
-    return Path(str(files("edgekd.profiles")))
+    """targets/ in a source checkout; edgekd/profiles/ where a wheel installed them."""
+    here = Path(__file__).resolve().parent
+    source_tree = here.parent / "targets"
+    return source_tree if source_tree.is_dir() else here / "profiles"
 
 
 def load_profile_file(path: str | Path) -> TargetProfile:
