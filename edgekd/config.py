@@ -56,7 +56,7 @@ class CompressConfig(BaseModel):
     qat_epochs: int = Field(2, ge=0, le=10000, description="0 = post-training quantization only.")
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-2, gt=0)
-    qat_lr: float = Field(1e-3, gt=0)
+    qat_lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.05, ge=0)
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1, description="Weight of the KD term; 1-alpha on CE.")

@@ -61,7 +61,7 @@ def compress_command(
     ] = 2,
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 64,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, one-cycle).")] = 1e-2,
-    qat_lr: Annotated[float, typer.Option(help="QAT learning rate (cosine to 0).")] = 1e-3,
+    qat_lr: Annotated[float, typer.Option(help="QAT learning rate (cosine to 0).")] = 1e-4,
     temperature: Annotated[float, typer.Option(help="KD temperature T.")] = 4.0,
     alpha: Annotated[
         float, typer.Option(help="Weight of the KD term (1 - alpha weights cross-entropy).")

@@ -9,6 +9,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -32,6 +33,18 @@ class RichReporter(Reporter):
     def stage_start(self, name: str, description: str) -> None:
         self._t0[name] = time.perf_counter()
         self._print(f"[bold cyan]▶ {name}[/] {description}")
+        if self.quiet or not self.console.is_terminal:
+            return
+        # a live line per stage; training phases replace it with an epoch bar
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("  {task.description}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(name, total=None)
 
     def stage_end(self, name: str, summary: str, *, skipped: bool = False) -> None:
         self._close_bar()
@@ -84,7 +97,12 @@ class RichReporter(Reporter):
             self._print(line)
 
     def message(self, text: str) -> None:
-        self._print(f"[dim]  {text}[/]")
+        if self._progress is not None:
+            self._progress.update(self._task, description=text)
+        if not self.quiet:
+            (self._progress.console if self._progress else self.console).print(
+                f"[dim]  {text}[/]", highlight=False, soft_wrap=True
+            )
 
     def _close_bar(self) -> None:
         if self._progress is not None:

@@ -225,7 +225,7 @@ def compress(
         schedule="cosine",
         loss_args={"temperature": cfg.temperature, "alpha": cfg.alpha},
     )
-    quant_ckpt = run / ("distill/qat_best.pt" if cfg.qat_epochs else "distill/ptq.pt")
+    ptq_ckpt = run / "distill/ptq.pt"
 
     def quant_stage(key: str):
         from edgekd.quant import count_quantizers, quantize_int8, quantizer_state
@@ -239,8 +239,12 @@ def compress(
             "calib_size": len(calib),
             "quantizers": count_quantizers(student),
             "ptq_val_acc": ptq_acc,
+            "checkpoint": _rel(run, ptq_ckpt),
+            "kept": "ptq",
         }
-        outputs: list[Path] = []
+        with atomic_path(ptq_ckpt) as tmp:
+            torch.save({"model": student.state_dict(), "extra": quantizer_state(student)}, tmp)
+        outputs: list[Path] = [ptq_ckpt]
         if cfg.qat_epochs:
             rep.epochs_start("qat", cfg.qat_epochs, steps)
             res = distill(
@@ -260,12 +264,12 @@ def compress(
             info.update(
                 qat_val_acc=res.best_val_acc, qat_best_epoch=res.best_epoch, history=res.history
             )
-        else:
-            with atomic_path(quant_ckpt) as tmp:
-                torch.save({"model": student.state_dict(), "extra": quantizer_state(student)}, tmp)
-            outputs.append(quant_ckpt)
-        acc = info.get("qat_val_acc", ptq_acc)
-        info["summary"] = f"INT8 fake-quant val {acc:.2f}% (PTQ {ptq_acc:.2f}%)"
+            if res.best_val_acc >= ptq_acc:  # QAT must earn its place over calibration alone
+                info.update(checkpoint=_rel(run, res.best_path), kept="qat")
+        acc = max(ptq_acc, info.get("qat_val_acc", ptq_acc))
+        info["summary"] = (
+            f"INT8 fake-quant val {acc:.2f}% ({info['kept']} kept; PTQ {ptq_acc:.2f}%)"
+        )
         return outputs, info
 
     q_info = runner.run(
@@ -280,6 +284,7 @@ def compress(
         },
         quant_stage,
     )
+    quant_ckpt = run / q_info["checkpoint"]  # the better of PTQ and QAT on val
 
     # -- export: FP32 and Q/DQ INT8 ONNX, parity of ORT against torch on val
     fp32_onnx, int8_onnx = run / "export/model-fp32.onnx", run / "export/model.onnx"

@@ -181,7 +181,8 @@ def render_markdown(r: dict) -> str:
             f", QAT val {r['quantization']['qat_val_acc']:.2f}%"
             if "qat_val_acc" in r["quantization"]
             else ""
-        ),
+        )
+        + f" (torch fake-quant); {r['quantization'].get('kept', 'ptq').upper()} weights exported.",
         "",
         "**Environment**: " + ", ".join(f"{k} {val}" for k, val in r["environment"].items()),
         "",

@@ -178,6 +178,7 @@ def test_image_folder_timm_teacher_explicit_student_ptq_only(tmp_path):
     r = json.loads((out / "report.json").read_text())
     assert r["student"]["name"] == "lcnet_050" and r["data"]["num_classes"] == 3
     assert (out / "distill/ptq.pt").exists() and "qat_val_acc" not in r["quantization"]
+    assert r["quantization"]["kept"] == "ptq"
 
 
 @pytest.mark.parametrize(
