@@ -18,18 +18,59 @@ from edgekd.config import Budgets
 from edgekd.errors import TargetError
 
 Precision = Literal["fp32", "fp16", "int8"]
+OpClass = Literal["dense_conv", "depthwise_conv", "gemm", "elementwise"]
+OP_CLASSES: tuple[str, ...] = ("dense_conv", "depthwise_conv", "gemm", "elementwise")
+
+
+class CostModelParams(BaseModel):
+    """How far below peak the runtime runs each op class, and the fixed cost of one layer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    efficiency: dict[OpClass, float] = Field(
+        description="Fraction of peak ops reached per op class, 0 < e <= 1."
+    )
+    int8_efficiency_scale: float = Field(
+        1.0, gt=0, le=4, description="Extra factor on the INT8 efficiencies (INT8 kernels are "
+        "often further from their peak than float ones)."
+    )
+    layer_overhead_us: float = Field(ge=0, description="Fixed cost per executed layer, in us.")
+    bandwidth_efficiency: float = Field(
+        0.7, gt=0, le=1, description="Fraction of the memory bandwidth reached."
+    )
+
+    @model_validator(mode="after")
+    def _fractions(self) -> CostModelParams:
+        missing = sorted(set(OP_CLASSES) - set(self.efficiency))
+        if missing:
+            raise ValueError(f"efficiency has no entry for {', '.join(missing)}")
+        bad = {k: v for k, v in self.efficiency.items() if not 0 < v <= 1}
+        if bad:
+            raise ValueError(f"efficiency must lie in (0, 1], got {bad}")
+        return self
 
 
 class TargetProfile(BaseModel):
-    """One device: runtime, precisions and default budgets, each figure with its source."""
+    """One device: runtime, precisions, speeds and default budgets, each figure with a source."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     description: str
+    kind: Literal["gpu", "cpu"] = "cpu"
     runtime: Literal["onnxruntime", "tensorrt"]
     runtime_version: str
+    jetpack: str | None = None
+    compute_capability: str | None = None
     precisions: list[Precision] = Field(min_length=1)
+    peak_tops: dict[Precision, float] = Field(
+        default_factory=dict, description="Dense peak tera-ops/s per precision (FLOPs for float)."
+    )
+    memory_bandwidth_gbs: float | None = Field(None, gt=0)
+    memory_gb: float | None = Field(None, gt=0)
+    dla_cores: int = Field(0, ge=0)
+    cost_model: CostModelParams | None = None
+    fit: dict | None = Field(None, description="How the cost model was fitted, and its error.")
     measured: bool = Field(
         False, description="True when edgekd runs on this device and measures latency itself."
     )
@@ -39,12 +80,42 @@ class TargetProfile(BaseModel):
     sources: dict[str, str] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _every_figure_has_a_source(self) -> TargetProfile:
-        needed = {"runtime", "precisions"} | ({"threads"} if self.threads else set())
+    def _consistent_and_sourced(self) -> TargetProfile:
+        needed = {"runtime", "precisions"}
+        for key in ("threads", "compute_capability", "memory_bandwidth_gbs", "memory_gb",
+                    "cost_model", "peak_tops"):
+            if getattr(self, key):
+                needed.add(key)
+        if self.dla_cores:
+            needed.add("dla_cores")
         missing = sorted(needed - set(self.sources))
         if missing:
             raise ValueError(f"sources has no entry for {', '.join(missing)}")
+        bad_peaks = {p: v for p, v in self.peak_tops.items() if v <= 0}
+        if bad_peaks:
+            raise ValueError(f"peak_tops must be positive, got {bad_peaks}")
+        if self.cost_model is not None:
+            lacking = [p for p in self.precisions if p not in self.peak_tops]
+            if lacking or not self.memory_bandwidth_gbs:
+                raise ValueError(
+                    "a cost model needs peak_tops for every precision "
+                    f"(missing {', '.join(lacking) or 'none'}) and memory_bandwidth_gbs"
+                )
         return self
+
+    @property
+    def predicts(self) -> bool:
+        """True when latency on this target comes from the cost model rather than a clock."""
+        return not self.measured
+
+
+def user_profiles_dir() -> Path:
+    """Where calibrated profiles go: $EDGEKD_HOME/targets, else ~/.config/edgekd/targets."""
+    import os
+
+    home = os.environ.get("EDGEKD_HOME")
+    base = Path(home) if home else Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "edgekd"
+    return base / "targets"
 
 
 def _profiles_dir() -> Path:
@@ -94,6 +165,9 @@ def get_target(name_or_path: str) -> TargetProfile:
     """Resolve a target by name, alias, or path to a YAML file."""
     if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
         return load_profile_file(name_or_path)
+    user = user_profiles_dir() / f"{name_or_path}.yaml"
+    if user.is_file():  # a calibrated profile (edgekd profile --calibrate) wins
+        return load_profile_file(user)
     profiles = builtin_profiles()
     if name_or_path in profiles:
         return profiles[name_or_path]

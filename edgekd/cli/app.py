@@ -9,6 +9,8 @@ import typer
 from edgekd import __version__
 from edgekd.cli.compress import HELP as COMPRESS_HELP
 from edgekd.cli.compress import compress_command
+from edgekd.cli.profile import profile_command
+from edgekd.cli.targets import targets_app
 
 try:  # typer >= 0.20 vendors click as typer._click
     from typer._click import exceptions as click_exceptions
@@ -23,6 +25,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("compress", help=COMPRESS_HELP)(compress_command)
+app.command("profile")(profile_command)
+app.add_typer(targets_app, name="targets")
 
 
 @app.command("version")

@@ -1,0 +1,184 @@
+"""Fit a target's cost-model efficiencies to measured latencies (least squares on log latency).
+
+`calibrate_host()` measures a fixed, varied set of timm models on this machine with ONNX
+Runtime (FP32 and Model Optimizer INT8 Q/DQ), then fits the host profile's per-op-class
+efficiencies, INT8 scale, bandwidth efficiency and per-layer overhead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.latency.cost import layer_ms
+from edgekd.latency.graph import Layer, graph_layers, load_onnx
+from edgekd.targets import OP_CLASSES, CostModelParams, TargetProfile
+
+# varied families: residual, mobile (depthwise + SE), NAS, regnet, lcnet, ghost, convnext, vit
+CALIBRATION_MODELS = (
+    "resnet18", "mobilenetv3_large_100", "efficientnet_b0", "regnetx_004", "lcnet_100",
+    "ghostnet_100", "convnext_atto", "vit_tiny_patch16_224",
+)
+# a disjoint set, for checking the fit (benchmarks/latency_model.py)
+HELDOUT_MODELS = (
+    "resnet34", "mobilenetv3_small_100", "efficientnet_lite0", "regnetx_002", "lcnet_050",
+    "mobilenetv2_100", "convnext_femto", "resnet10t", "ghostnet_050", "deit_tiny_patch16_224",
+)
+CALIBRATION_SHAPE = (3, 128, 128)
+
+
+@dataclass
+class Sample:
+    """One model at one precision: its costed layers and its measured latency."""
+
+    model: str
+    precision: str
+    layers: list[Layer]
+    measured_ms: float
+    onnx_path: str = ""
+
+
+def export_timm(name: str, shape: tuple[int, int, int], out_dir: Path, int8: bool) -> Path:
+    """FP32 or Model Optimizer INT8 Q/DQ ONNX of a randomly initialised timm model."""
+    import timm
+    import torch
+
+    from edgekd.export import export_onnx
+
+    torch.manual_seed(0)
+    kwargs = {"img_size": shape[1]} if "patch16" in name else {}
+    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    path = out_dir / f"{name}-{'int8' if int8 else 'fp32'}.onnx"
+    if int8:
+        from torch.utils.data import TensorDataset
+
+        from edgekd.quant import quantize_int8
+
+        calib = TensorDataset(torch.randn(8, *shape), torch.zeros(8, dtype=torch.long))
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = quantize_int8(model, calib, batch_size=8)
+    export_onnx(model, path, shape)
+    return path
+
+
+def measure_samples(
+    names, target: TargetProfile, shape=CALIBRATION_SHAPE, threads: int = 1, warmup: int = 10,
+    iters: int = 40, workdir: Path | None = None, progress=None,
+) -> list[Sample]:
+    """Export, cost and time every model in `names` at FP32 and INT8 on this machine."""
+    from edgekd.backends import onnxruntime as ortb
+
+    out: list[Sample] = []
+    ctx = tempfile.TemporaryDirectory() if workdir is None else contextlib.nullcontext(workdir)
+    with ctx as d:
+        d = Path(d)
+        d.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            for prec in ("fp32", "int8"):
+                if prec not in target.precisions:
+                    continue
+                path = export_timm(name, shape, d, int8=prec == "int8")
+                layers = graph_layers(load_onnx(path), target.runtime)
+                rep = ortb.profile(path, shape, threads=threads, warmup=warmup, iters=iters)
+                out.append(Sample(name, prec, layers, rep.p50_ms, str(path)))
+                if progress:
+                    progress(f"  {name} {prec}: {rep.p50_ms:.2f} ms (p50, {threads} thread)")
+    return out
+
+
+_FIELDS = (*OP_CLASSES, "int8_efficiency_scale", "layer_overhead_us", "bandwidth_efficiency")
+_LOW = np.log([1e-4] * 4 + [0.05, 0.01, 0.05])
+_HIGH = np.log([1.0] * 4 + [4.0, 1000.0, 1.0])
+
+
+def _params(theta: np.ndarray) -> CostModelParams:
+    v = np.exp(theta)
+    return CostModelParams(
+        efficiency={c: float(min(v[i], 1.0)) for i, c in enumerate(OP_CLASSES)},
+        int8_efficiency_scale=float(min(v[4], 4.0)), layer_overhead_us=float(v[5]),
+        bandwidth_efficiency=float(min(v[6], 1.0)),
+    )
+
+
+def predict_sample(s: Sample, target: TargetProfile, params: CostModelParams) -> float:
+    return sum(layer_ms(layer, target, params)[0] for layer in s.layers)
+
+
+def fit_params(samples: list[Sample], target: TargetProfile) -> tuple[CostModelParams, dict]:
+    """Least squares on log latency over all samples; returns the params and the fit error."""
+    from scipy.optimize import least_squares
+
+    def residuals(theta):
+        p = _params(theta)
+        return [math.log(predict_sample(s, target, p)) - math.log(s.measured_ms) for s in samples]
+
+    start = target.cost_model or CostModelParams(
+        efficiency=dict.fromkeys(OP_CLASSES, 0.2), layer_overhead_us=5, bandwidth_efficiency=0.5
+    )
+    theta0 = np.log([start.efficiency[c] for c in OP_CLASSES]
+                    + [start.int8_efficiency_scale, max(start.layer_overhead_us, 0.1),
+                       start.bandwidth_efficiency])
+    theta0 = np.clip(theta0, _LOW + 1e-6, _HIGH - 1e-6)
+    res = least_squares(residuals, theta0, bounds=(_LOW, _HIGH))
+    params = _params(res.x)
+    return params, error_stats(samples, target, params)
+
+
+def error_stats(samples: list[Sample], target: TargetProfile, params: CostModelParams) -> dict:
+    from scipy.stats import spearmanr
+
+    pred = np.array([predict_sample(s, target, params) for s in samples])
+    meas = np.array([s.measured_ms for s in samples])
+    ape = np.abs(pred - meas) / meas * 100
+    return {
+        "samples": len(samples),
+        "median_abs_pct_error": float(np.median(ape)),
+        "max_abs_pct_error": float(ape.max()),
+        "spearman": float(spearmanr(pred, meas).statistic) if len(samples) > 2 else float("nan"),
+        "rows": [{"model": s.model, "precision": s.precision, "measured_ms": float(m),
+                  "predicted_ms": float(p)} for s, m, p in zip(samples, meas, pred, strict=True)],
+    }
+
+
+def calibrate_host(target: TargetProfile, *, names=CALIBRATION_MODELS, threads: int | None = None,
+                   progress=None) -> tuple[CostModelParams, dict]:
+    """Measure `names` on this machine and fit `target`'s cost model to them."""
+    threads = threads or target.threads or 1
+    samples = measure_samples(names, target, threads=threads, progress=progress)
+    params, stats = fit_params(samples, target)
+    stats.update(models=list(names), shape=list(CALIBRATION_SHAPE), threads=threads,
+                 statistic="p50 of 40 runs after 10 warm-up")
+    return params, stats
+
+
+def scale_to_published(
+    layers: list[Layer], target: TargetProfile, published_ms: float
+) -> tuple[CostModelParams, float]:
+    """Scale every compute efficiency of `target` by one factor k so the prediction for
+    `layers` equals `published_ms` (one published figure fixes one degree of freedom; the
+    ratios between op classes stay the profile's priors). Returns the params and k."""
+    base = target.cost_model
+
+    def params(k: float) -> CostModelParams:
+        return base.model_copy(update={"efficiency": {
+            c: min(1.0, e * k) for c, e in base.efficiency.items()}})
+
+    def pred(k: float) -> float:
+        p = params(k)
+        return sum(layer_ms(layer, target, p)[0] for layer in layers)
+
+    lo, hi = 1e-3, 1e3  # prediction falls as k grows: bisect on log k
+    for _ in range(100):
+        mid = math.sqrt(lo * hi)
+        if pred(mid) > published_ms:
+            lo = mid
+        else:
+            hi = mid
+    k = math.sqrt(lo * hi)
+    return params(k), k

@@ -1,0 +1,123 @@
+"""The roofline cost model: per-layer and total latency of an ONNX model on a target profile.
+
+Each layer takes `max(compute time, memory time) + fixed overhead`:
+- compute time = FLOPs / (peak[precision] x efficiency[op class]) (x int8 scale for INT8),
+- memory time = bytes moved / (bandwidth x bandwidth efficiency),
+- overhead = the profile's per-layer launch / dispatch cost.
+The profile's efficiencies are fitted to measurements (host) or published figures (Jetson).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgekd.errors import InputError
+from edgekd.latency.graph import Layer, graph_layers, load_onnx
+from edgekd.targets import CostModelParams, TargetProfile
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    name: str
+    op: str
+    op_class: str
+    precision: str
+    flops: float
+    bytes: float
+    ms: float
+    bound: str  # compute | memory | overhead
+    fused: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LatencyPrediction:
+    """Predicted batch-1 latency of one model on one target."""
+
+    target: str
+    precision: str
+    total_ms: float
+    layers: tuple[LayerCost, ...]
+    seconds_to_predict: float
+
+    @property
+    def flops(self) -> float:
+        return sum(lc.flops for lc in self.layers)
+
+    def top(self, n: int = 10) -> list[LayerCost]:
+        return sorted(self.layers, key=lambda lc: lc.ms, reverse=True)[:n]
+
+    def to_dict(self, top: int | None = None) -> dict:
+        rows = self.top(top) if top else list(self.layers)
+        return {
+            "target": self.target, "precision": self.precision, "total_ms": self.total_ms,
+            "measured": False, "gflops": self.flops / 1e9, "layers_costed": len(self.layers),
+            "layers": [asdict(lc) for lc in rows],
+        }
+
+
+def layer_ms(layer: Layer, target: TargetProfile, params: CostModelParams) -> tuple[float, str]:
+    """Milliseconds for one layer, and what bounds it."""
+    peak = target.peak_tops.get(layer.precision) or target.peak_tops["fp32"]
+    eff = params.efficiency[layer.op_class]
+    if layer.precision == "int8":
+        eff *= params.int8_efficiency_scale
+    compute_s = layer.flops / (peak * 1e12 * eff)
+    memory_s = layer.bytes / (target.memory_bandwidth_gbs * 1e9 * params.bandwidth_efficiency)
+    overhead_s = params.layer_overhead_us * 1e-6
+    body = max(compute_s, memory_s)
+    bound = "overhead" if overhead_s > body else ("compute" if compute_s >= memory_s else "memory")
+    return (body + overhead_s) * 1e3, bound
+
+
+def resolve_precision(target: TargetProfile, precision: str | None, quantized: bool) -> tuple:
+    """(float precision, implicit int8) for a build at `precision` of a (Q/DQ or float) ONNX."""
+    if precision is None:
+        return ("fp32", False)
+    if precision not in target.precisions:
+        raise InputError(
+            f"target {target.name!r} has no {precision} path", value=precision,
+            valid=target.precisions,
+        )
+    if precision == "int8":
+        # a Q/DQ graph is explicitly quantized; a float graph gets TensorRT's implicit INT8
+        fallback = "fp16" if "fp16" in target.precisions else "fp32"
+        return (fallback, not quantized)
+    return (precision, False)
+
+
+def predict_layers(layers: list[Layer], target: TargetProfile,
+                   params: CostModelParams | None = None) -> list[LayerCost]:
+    params = params or target.cost_model
+    if params is None:
+        raise InputError(
+            f"target {target.name!r} has no cost model", fix="measure on the device, or add "
+            "cost_model to its profile (edgekd profile --calibrate for the host)",
+        )
+    out = []
+    for layer in layers:
+        ms, bound = layer_ms(layer, target, params)
+        out.append(LayerCost(layer.name, layer.op, layer.op_class, layer.precision, layer.flops,
+                             layer.bytes, ms, bound, tuple(layer.fused)))
+    return out
+
+
+def predict_latency(onnx_path: str | Path, target: TargetProfile,
+                    precision: str | None = None) -> LatencyPrediction:
+    """Predict batch-1 latency of `onnx_path` on `target`.
+
+    Args:
+        precision: how the target's runtime would build it: None keeps the graph's own
+            precisions (Q/DQ layers INT8, the rest FP32); fp16 or int8 build a float graph as
+            TensorRT's --fp16 / --int8 would (a Q/DQ graph stays quantized).
+    """
+    t0 = time.perf_counter()
+    model = load_onnx(onnx_path)
+    quantized = any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    float_prec, implicit = resolve_precision(target, precision, quantized)
+    layers = graph_layers(model, target.runtime, float_prec, implicit)
+    costs = predict_layers(layers, target)
+    label = precision or ("int8" if quantized else "fp32")
+    return LatencyPrediction(target.name, label, sum(c.ms for c in costs), tuple(costs),
+                             time.perf_counter() - t0)

@@ -1,0 +1,110 @@
+"""What `edgekd profile` does: measure on the host, predict elsewhere, calibrate the host."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+
+from edgekd._io import write_text
+from edgekd.errors import InputError
+from edgekd.latency.cost import predict_latency
+from edgekd.latency.graph import load_onnx
+from edgekd.targets import get_target, user_profiles_dir
+
+
+def _input_shape(model) -> tuple[int, ...]:
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    shape = tuple(d.dim_value for d in dims[1:])
+    if not shape or any(d <= 0 for d in shape):
+        raise InputError(
+            "model input has dynamic non-batch dimensions", value=shape,
+            fix="export with fixed C,H,W (only the batch axis may be dynamic)",
+        )
+    return shape
+
+
+def profile_model(
+    model_path: str | Path, target_name: str, *, precision: str | None = None,
+    threads: int | None = None, warmup: int = 50, iters: int = 300, batch: int = 1,
+    force_predict: bool = False, top: int = 10,
+) -> dict:
+    """Latency of an ONNX model on a target: measured when the target is this machine,
+    otherwise predicted by the target's cost model (and labelled so)."""
+    target = get_target(target_name)
+    model = load_onnx(model_path)
+    out: dict = {"model": str(model_path), "target": target.name, "runtime": target.runtime}
+    if target.cost_model is not None:
+        pred = predict_latency(model_path, target, precision)
+        out["predicted"] = pred.to_dict(top=top)
+    if target.measured and not force_predict:
+        if precision not in (None, "fp32") and precision not in target.precisions:
+            raise InputError(f"target {target.name!r} has no {precision} path",
+                             valid=target.precisions)
+        from edgekd.backends import onnxruntime as ortb
+
+        n_threads = threads or target.threads or 1
+        rep = ortb.profile(model_path, _input_shape(model), threads=n_threads, warmup=warmup,
+                           iters=iters, batch=batch)
+        out["measured"] = rep.to_dict()
+    elif "predicted" not in out:
+        raise InputError(
+            f"target {target.name!r} can neither be measured here nor predicted",
+            fix="add a cost_model to its profile",
+        )
+    return out
+
+
+def render_text(result: dict) -> str:
+    lines = []
+    if "calibration" in result:
+        c = result["calibration"]
+        lines.append(f"host cost model fitted on {c['samples']} measurements: median error "
+                     f"{c['median_abs_pct_error']:.1f}%, Spearman {c['spearman']:.3f}")
+        lines.append(f"written to {result['written_to']}")
+        return "\n".join(lines) + "\n"
+    lines.append(f"{result['model']} on {result['target']} ({result['runtime']})")
+    if "measured" in result:
+        m = result["measured"]
+        lines.append(
+            f"measured: min {m['min_ms']:.3f}  p50 {m['p50_ms']:.3f}  p90 {m['p90_ms']:.3f}  "
+            f"p99 {m['p99_ms']:.3f}  mean {m['mean_ms']:.3f} ms; {m['throughput_ips']:.1f} "
+            f"inferences/s (batch {m['batch']}, {m['threads']} thread(s), {m['warmup']} "
+            f"warm-up, {m['iters']} runs)"
+        )
+    if "predicted" in result:
+        p = result["predicted"]
+        lines.append(f"predicted ({p['precision']}, cost model, not measured): "
+                     f"{p['total_ms']:.3f} ms, {p['gflops']:.3f} GFLOPs, "
+                     f"{p['layers_costed']} layers")
+        lines.append(f"  {'layer':40s} {'op':14s} {'prec':5s} {'MFLOPs':>9s} {'KB':>9s} "
+                     f"{'ms':>8s}  bound")
+        for r in p["layers"]:
+            lines.append(f"  {r['name'][:40]:40s} {r['op'][:14]:14s} {r['precision']:5s} "
+                         f"{r['flops'] / 1e6:9.2f} {r['bytes'] / 1e3:9.1f} {r['ms']:8.4f}  "
+                         f"{r['bound']}")
+    return "\n".join(lines) + "\n"
+
+
+def calibrate_host(target_name: str = "host", progress=None) -> dict:
+    """Fit the host cost model and write it to the user's profile folder."""
+    from edgekd.latency.calibrate import calibrate_host as fit
+
+    target = get_target(target_name)
+    if not target.measured:
+        raise InputError(
+            f"target {target.name!r} is not this machine; only the host can be calibrated here",
+            fix="use --target host (Jetson profiles are fitted to published figures)",
+        )
+    t0 = time.perf_counter()
+    params, stats = fit(target, progress=progress)
+    data = target.model_dump(mode="json")
+    data["cost_model"] = params.model_dump(mode="json")
+    data["fit"] = {k: v for k, v in stats.items() if k != "rows"} | {
+        "seconds": time.perf_counter() - t0, "date": time.strftime("%Y-%m-%d")}
+    data["sources"] = data["sources"] | {
+        "cost_model": "edgekd profile --calibrate --target host on this machine (see fit)"}
+    path = user_profiles_dir() / f"{target.name}.yaml"
+    write_text(path, yaml.safe_dump(data, sort_keys=False))
+    return {"calibration": stats, "written_to": str(path), "cost_model": data["cost_model"]}
