@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import platform
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
-from scipy.stats import spearmanr
 
 from edgekd._io import write_json
 from edgekd.latency.calibrate import (
@@ -46,12 +42,19 @@ PUBLISHED = ROOT.parent / "shared/reference/jetson-published.csv"
 # family) at 640x640 stands in, its layers' FLOPs and bytes scaled to YOLOX-S's published
 # 26.8 GFLOPs at 640x640 (YOLOX README), which stand for the PAFPN neck and the head it lacks.
 STAND_INS = {
-    "resnet18": ("resnet18", (3, 224, 224), None,
-                 "torchvision resnet18 = timm resnet18 (same layers)"),
-    "resnet50": ("resnet50", (3, 224, 224), None,
-                 "torchvision / MLPerf resnet50 = timm resnet50"),
-    "yolox-s-leaky": ("cs3darknet_s", (3, 640, 640), 26.8e9,
-                      "timm cs3darknet_s at 640x640 scaled to YOLOX-S's 26.8 GFLOPs"),
+    "resnet18": (
+        "resnet18",
+        (3, 224, 224),
+        None,
+        "torchvision resnet18 = timm resnet18 (same layers)",
+    ),
+    "resnet50": ("resnet50", (3, 224, 224), None, "torchvision / MLPerf resnet50 = timm resnet50"),
+    "yolox-s-leaky": (
+        "cs3darknet_s",
+        (3, 640, 640),
+        26.8e9,
+        "timm cs3darknet_s at 640x640 scaled to YOLOX-S's 26.8 GFLOPs",
+    ),
 }
 
 
@@ -60,8 +63,12 @@ def standin_layers(row: dict, work: Path):
     name, shape, flops, _ = STAND_INS[row["model"]]
     target = get_target(row["device"])
     float_prec = "fp16" if "fp16" in target.precisions else "fp32"
-    layers = graph_layers(load_onnx(export_float(name, shape, work)), target.runtime,
-                          float_prec, implicit_int8=row["precision"] == "int8")
+    layers = graph_layers(
+        load_onnx(export_float(name, shape, work)),
+        target.runtime,
+        float_prec,
+        implicit_int8=row["precision"] == "int8",
+    )
     if flops:
         scale = flops / sum(lay.flops for lay in layers)
         for lay in layers:
@@ -102,13 +109,22 @@ def host_section(work: Path) -> dict:
     print(f"\n{'model':26s} {'prec':5s} {'measured ms':>12s} {'predicted ms':>13s} {'error':>8s}")
     for r in stats["rows"]:
         err = (r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] * 100
-        print(f"{r['model']:26s} {r['precision']:5s} {r['measured_ms']:12.2f} "
-              f"{r['predicted_ms']:13.2f} {err:+7.1f}%")
-    print(f"held-out: median |error| {stats['median_abs_pct_error']:.1f}% (goal <= 20%), "
-          f"Spearman {stats['spearman']:.3f} (goal >= 0.9); calibration fit: median "
-          f"{fit['median_abs_pct_error']:.1f}%, Spearman {fit['spearman']:.3f}")
-    return {"fitted_params": params.model_dump(), "calibration_fit": fit, "heldout": stats,
-            "calibration_models": CALIBRATION_MODELS, "heldout_models": HELDOUT_MODELS}
+        print(
+            f"{r['model']:26s} {r['precision']:5s} {r['measured_ms']:12.2f} "
+            f"{r['predicted_ms']:13.2f} {err:+7.1f}%"
+        )
+    print(
+        f"held-out: median |error| {stats['median_abs_pct_error']:.1f}% (goal <= 20%), "
+        f"Spearman {stats['spearman']:.3f} (goal >= 0.9); calibration fit: median "
+        f"{fit['median_abs_pct_error']:.1f}%, Spearman {fit['spearman']:.3f}"
+    )
+    return {
+        "fitted_params": params.model_dump(),
+        "calibration_fit": fit,
+        "heldout": stats,
+        "calibration_models": CALIBRATION_MODELS,
+        "heldout_models": HELDOUT_MODELS,
+    }
 
 
 def jetson_section(work: Path) -> dict:
@@ -116,8 +132,10 @@ def jetson_section(work: Path) -> dict:
     out = []
     layers_of = {}
     print("\n== Jetson: published vs predicted ==")
-    print(f"{'device':24s} {'model':15s} {'prec':5s} {'published':>10s} {'predicted':>10s} "
-          f"{'error':>8s}  stand-in")
+    print(
+        f"{'device':24s} {'model':15s} {'prec':5s} {'published':>10s} {'predicted':>10s} "
+        f"{'error':>8s}  stand-in"
+    )
     for r in rows:
         note = STAND_INS[r["model"]][3]
         target, layers = standin_layers(r, work)
@@ -125,11 +143,21 @@ def jetson_section(work: Path) -> dict:
         pub = float(r["value"])
         err = (pred - pub) / pub * 100
         _, k = scale_to_published(layers, target, pub)
-        print(f"{r['device']:24s} {r['model']:15s} {r['precision']:5s} {pub:10.3f} "
-              f"{pred:10.3f} {err:+7.1f}%  {note} (efficiency scale to match: {k:.3f})")
+        print(
+            f"{r['device']:24s} {r['model']:15s} {r['precision']:5s} {pub:10.3f} "
+            f"{pred:10.3f} {err:+7.1f}%  {note} (efficiency scale to match: {k:.3f})"
+        )
         layers_of[r["device"]] = (layers, pub)
-        out.append({**r, "stand_in": note, "predicted_ms": pred, "error_pct": err,
-                    "within_35pct": abs(err) <= 35, "scale_to_match": k})
+        out.append(
+            {
+                **r,
+                "stand_in": note,
+                "predicted_ms": pred,
+                "error_pct": err,
+                "within_35pct": abs(err) <= 35,
+                "scale_to_match": k,
+            }
+        )
     # leave one out across the two Orin rows: fit on one, predict the other
     loo = []
     orins = [d for d in layers_of if "orin" in d]
@@ -137,14 +165,24 @@ def jetson_section(work: Path) -> dict:
         for test_dev in orins:
             if fit_dev == test_dev:
                 continue
-            params, k = scale_to_published(layers_of[fit_dev][0], get_target(fit_dev),
-                                           layers_of[fit_dev][1])
+            params, k = scale_to_published(
+                layers_of[fit_dev][0], get_target(fit_dev), layers_of[fit_dev][1]
+            )
             pred = predict_rows(layers_of[test_dev][0], get_target(test_dev), params)
             pub = layers_of[test_dev][1]
-            loo.append({"fit_on": fit_dev, "predict": test_dev, "published_ms": pub,
-                        "predicted_ms": pred, "error_pct": (pred - pub) / pub * 100})
-            print(f"leave-one-out: efficiencies fitted on {fit_dev} predict {test_dev}: "
-                  f"{pred:.3f} ms vs published {pub:.3f} ms ({loo[-1]['error_pct']:+.1f}%)")
+            loo.append(
+                {
+                    "fit_on": fit_dev,
+                    "predict": test_dev,
+                    "published_ms": pub,
+                    "predicted_ms": pred,
+                    "error_pct": (pred - pub) / pub * 100,
+                }
+            )
+            print(
+                f"leave-one-out: efficiencies fitted on {fit_dev} predict {test_dev}: "
+                f"{pred:.3f} ms vs published {pub:.3f} ms ({loo[-1]['error_pct']:+.1f}%)"
+            )
     return {"rows": out, "leave_one_out": loo}
 
 
@@ -156,10 +194,11 @@ def speed_section(work: Path) -> dict:
     pred = predict_latency(path, target, "int8")
     dt = time.perf_counter() - t0
     n_nodes = len(load_onnx(path).graph.node)
-    print(f"\nprediction time: resnet101 ({n_nodes} ONNX nodes, {len(pred.layers)} layers): "
-          f"{dt:.3f} s (goal < 1 s)")
-    return {"model": "resnet101", "onnx_nodes": n_nodes, "layers": len(pred.layers),
-            "seconds": dt}
+    print(
+        f"\nprediction time: resnet101 ({n_nodes} ONNX nodes, {len(pred.layers)} layers): "
+        f"{dt:.3f} s (goal < 1 s)"
+    )
+    return {"model": "resnet101", "onnx_nodes": n_nodes, "layers": len(pred.layers), "seconds": dt}
 
 
 def main() -> None:
@@ -171,8 +210,11 @@ def main() -> None:
         work = Path(d)
         result = {
             "command": "python benchmarks/latency_model.py",
-            "machine": {"platform": platform.platform(), "cpu": platform.processor(),
-                        "date": time.strftime("%Y-%m-%d")},
+            "machine": {
+                "platform": platform.platform(),
+                "cpu": platform.processor(),
+                "date": time.strftime("%Y-%m-%d"),
+            },
             "jetson": jetson_section(work),
             "prediction_speed": speed_section(work),
         }
@@ -183,6 +225,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
-    _ = spearmanr
     main()

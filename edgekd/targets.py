@@ -31,8 +31,11 @@ class CostModelParams(BaseModel):
         description="Fraction of peak ops reached per op class, 0 < e <= 1."
     )
     int8_efficiency_scale: float = Field(
-        1.0, gt=0, le=4, description="Extra factor on the INT8 efficiencies (INT8 kernels are "
-        "often further from their peak than float ones)."
+        1.0,
+        gt=0,
+        le=4,
+        description="Extra factor on the INT8 efficiencies (INT8 kernels are "
+        "often further from their peak than float ones).",
     )
     layer_overhead_us: float = Field(ge=0, description="Fixed cost per executed layer, in us.")
     bandwidth_efficiency: float = Field(
@@ -82,8 +85,14 @@ class TargetProfile(BaseModel):
     @model_validator(mode="after")
     def _consistent_and_sourced(self) -> TargetProfile:
         needed = {"runtime", "precisions"}
-        for key in ("threads", "compute_capability", "memory_bandwidth_gbs", "memory_gb",
-                    "cost_model", "peak_tops"):
+        for key in (
+            "threads",
+            "compute_capability",
+            "memory_bandwidth_gbs",
+            "memory_gb",
+            "cost_model",
+            "peak_tops",
+        ):
             if getattr(self, key):
                 needed.add(key)
         if self.dla_cores:
@@ -114,7 +123,11 @@ def user_profiles_dir() -> Path:
     import os
 
     home = os.environ.get("EDGEKD_HOME")
-    base = Path(home) if home else Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "edgekd"
+    base = (
+        Path(home)
+        if home
+        else Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "edgekd"
+    )
     return base / "targets"
 
 

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 warnings.filterwarnings("ignore")
+# calibrated profiles of the machine running the tests must not leak into them
+os.environ["EDGEKD_HOME"] = tempfile.mkdtemp(prefix="edgekd-home-")
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -135,7 +135,9 @@ def compress_command(
             ],
             f"artifact: {result.run_dir / art['path']} ({art['precision']}, "
             f"top-1 {art['accuracy']:.2f}% vs teacher {r['teacher']['accuracy']:.2f}%, "
-            f"p90 {art['latency']['p90_ms']:.3f} ms = {r['speedup_vs_teacher_p90']:.1f}x faster)",
+            f"p90 {art['latency']['p90_ms']:.3f} ms "
+            f"{'measured' if art['latency']['measured'] else 'PREDICTED'} = "
+            f"{r['speedup_vs_teacher_p90']:.1f}x faster)",
             f"report: {result.report_path}",
         ]
         sys.stdout.write("\n".join(lines) + "\n")

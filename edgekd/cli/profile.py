@@ -15,20 +15,30 @@ from edgekd.cli._common import Debug, guarded
 def profile_command(
     model: Annotated[Path | None, typer.Argument(help="ONNX model to time or cost.")] = None,
     target: Annotated[str, typer.Option(help="Target profile name or YAML path.")] = "host",
-    precision: Annotated[str | None, typer.Option(
-        help="Predict a float ONNX as the target's runtime would build it: fp32, fp16 or int8 "
-        "(TensorRT --fp16 / --int8). A Q/DQ ONNX is costed as quantized.")] = None,
-    threads: Annotated[int | None, typer.Option(
-        help="ONNX Runtime threads (default: the target's).")] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="Predict a float ONNX as the target's runtime would build it: fp32, fp16 or int8 "
+            "(TensorRT --fp16 / --int8). A Q/DQ ONNX is costed as quantized."
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="ONNX Runtime threads (default: the target's).")
+    ] = None,
     warmup: Annotated[int, typer.Option(help="Untimed runs before timing.")] = 50,
     iters: Annotated[int, typer.Option(help="Timed runs.")] = 300,
     batch: Annotated[int, typer.Option(help="Batch size for measurement.")] = 1,
     layers: Annotated[int, typer.Option(help="Show the N slowest layers.")] = 10,
-    predict: Annotated[bool, typer.Option(
-        help="Use the cost model even where the target can be measured.")] = False,
-    calibrate: Annotated[bool, typer.Option(
-        help="Fit the host cost model to measurements of a fixed set of timm models and "
-        "write it to the user profile.")] = False,
+    predict: Annotated[
+        bool, typer.Option(help="Use the cost model even where the target can be measured.")
+    ] = False,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            help="Fit the host cost model to measurements of a fixed set of timm models and "
+            "write it to the user profile."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     debug: Debug = False,
 ) -> None:
@@ -46,8 +56,15 @@ def profile_command(
         if model is None:
             raise InputError("no model given", fix="pass MODEL.onnx (or --calibrate)")
         result = prof.profile_model(
-            model, target, precision=precision, threads=threads, warmup=warmup, iters=iters,
-            batch=batch, force_predict=predict, top=layers,
+            model,
+            target,
+            precision=precision,
+            threads=threads,
+            warmup=warmup,
+            iters=iters,
+            batch=batch,
+            force_predict=predict,
+            top=layers,
         )
         _emit(result, as_json)
 

@@ -24,15 +24,30 @@ def list_command(debug: Debug = False) -> None:
 
         from edgekd.targets import builtin_profiles
 
-        table = Table("name", "aliases", "runtime", "precisions", "peak TOPS (fp32/fp16/int8)",
-                      "GB/s", "DLA", "latency budget", "latency")
+        table = Table(
+            "name",
+            "aliases",
+            "runtime",
+            "precisions",
+            "peak TOPS (fp32/fp16/int8)",
+            "GB/s",
+            "DLA",
+            "latency budget",
+            "latency",
+        )
         for p in builtin_profiles().values():
-            peaks = "/".join(f"{p.peak_tops[k]:g}" if k in p.peak_tops else "-"
-                             for k in ("fp32", "fp16", "int8"))
+            peaks = "/".join(
+                f"{p.peak_tops[k]:g}" if k in p.peak_tops else "-" for k in ("fp32", "fp16", "int8")
+            )
             table.add_row(
-                p.name, ", ".join(p.aliases), f"{p.runtime} {p.runtime_version}",
-                ",".join(p.precisions), peaks, f"{p.memory_bandwidth_gbs or '-'}",
-                str(p.dla_cores), f"{p.default_budgets.latency_ms or '-'} ms",
+                p.name,
+                ", ".join(p.aliases),
+                f"{p.runtime} {p.runtime_version}",
+                ",".join(p.precisions),
+                peaks,
+                f"{p.memory_bandwidth_gbs or '-'}",
+                str(p.dla_cores),
+                f"{p.default_budgets.latency_ms or '-'} ms",
                 "measured" if p.measured else "predicted",
             )
         Console(width=200).print(table)

@@ -22,13 +22,27 @@ from edgekd.targets import OP_CLASSES, CostModelParams, TargetProfile
 
 # varied families: residual, mobile (depthwise + SE), NAS, regnet, lcnet, ghost, convnext, vit
 CALIBRATION_MODELS = (
-    "resnet18", "mobilenetv3_large_100", "efficientnet_b0", "regnetx_004", "lcnet_100",
-    "ghostnet_100", "convnext_atto", "vit_tiny_patch16_224",
+    "resnet18",
+    "mobilenetv3_large_100",
+    "efficientnet_b0",
+    "regnetx_004",
+    "lcnet_100",
+    "ghostnet_100",
+    "convnext_atto",
+    "vit_tiny_patch16_224",
 )
 # a disjoint set, for checking the fit (benchmarks/latency_model.py)
 HELDOUT_MODELS = (
-    "resnet34", "mobilenetv3_small_100", "efficientnet_lite0", "regnetx_002", "lcnet_050",
-    "mobilenetv2_100", "convnext_femto", "resnet10t", "ghostnet_050", "deit_tiny_patch16_224",
+    "resnet34",
+    "mobilenetv3_small_100",
+    "efficientnet_lite0",
+    "regnetx_002",
+    "lcnet_050",
+    "mobilenetv2_100",
+    "convnext_femto",
+    "resnet10t",
+    "ghostnet_050",
+    "deit_tiny_patch16_224",
 )
 CALIBRATION_SHAPE = (3, 128, 128)
 
@@ -68,8 +82,14 @@ def export_timm(name: str, shape: tuple[int, int, int], out_dir: Path, int8: boo
 
 
 def measure_samples(
-    names, target: TargetProfile, shape=CALIBRATION_SHAPE, threads: int = 1, warmup: int = 10,
-    iters: int = 40, workdir: Path | None = None, progress=None,
+    names,
+    target: TargetProfile,
+    shape=CALIBRATION_SHAPE,
+    threads: int = 1,
+    warmup: int = 10,
+    iters: int = 40,
+    workdir: Path | None = None,
+    progress=None,
 ) -> list[Sample]:
     """Export, cost and time every model in `names` at FP32 and INT8 on this machine."""
     from edgekd.backends import onnxruntime as ortb
@@ -101,7 +121,8 @@ def _params(theta: np.ndarray) -> CostModelParams:
     v = np.exp(theta)
     return CostModelParams(
         efficiency={c: float(min(v[i], 1.0)) for i, c in enumerate(OP_CLASSES)},
-        int8_efficiency_scale=float(min(v[4], 4.0)), layer_overhead_us=float(v[5]),
+        int8_efficiency_scale=float(min(v[4], 4.0)),
+        layer_overhead_us=float(v[5]),
         bandwidth_efficiency=float(min(v[6], 1.0)),
     )
 
@@ -121,9 +142,14 @@ def fit_params(samples: list[Sample], target: TargetProfile) -> tuple[CostModelP
     start = target.cost_model or CostModelParams(
         efficiency=dict.fromkeys(OP_CLASSES, 0.2), layer_overhead_us=5, bandwidth_efficiency=0.5
     )
-    theta0 = np.log([start.efficiency[c] for c in OP_CLASSES]
-                    + [start.int8_efficiency_scale, max(start.layer_overhead_us, 0.1),
-                       start.bandwidth_efficiency])
+    theta0 = np.log(
+        [start.efficiency[c] for c in OP_CLASSES]
+        + [
+            start.int8_efficiency_scale,
+            max(start.layer_overhead_us, 0.1),
+            start.bandwidth_efficiency,
+        ]
+    )
     theta0 = np.clip(theta0, _LOW + 1e-6, _HIGH - 1e-6)
     res = least_squares(residuals, theta0, bounds=(_LOW, _HIGH))
     params = _params(res.x)
@@ -141,19 +167,31 @@ def error_stats(samples: list[Sample], target: TargetProfile, params: CostModelP
         "median_abs_pct_error": float(np.median(ape)),
         "max_abs_pct_error": float(ape.max()),
         "spearman": float(spearmanr(pred, meas).statistic) if len(samples) > 2 else float("nan"),
-        "rows": [{"model": s.model, "precision": s.precision, "measured_ms": float(m),
-                  "predicted_ms": float(p)} for s, m, p in zip(samples, meas, pred, strict=True)],
+        "rows": [
+            {
+                "model": s.model,
+                "precision": s.precision,
+                "measured_ms": float(m),
+                "predicted_ms": float(p),
+            }
+            for s, m, p in zip(samples, meas, pred, strict=True)
+        ],
     }
 
 
-def calibrate_host(target: TargetProfile, *, names=CALIBRATION_MODELS, threads: int | None = None,
-                   progress=None) -> tuple[CostModelParams, dict]:
+def calibrate_host(
+    target: TargetProfile, *, names=CALIBRATION_MODELS, threads: int | None = None, progress=None
+) -> tuple[CostModelParams, dict]:
     """Measure `names` on this machine and fit `target`'s cost model to them."""
     threads = threads or target.threads or 1
     samples = measure_samples(names, target, threads=threads, progress=progress)
     params, stats = fit_params(samples, target)
-    stats.update(models=list(names), shape=list(CALIBRATION_SHAPE), threads=threads,
-                 statistic="p50 of 40 runs after 10 warm-up")
+    stats.update(
+        models=list(names),
+        shape=list(CALIBRATION_SHAPE),
+        threads=threads,
+        statistic="p50 of 40 runs after 10 warm-up",
+    )
     return params, stats
 
 
@@ -166,8 +204,9 @@ def scale_to_published(
     base = target.cost_model
 
     def params(k: float) -> CostModelParams:
-        return base.model_copy(update={"efficiency": {
-            c: min(1.0, e * k) for c, e in base.efficiency.items()}})
+        return base.model_copy(
+            update={"efficiency": {c: min(1.0, e * k) for c, e in base.efficiency.items()}}
+        )
 
     def pred(k: float) -> float:
         p = params(k)

@@ -51,8 +51,12 @@ class LatencyPrediction:
     def to_dict(self, top: int | None = None) -> dict:
         rows = self.top(top) if top else list(self.layers)
         return {
-            "target": self.target, "precision": self.precision, "total_ms": self.total_ms,
-            "measured": False, "gflops": self.flops / 1e9, "layers_costed": len(self.layers),
+            "target": self.target,
+            "precision": self.precision,
+            "total_ms": self.total_ms,
+            "measured": False,
+            "gflops": self.flops / 1e9,
+            "layers_costed": len(self.layers),
             "layers": [asdict(lc) for lc in rows],
         }
 
@@ -77,7 +81,8 @@ def resolve_precision(target: TargetProfile, precision: str | None, quantized: b
         return ("fp32", False)
     if precision not in target.precisions:
         raise InputError(
-            f"target {target.name!r} has no {precision} path", value=precision,
+            f"target {target.name!r} has no {precision} path",
+            value=precision,
             valid=target.precisions,
         )
     if precision == "int8":
@@ -87,24 +92,38 @@ def resolve_precision(target: TargetProfile, precision: str | None, quantized: b
     return (precision, False)
 
 
-def predict_layers(layers: list[Layer], target: TargetProfile,
-                   params: CostModelParams | None = None) -> list[LayerCost]:
+def predict_layers(
+    layers: list[Layer], target: TargetProfile, params: CostModelParams | None = None
+) -> list[LayerCost]:
     params = params or target.cost_model
     if params is None:
         raise InputError(
-            f"target {target.name!r} has no cost model", fix="measure on the device, or add "
+            f"target {target.name!r} has no cost model",
+            fix="measure on the device, or add "
             "cost_model to its profile (edgekd profile --calibrate for the host)",
         )
     out = []
     for layer in layers:
         ms, bound = layer_ms(layer, target, params)
-        out.append(LayerCost(layer.name, layer.op, layer.op_class, layer.precision, layer.flops,
-                             layer.bytes, ms, bound, tuple(layer.fused)))
+        out.append(
+            LayerCost(
+                layer.name,
+                layer.op,
+                layer.op_class,
+                layer.precision,
+                layer.flops,
+                layer.bytes,
+                ms,
+                bound,
+                tuple(layer.fused),
+            )
+        )
     return out
 
 
-def predict_latency(onnx_path: str | Path, target: TargetProfile,
-                    precision: str | None = None) -> LatencyPrediction:
+def predict_latency(
+    onnx_path: str | Path, target: TargetProfile, precision: str | None = None
+) -> LatencyPrediction:
     """Predict batch-1 latency of `onnx_path` on `target`.
 
     Args:
@@ -119,5 +138,6 @@ def predict_latency(onnx_path: str | Path, target: TargetProfile,
     layers = graph_layers(model, target.runtime, float_prec, implicit)
     costs = predict_layers(layers, target)
     label = precision or ("int8" if quantized else "fp32")
-    return LatencyPrediction(target.name, label, sum(c.ms for c in costs), tuple(costs),
-                             time.perf_counter() - t0)
+    return LatencyPrediction(
+        target.name, label, sum(c.ms for c in costs), tuple(costs), time.perf_counter() - t0
+    )

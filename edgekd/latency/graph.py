@@ -24,12 +24,39 @@ from edgekd.errors import InputError
 
 COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 SHAPE_OPS = {
-    "Reshape", "Flatten", "Shape", "Constant", "Identity", "Unsqueeze", "Squeeze", "Gather",
-    "Cast", "ConstantOfShape", "Range", "Slice", "Dropout", "Size",
+    "Reshape",
+    "Flatten",
+    "Shape",
+    "Constant",
+    "Identity",
+    "Unsqueeze",
+    "Squeeze",
+    "Gather",
+    "Cast",
+    "ConstantOfShape",
+    "Range",
+    "Slice",
+    "Dropout",
+    "Size",
 }
 POINTWISE_FUSABLE = {
-    "BatchNormalization", "Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "LeakyRelu",
-    "Mul", "Add", "Tanh", "Gelu", "Silu", "Swish", "Div", "Sub", "Erf", "PRelu",
+    "BatchNormalization",
+    "Relu",
+    "Clip",
+    "HardSwish",
+    "HardSigmoid",
+    "Sigmoid",
+    "LeakyRelu",
+    "Mul",
+    "Add",
+    "Tanh",
+    "Gelu",
+    "Silu",
+    "Swish",
+    "Div",
+    "Sub",
+    "Erf",
+    "PRelu",
 }
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
@@ -75,7 +102,9 @@ def _shape_map(model) -> dict[str, tuple[int, ...]]:
     try:
         model = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception as e:
-        raise InputError("ONNX shape inference failed", value=str(e).splitlines()[0][:160]) from None
+        raise InputError(
+            "ONNX shape inference failed", value=str(e).splitlines()[0][:160]
+        ) from None
     shapes: dict[str, tuple[int, ...]] = {}
     for vi in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
         dims = vi.type.tensor_type.shape.dim
@@ -109,8 +138,9 @@ def load_onnx(path: str | Path):
     return model
 
 
-def graph_layers(model, runtime: str, float_precision: str = "fp32",
-                 implicit_int8: bool = False) -> list[Layer]:
+def graph_layers(
+    model, runtime: str, float_precision: str = "fp32", implicit_int8: bool = False
+) -> list[Layer]:
     """Costed layers of an ONNX model as `runtime` would execute it.
 
     Args:
@@ -133,7 +163,9 @@ def graph_layers(model, runtime: str, float_precision: str = "fp32",
     # static tensors: computed from constants and shapes only (folded before inference)
     static = set(constants)
     for n in nodes:
-        if n.op_type in ("Shape", "Size") or (n.input and all(not i or i in static for i in n.input)):
+        if n.op_type in ("Shape", "Size") or (
+            n.input and all(not i or i in static for i in n.input)
+        ):
             static.update(n.output)
 
     def is_constant(name: str) -> bool:
@@ -180,7 +212,9 @@ def graph_layers(model, runtime: str, float_precision: str = "fp32",
         return bool(outs) and all(c.op_type == "QuantizeLinear" for c in outs)
 
     def act_bytes(names, prec) -> float:
-        return sum(_numel(shapes.get(x, ())) for x in names if x and not is_constant(x)) * BYTES[prec]
+        return (
+            sum(_numel(shapes.get(x, ())) for x in names if x and not is_constant(x)) * BYTES[prec]
+        )
 
     def weight_bytes(names, prec) -> float:
         return sum(_numel(shapes.get(x, ())) for x in names if x and is_constant(x)) * BYTES[prec]
@@ -198,24 +232,39 @@ def graph_layers(model, runtime: str, float_precision: str = "fp32",
             # otherwise they run as elementwise kernels (weights' DQ included, every call)
             if op == "QuantizeLinear" and is_constant(n.input[0]):
                 continue  # folded into an INT8 initializer at session creation
-            if op == "DequantizeLinear" and all(
-                c.op_type in ("Transpose", "Reshape") and all(
-                    cc.op_type in COMPUTE_OPS and int8_compute(cc)
-                    for cc in consumers[c.output[0]])
-                for c in consumers[n.output[0]]
+            if (
+                op == "DequantizeLinear"
+                and consumers[n.output[0]]
+                and all(
+                    c.op_type in ("Transpose", "Reshape")
+                    and all(
+                        cc.op_type in COMPUTE_OPS and int8_compute(cc)
+                        for cc in consumers[c.output[0]]
+                    )
+                    for c in consumers[n.output[0]]
+                )
             ):
                 continue  # weight DQ -> Transpose -> int8 MatMul: folded into the kernel
             src = producer.get(n.input[0])
-            if op == "DequantizeLinear" and all(
-                c.op_type in COMPUTE_OPS and int8_compute(c) for c in consumers[n.output[0]]
+            if (
+                op == "DequantizeLinear"
+                and consumers[n.output[0]]
+                and all(
+                    c.op_type in COMPUTE_OPS and int8_compute(c) for c in consumers[n.output[0]]
+                )
             ):
                 continue
-            if (op == "QuantizeLinear" and src is not None and src.op_type in COMPUTE_OPS
-                    and int8_compute(src)):
+            if (
+                op == "QuantizeLinear"
+                and src is not None
+                and src.op_type in COMPUTE_OPS
+                and int8_compute(src)
+            ):
                 continue
             numel = _numel(shapes.get(n.output[0], ()))
-            layers.append(Layer(n.name or op, op, "elementwise", "fp32", float(numel),
-                                numel * (4 + 1)))
+            layers.append(
+                Layer(n.name or op, op, "elementwise", "fp32", float(numel), numel * (4 + 1))
+            )
             continue
         if op in COMPUTE_OPS:
             prec = "int8" if int8_compute(n) else float_precision
@@ -233,17 +282,25 @@ def graph_layers(model, runtime: str, float_precision: str = "fp32",
                 flops = 2.0 * _numel(out) * k
                 klass = "gemm"
             data_in = [n.input[0]] if op != "MatMul" else [x for x in n.input if not is_constant(x)]
-            layer = Layer(n.name or op, op, klass, prec, flops,
-                          act_bytes(data_in, prec) + weight_bytes(n.input[1:], prec)
-                          + _numel(out) * BYTES[prec])
+            layer = Layer(
+                n.name or op,
+                op,
+                klass,
+                prec,
+                flops,
+                act_bytes(data_in, prec)
+                + weight_bytes(n.input[1:], prec)
+                + _numel(out) * BYTES[prec],
+            )
             layers.append(layer)
             owner[n.output[0]] = layer
             continue
         # a pointwise op behind a compute layer whose output only pointwise ops read: fused
         # (Conv+BN+ReLU, a residual Add, x * sigmoid(x))
         fusable = [
-            i for i in n.input if i in owner
-            and all(c.op_type in POINTWISE_FUSABLE for c in consumers[i])
+            i
+            for i in n.input
+            if i in owner and all(c.op_type in POINTWISE_FUSABLE for c in consumers[i])
         ]
         src = owner[fusable[-1]] if fusable else None
         if op in POINTWISE_FUSABLE and src is not None:
@@ -254,7 +311,14 @@ def graph_layers(model, runtime: str, float_precision: str = "fp32",
             continue
         numel_out = _numel(shapes.get(n.output[0], ()))
         numel_in = sum(_numel(shapes.get(i, ())) for i in n.input if i and not is_constant(i))
-        layers.append(Layer(n.name or op, op, "elementwise", float_precision,
-                            float(max(numel_in, numel_out)),
-                            (numel_in + numel_out) * BYTES[float_precision]))
+        layers.append(
+            Layer(
+                n.name or op,
+                op,
+                "elementwise",
+                float_precision,
+                float(max(numel_in, numel_out)),
+                (numel_in + numel_out) * BYTES[float_precision],
+            )
+        )
     return layers

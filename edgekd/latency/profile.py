@@ -19,16 +19,24 @@ def _input_shape(model) -> tuple[int, ...]:
     shape = tuple(d.dim_value for d in dims[1:])
     if not shape or any(d <= 0 for d in shape):
         raise InputError(
-            "model input has dynamic non-batch dimensions", value=shape,
+            "model input has dynamic non-batch dimensions",
+            value=shape,
             fix="export with fixed C,H,W (only the batch axis may be dynamic)",
         )
     return shape
 
 
 def profile_model(
-    model_path: str | Path, target_name: str, *, precision: str | None = None,
-    threads: int | None = None, warmup: int = 50, iters: int = 300, batch: int = 1,
-    force_predict: bool = False, top: int = 10,
+    model_path: str | Path,
+    target_name: str,
+    *,
+    precision: str | None = None,
+    threads: int | None = None,
+    warmup: int = 50,
+    iters: int = 300,
+    batch: int = 1,
+    force_predict: bool = False,
+    top: int = 10,
 ) -> dict:
     """Latency of an ONNX model on a target: measured when the target is this machine,
     otherwise predicted by the target's cost model (and labelled so)."""
@@ -40,13 +48,20 @@ def profile_model(
         out["predicted"] = pred.to_dict(top=top)
     if target.measured and not force_predict:
         if precision not in (None, "fp32") and precision not in target.precisions:
-            raise InputError(f"target {target.name!r} has no {precision} path",
-                             valid=target.precisions)
+            raise InputError(
+                f"target {target.name!r} has no {precision} path", valid=target.precisions
+            )
         from edgekd.backends import onnxruntime as ortb
 
         n_threads = threads or target.threads or 1
-        rep = ortb.profile(model_path, _input_shape(model), threads=n_threads, warmup=warmup,
-                           iters=iters, batch=batch)
+        rep = ortb.profile(
+            model_path,
+            _input_shape(model),
+            threads=n_threads,
+            warmup=warmup,
+            iters=iters,
+            batch=batch,
+        )
         out["measured"] = rep.to_dict()
     elif "predicted" not in out:
         raise InputError(
@@ -60,8 +75,10 @@ def render_text(result: dict) -> str:
     lines = []
     if "calibration" in result:
         c = result["calibration"]
-        lines.append(f"host cost model fitted on {c['samples']} measurements: median error "
-                     f"{c['median_abs_pct_error']:.1f}%, Spearman {c['spearman']:.3f}")
+        lines.append(
+            f"host cost model fitted on {c['samples']} measurements: median error "
+            f"{c['median_abs_pct_error']:.1f}%, Spearman {c['spearman']:.3f}"
+        )
         lines.append(f"written to {result['written_to']}")
         return "\n".join(lines) + "\n"
     lines.append(f"{result['model']} on {result['target']} ({result['runtime']})")
@@ -75,15 +92,20 @@ def render_text(result: dict) -> str:
         )
     if "predicted" in result:
         p = result["predicted"]
-        lines.append(f"predicted ({p['precision']}, cost model, not measured): "
-                     f"{p['total_ms']:.3f} ms, {p['gflops']:.3f} GFLOPs, "
-                     f"{p['layers_costed']} layers")
-        lines.append(f"  {'layer':40s} {'op':14s} {'prec':5s} {'MFLOPs':>9s} {'KB':>9s} "
-                     f"{'ms':>8s}  bound")
+        lines.append(
+            f"predicted ({p['precision']}, cost model, not measured): "
+            f"{p['total_ms']:.3f} ms, {p['gflops']:.3f} GFLOPs, "
+            f"{p['layers_costed']} layers"
+        )
+        lines.append(
+            f"  {'layer':40s} {'op':14s} {'prec':5s} {'MFLOPs':>9s} {'KB':>9s} {'ms':>8s}  bound"
+        )
         for r in p["layers"]:
-            lines.append(f"  {r['name'][:40]:40s} {r['op'][:14]:14s} {r['precision']:5s} "
-                         f"{r['flops'] / 1e6:9.2f} {r['bytes'] / 1e3:9.1f} {r['ms']:8.4f}  "
-                         f"{r['bound']}")
+            lines.append(
+                f"  {r['name'][:40]:40s} {r['op'][:14]:14s} {r['precision']:5s} "
+                f"{r['flops'] / 1e6:9.2f} {r['bytes'] / 1e3:9.1f} {r['ms']:8.4f}  "
+                f"{r['bound']}"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -102,9 +124,12 @@ def calibrate_host(target_name: str = "host", progress=None) -> dict:
     data = target.model_dump(mode="json")
     data["cost_model"] = params.model_dump(mode="json")
     data["fit"] = {k: v for k, v in stats.items() if k != "rows"} | {
-        "seconds": time.perf_counter() - t0, "date": time.strftime("%Y-%m-%d")}
+        "seconds": time.perf_counter() - t0,
+        "date": time.strftime("%Y-%m-%d"),
+    }
     data["sources"] = data["sources"] | {
-        "cost_model": "edgekd profile --calibrate --target host on this machine (see fit)"}
+        "cost_model": "edgekd profile --calibrate --target host on this machine (see fit)"
+    }
     path = user_profiles_dir() / f"{target.name}.yaml"
     write_text(path, yaml.safe_dump(data, sort_keys=False))
     return {"calibration": stats, "written_to": str(path), "cost_model": data["cost_model"]}

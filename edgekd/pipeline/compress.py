@@ -13,16 +13,19 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edgekd import __version__
 from edgekd._io import atomic_path, sha256_file, write_json
+from edgekd.backends import Artifact
 from edgekd.backends import onnxruntime as ort_backend
 from edgekd.config import Budgets, CompressConfig
 from edgekd.data import DataBundle, load_data, stack_inputs
 from edgekd.distill import TrainConfig, distill, evaluate_torch
 from edgekd.errors import InputError
 from edgekd.export import DEFAULT_OPSET, export_onnx, parity
+from edgekd.latency.cost import predict_latency
 from edgekd.models import (
     LoadedModel,
     build_student,
@@ -97,11 +100,10 @@ def compress(
     """
     rep = reporter or Reporter()
     target = get_target(cfg.target)
-    if target.runtime != "onnxruntime":
+    if not target.measured and target.cost_model is None:
         raise InputError(
-            f"target {target.name!r} builds with {target.runtime}, which this release does "
-            "not drive yet",
-            fix="use an onnxruntime target such as host",
+            f"target {target.name!r} is neither this machine nor has a cost model",
+            fix="add cost_model to its profile so its latency can be predicted",
         )
     budgets = budgets or cfg.budgets
     t_start = time.perf_counter()
@@ -327,19 +329,41 @@ def compress(
         export_stage,
     )
 
-    # -- build: ONNX Runtime artifacts for the target's precisions
-    variants = {
-        p: src for p, src in (("fp32", fp32_onnx), ("int8", int8_onnx)) if p in target.precisions
-    }
+    # -- build: ONNX Runtime artifacts for the target's precisions; TensorRT engines are built
+    # on the device itself (not portable), so for those the ONNX is the artifact handed over
+    sources = {"fp32": fp32_onnx, "fp16": fp32_onnx, "int8": int8_onnx}
+    variants = {p: sources[p] for p in target.precisions}
+    trt = target.runtime == "tensorrt"
 
     def build_stage(key: str):
-        arts = {
-            p: ort_backend.compile_model(src, run / f"build/student-{p}.ort.onnx", p, target.name)
-            for p, src in variants.items()
-        }
-        return [a.path for a in arts.values()], {
+        if trt:
+            arts = {
+                p: Artifact.of(
+                    src,
+                    "onnx",
+                    p,
+                    target.name,
+                    {"tensorrt": target.runtime_version, "engine_built": False},
+                )
+                for p, src in variants.items()
+            }
+            summary = (
+                f"TensorRT {target.runtime_version} engines are built on the device; "
+                f"ONNX for {', '.join(arts)} ready"
+            )
+            written: list[Path] = []
+        else:
+            arts = {
+                p: ort_backend.compile_model(
+                    src, run / f"build/student-{p}.ort.onnx", p, target.name
+                )
+                for p, src in variants.items()
+            }
+            summary = ", ".join(f"{p} {a.size_mb:.2f} MB" for p, a in arts.items())
+            written = [a.path for a in arts.values()]
+        return written, {
             "artifacts": {p: {**a.to_dict(), "path": _rel(run, a.path)} for p, a in arts.items()},
-            "summary": ", ".join(f"{p} {a.size_mb:.2f} MB" for p, a in arts.items()),
+            "summary": summary,
         }
 
     b_info = runner.run(
@@ -349,10 +373,19 @@ def compress(
         build_stage,
     )
 
-    # -- validate: accuracy of every artifact on val, latency on the host, choose the artifact
-    final_path = run / "build/model.ort.onnx"
+    # -- validate: accuracy of every artifact on val (ONNX Runtime here), latency measured on
+    # the host or predicted by the target's cost model; choose the artifact by those numbers
+    final_path = run / ("build/model.onnx" if trt else "build/model.ort.onnx")
     metrics_path = run / "validate/metrics.json"
     threads = cfg.threads
+    prof = dict(threads=threads, warmup=cfg.latency_warmup, iters=cfg.latency_iters)
+
+    def latency(path: Path, precision: str) -> dict:
+        if target.measured:
+            return ort_backend.profile(path, shape, **prof).to_dict()
+        # TensorRT builds float layers of a Q/DQ graph in FP16 when it can (--int8 --fp16)
+        pred = predict_latency(path, target, precision if trt else None)
+        return predicted_latency(pred, target)
 
     def validate_stage(key: str):
         _, labels = stack_inputs(data.val)
@@ -360,21 +393,23 @@ def compress(
         rep.message("validating the teacher (FP32 ONNX)")
         t_logits = ort_backend.predict(teacher_onnx, data.val, threads=threads)
         t_pred = t_logits.argmax(1)
-        prof = dict(threads=threads, warmup=cfg.latency_warmup, iters=cfg.latency_iters)
+        t_prec = "fp16" if trt and "fp16" in target.precisions else "fp32"
         teacher_m = {
             "path": _rel(run, teacher_onnx),
-            "precision": "fp32",
+            "precision": t_prec,
             "accuracy": float((t_pred == y).mean() * 100),
-            "latency": ort_backend.profile(teacher_onnx, shape, **prof).to_dict(),
+            "latency": latency(teacher_onnx, t_prec),
             "size_mb": teacher_onnx.stat().st_size / 1e6,
             "params": teacher_params,
         }
         arts = {}
+        logits_of: dict[str, np.ndarray] = {}
         for p, a in b_info["artifacts"].items():
             rep.message(f"validating the student ({p})")
             path = run / a["path"]
-            logits = ort_backend.predict(path, data.val, threads=threads)
-            pred = logits.argmax(1)
+            if a["path"] not in logits_of:  # fp16 and fp32 engines come from one ONNX
+                logits_of[a["path"]] = ort_backend.predict(path, data.val, threads=threads)
+            pred = logits_of[a["path"]].argmax(1)
             arts[p] = {
                 "path": a["path"],
                 "precision": p,
@@ -382,7 +417,7 @@ def compress(
                 "size_mb": a["size_mb"],
                 "accuracy": float((pred == y).mean() * 100),
                 "agreement": float((pred == t_pred).mean() * 100),
-                "latency": ort_backend.profile(path, shape, **prof).to_dict(),
+                "latency": latency(path, p),
             }
         choice, reason = select_variant(arts, teacher_m["accuracy"], budgets)
         with atomic_path(final_path) as tmp:
@@ -398,8 +433,17 @@ def compress(
                 "path": _rel(run, final_path),
                 "sha256": sha256_file(final_path),
             },
-            "latency_source": f"measured on this machine ({target.name})",
+            "latency_source": (
+                f"measured on this machine ({target.name})"
+                if target.measured
+                else f"predicted by the cost model for {target.name} ({target.runtime} "
+                f"{target.runtime_version}), not measured"
+            ),
+            "accuracy_source": "ONNX Runtime on this machine"
+            + ("; the TensorRT engine's own accuracy is checked on the device" if trt else ""),
         }
+        if trt:
+            metrics["build_flags"] = TRT_FLAGS[choice]
         write_json(metrics_path, metrics)
         speed = teacher_m["latency"]["p90_ms"] / arts[choice]["latency"]["p90_ms"]
         metrics["summary"] = (
@@ -440,6 +484,30 @@ def compress(
         auto_sizes=auto_sizes,
     )
     return CompressResult(run.root, run / "report.json", report, exit_code)
+
+
+# how each ONNX is meant to be built by TensorRT (trtexec flags)
+TRT_FLAGS = {"fp32": "", "fp16": "--fp16", "int8": "--int8 --fp16 (explicit Q/DQ)"}
+
+
+def predicted_latency(pred, target) -> dict:
+    """A cost-model prediction in the shape of a measured LatencyReport, labelled predicted."""
+    t = pred.total_ms
+    return {
+        "min_ms": t,
+        "p50_ms": t,
+        "p90_ms": t,
+        "p99_ms": t,
+        "mean_ms": t,
+        "throughput_ips": 1e3 / t,
+        "batch": 1,
+        "threads": target.threads or 0,
+        "warmup": 0,
+        "iters": 0,
+        "runtime": f"predicted: {target.runtime} {target.runtime_version} on "
+        f"{target.name} ({pred.precision})",
+        "measured": False,
+    }
 
 
 def _float_student(name: str, data: DataBundle, ckpt: Path) -> torch.nn.Module:

@@ -36,7 +36,7 @@ def judge(budgets: Budgets, teacher_acc: float, artifact: dict) -> Verdict:
                 value=lat,
                 limit=budgets.latency_ms,
                 unit="ms",
-                detail=f"p{budgets.percentile} at {artifact['latency']['threads']} thread(s)",
+                detail=_latency_label(artifact["latency"], budgets.percentile),
             )
         )
     if budgets.max_model_mb is not None:
@@ -125,16 +125,26 @@ def _lat(m: dict) -> str:
     return f"{la['p50_ms']:.3f} / {la['p90_ms']:.3f} / {la['p99_ms']:.3f}"
 
 
+def _latency_label(lat: dict, percentile: int) -> str:
+    if not lat["measured"]:
+        return f"predicted, {lat['runtime'].removeprefix('predicted: ')}"
+    return f"p{percentile} measured at {lat['threads']} thread(s)"
+
+
 def render_markdown(r: dict) -> str:
     """report.md: verdict, budgets, teacher vs student table, selection, parity, environment."""
     v = r["verdict"]
     lines = [
         f"# edgekd report — {'PASS' if v['passed'] else 'BUDGET MISSED'}",
         "",
-        f"Target `{r['target']}` ({r['runtime']}); latency {r['latency_source']}, "
-        f"batch 1, {r['artifact']['latency']['threads']} thread(s), "
-        f"{r['artifact']['latency']['warmup']} warm-up + {r['artifact']['latency']['iters']} "
-        "timed runs.",
+        f"Target `{r['target']}` ({r['runtime']}); latency {r['latency_source']}"
+        + (
+            f", batch 1, {r['artifact']['latency']['threads']} thread(s), "
+            f"{r['artifact']['latency']['warmup']} warm-up + {r['artifact']['latency']['iters']} "
+            "timed runs."
+            if r["artifact"]["latency"]["measured"]
+            else " (p50 = p90 = p99: a prediction has no spread)."
+        ),
         "",
         "| gate | value | limit | result |",
         "|---|---|---|---|",
@@ -150,8 +160,8 @@ def render_markdown(r: dict) -> str:
         "",
         "| model | precision | top-1 % | agreement % | p50 / p90 / p99 ms | size MB |",
         "|---|---|---|---|---|---|",
-        f"| teacher | fp32 | {r['teacher']['accuracy']:.2f} | — | {_lat(r['teacher'])} | "
-        f"{r['teacher']['size_mb']:.2f} |",
+        f"| teacher | {r['teacher']['precision']} | {r['teacher']['accuracy']:.2f} | — | "
+        f"{_lat(r['teacher'])} | {r['teacher']['size_mb']:.2f} |",
     ]
     for p, m in r["variants"].items():
         mark = " (shipped)" if p == r["artifact"]["precision"] else ""

@@ -201,3 +201,34 @@ def test_python_dash_m_and_console_script_agree():
 
     out = subprocess.run([exe, "version"], capture_output=True, text=True, check=True).stdout
     assert out.strip() == run_cli("version").stdout.strip()
+
+
+def test_jetson_target_predicts_latency_and_hands_over_onnx(digits_teacher, tmp_path):
+    out = tmp_path / "jet"
+    proc = run_cli(
+        "compress",
+        str(digits_teacher),
+        "--target",
+        "jetson",
+        "--out",
+        str(out),
+        "--max-accuracy-drop",
+        "100",
+        *FAST,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "PREDICTED" in proc.stdout
+    r = json.loads((out / "report.json").read_text())
+    assert r["target"] == "jetson-orin-nano-8gb" and r["runtime"] == "tensorrt"
+    assert set(r["variants"]) == {"fp32", "fp16", "int8"}
+    assert "predicted" in r["latency_source"] and "not measured" in r["latency_source"]
+    for m in [r["teacher"], *r["variants"].values()]:
+        assert m["latency"]["measured"] is False and m["latency"]["p90_ms"] > 0
+    # engines are built on the device: the shipped file is the ONNX for the chosen precision
+    assert r["artifact"]["path"] == "build/model.onnx"
+    onnx.checker.check_model(str(out / "build/model.onnx"))
+    # the same ONNX gives fp16 and fp32 engines: same accuracy, fp16 predicted faster
+    v = r["variants"]
+    assert v["fp16"]["accuracy"] == v["fp32"]["accuracy"]
+    assert v["fp16"]["latency"]["p90_ms"] < v["fp32"]["latency"]["p90_ms"]
+    assert r["teacher"]["precision"] == "fp16"
