@@ -180,9 +180,10 @@ def error_stats(samples: list[Sample], target: TargetProfile, params: CostModelP
 
 
 def calibrate_host(
-    target: TargetProfile, *, names=CALIBRATION_MODELS, threads: int | None = None, progress=None
+    target: TargetProfile, *, names=None, threads: int | None = None, progress=None
 ) -> tuple[CostModelParams, dict]:
-    """Measure `names` on this machine and fit `target`'s cost model to them."""
+    """Measure `names` (default CALIBRATION_MODELS) here and fit `target`'s cost model."""
+    names = tuple(names or CALIBRATION_MODELS)
     threads = threads or target.threads or 1
     samples = measure_samples(names, target, threads=threads, progress=progress)
     params, stats = fit_params(samples, target)

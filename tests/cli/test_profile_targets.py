@@ -132,3 +132,27 @@ def test_calibrated_user_profile_wins(tmp_path, monkeypatch):
     (tmp_path / "targets").mkdir()
     (tmp_path / "targets" / "host.yaml").write_text(yaml.safe_dump(p))
     assert get_target("host").cost_model.layer_overhead_us == 123.0
+
+
+def test_calibrate_writes_user_profile(tmp_path, monkeypatch):
+    """The real calibration path on two small models (the full set takes a minute)."""
+    import edgekd.latency.calibrate as cal
+    from edgekd.targets import get_target
+
+    monkeypatch.setenv("EDGEKD_HOME", str(tmp_path))
+    monkeypatch.setattr(cal, "CALIBRATION_MODELS", ("resnet10t", "lcnet_050"))
+    r = invoke("profile", "--calibrate", "--target", "host", "--json")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["calibration"]["samples"] == 4  # 2 models x {fp32, int8}
+    written = tmp_path / "targets" / "host.yaml"
+    assert out["written_to"] == str(written) and written.exists()
+    prof = get_target("host")
+    assert prof.fit["models"] == ["resnet10t", "lcnet_050"]
+    assert prof.cost_model.model_dump() == out["cost_model"]
+    assert "profile --calibrate" in prof.sources["cost_model"]
+
+
+def test_calibrate_refuses_a_device_target():
+    r = invoke("profile", "--calibrate", "--target", "jetson")
+    assert r.exit_code == 1 and "only the host can be calibrated" in r.stderr
