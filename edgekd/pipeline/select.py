@@ -31,11 +31,21 @@ def select_variant(
         choice = min(drop_ok, key=lat)
         reason = f"fastest within the accuracy budget at p{pct} ({timings})"
         slower = [p for p in drop_ok if p != choice]
-        if choice == "fp32" and "int8" in slower:
-            reason += (
-                "; INT8 Q/DQ was slower here: ONNX Runtime does not fuse this Q/DQ graph into "
-                "integer kernels, so the float artifact ships"
-            )
+        if choice in ("fp32", "fp16") and "int8" in slower:
+            left = variants["int8"].get("float_conv_gemm_left")
+            if left:
+                reason += (
+                    f"; INT8 was slower here: the runtime left {left} Conv/Gemm in float "
+                    "around unfused Q/DQ nodes, so the float artifact ships"
+                )
+            elif left == 0:
+                reason += (
+                    "; INT8 was slower here although every Conv/Gemm runs as an integer kernel: "
+                    "at this size the quantize/dequantize steps and per-kernel overhead outweigh "
+                    "the cheaper arithmetic, so the float artifact ships"
+                )
+            else:
+                reason += "; INT8 was slower on this target, so the float artifact ships"
         rejected = sorted(set(variants) - set(drop_ok))
         if rejected:
             reason += f"; over the accuracy budget: {', '.join(rejected)}"

@@ -50,6 +50,7 @@ class ModelMetrics(_Model):
     agreement: float | None = None  # top-1 agreement with the teacher's ONNX, percent
     sha256: str | None = None
     params: int | None = None
+    float_conv_gemm_left: int | None = None  # INT8 only: Conv/Gemm the runtime left in float
 
 
 class Parity(_Model):

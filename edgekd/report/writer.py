@@ -101,7 +101,9 @@ def write_reports(
         accuracy_drop=teacher["accuracy"] - art["accuracy"],
         distill={k: distill_info[k] for k in ("best_val_acc", "best_epoch", "history")},
         quantization={k: val for k, val in quant_info.items() if k != "summary"},
-        export={k: export_info[k] for k in ("opset", "qdq_pairs", "ops_int8")},
+        export={
+            k: export_info[k] for k in ("opset", "qdq_pairs", "ops_int8", "float_conv_gemm_left")
+        },
         parity=export_info["parity"],
         environment=manifest.run["versions"] | {"seed": manifest.run["seed"]},
         stages=[
@@ -183,6 +185,12 @@ def render_markdown(r: dict) -> str:
             f"{p}: top-1 agreement {x['top1_agreement']:.2f}%, max |diff| {x['max_abs_diff']:.2e}"
             for p, x in r["parity"].items()
         ),
+        "",
+        "**INT8 fusion in ONNX Runtime** (float Conv/Gemm left after ORT's graph optimizations; "
+        "0 = every one runs as an integer kernel): "
+        + ", ".join(f"{p}: {n}" for p, n in r["export"].get("float_conv_gemm_left", {}).items())
+        + ". `int8` is Model Optimizer's Q/DQ graph (for TensorRT); `int8-ort` is laid out for "
+        "ONNX Runtime (BatchNorm folded, DQ -> Conv -> Q).",
         "",
         f"**Quantization**: Model Optimizer INT8, {r['quantization'].get('method')} calibration on "
         f"{r['quantization'].get('calib_size')} images, PTQ val "

@@ -70,6 +70,10 @@ def test_report_holds_accuracies_latencies_sizes_and_artifact(demo_run):
     assert art.exists() and sha256_file(art) == r["artifact"]["sha256"]
     onnx.checker.check_model(str(art))
     assert r["parity"]["int8"]["samples"] == 360
+    # the ORT-layout INT8 runs every Conv/Gemm as an integer kernel; Model Optimizer's does not
+    assert r["export"]["float_conv_gemm_left"]["int8-ort"] == 0
+    assert r["export"]["float_conv_gemm_left"]["int8"] > 0
+    assert r["variants"]["int8"]["float_conv_gemm_left"] == 0
     assert r["verdict"]["passed"] and r["verdict"]["exit_code"] == 0
     assert (out / "report.md").read_text().startswith("# edgekd report")
 
@@ -84,6 +88,7 @@ def test_run_directory_and_manifest(demo_run):
         "export/model.onnx",
         "export/model-fp32.onnx",
         "export/teacher.onnx",
+        "export/model-ort-int8.onnx",
         "build/model.ort.onnx",
         "validate/metrics.json",
     ]:

@@ -12,8 +12,12 @@ def test_fastest_within_accuracy_budget_wins():
 
 
 def test_slower_int8_loses_and_the_report_says_why():
-    choice, why = select_variant({"fp32": v(99.0, 0.16), "int8": v(98.9, 0.8)}, 99.5, Budgets())
-    assert choice == "fp32" and "INT8 Q/DQ was slower" in why
+    int8 = v(98.9, 0.8) | {"float_conv_gemm_left": 54}
+    choice, why = select_variant({"fp32": v(99.0, 0.16), "int8": int8}, 99.5, Budgets())
+    assert choice == "fp32" and "left 54 Conv/Gemm in float" in why
+    int8["float_conv_gemm_left"] = 0
+    _, why = select_variant({"fp32": v(99.0, 0.16), "int8": int8}, 99.5, Budgets())
+    assert "every Conv/Gemm runs as an integer kernel" in why
 
 
 def test_faster_variant_over_accuracy_budget_is_rejected():

@@ -1,0 +1,112 @@
+"""INT8 laid out the way ONNX Runtime fuses it: BatchNorm folded, `DQ -> Conv -> Q` everywhere.
+
+Model Optimizer's Q/DQ export is right for TensorRT (which folds BatchNorm and fuses itself)
+but ONNX Runtime only turns `DQ -> Conv/Gemm (-> Relu) -> Q` with INT8 weight initializers into
+integer kernels; on its graph ORT leaves every Conv in float and runs the Q/DQ nodes on their
+own, slower than FP32. So for ONNX Runtime targets the trained float weights (after QAT) are
+exported to FP32 ONNX, BatchNorm is folded by ORT's pre-processing, and ORT's static quantizer
+places the Q/DQ pairs: weights symmetric INT8 per channel, activations asymmetric UINT8 (the
+form ORT's x86 and Arm kernels run fastest, and that lets a ReLU fold into its Q), with
+activation ranges calibrated by max on the same calibration subset as the QAT model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from edgekd._io import atomic_path
+from edgekd.data import loader
+from edgekd.errors import StageError
+
+FLOAT_COMPUTE = {"Conv", "FusedConv", "Gemm", "MatMul", "FusedGemm", "NchwcConv"}
+INTEGER_COMPUTE = {
+    "QLinearConv",
+    "QGemm",
+    "QLinearMatMul",
+    "MatMulInteger",
+    "ConvInteger",
+    "MatMulIntegerToFloat",
+    "DynamicQuantizeMatMul",
+}
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over a dataset of (image, label)."""
+
+    def __init__(self, ds, input_name: str, batch_size: int) -> None:
+        self._batches = (x.numpy() for x, _ in loader(ds, batch_size))
+        self.input_name = input_name
+
+    def get_next(self):
+        x = next(self._batches, None)
+        return None if x is None else {self.input_name: x}
+
+    def rewind(self):  # not needed for MinMax; part of the reader protocol
+        raise NotImplementedError("single pass")
+
+
+def quantize_for_ort(
+    float_onnx: str | Path, out_path: str | Path, calib_ds, batch_size: int = 32
+) -> Path:
+    """Write the ORT-fusable INT8 Q/DQ model of `float_onnx` to `out_path`."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
+    out_path = Path(out_path)
+    with tempfile.TemporaryDirectory() as d, atomic_path(out_path) as tmp:
+        pre = Path(d) / "pre.onnx"
+        try:
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
+                quant_pre_process(str(float_onnx), str(pre), skip_symbolic_shape=True)
+                quantize_static(
+                    str(pre),
+                    str(tmp),
+                    _Reader(calib_ds, "input", batch_size),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+                )
+        except Exception as e:
+            raise StageError(
+                "ONNX Runtime INT8 quantization failed",
+                value=str(float_onnx),
+                fix=str(e).strip().splitlines()[0][:200],
+            ) from None
+    return out_path
+
+
+def fusion_report(onnx_path: str | Path) -> dict:
+    """Which compute ops ONNX Runtime runs in float vs integer after its graph optimizations."""
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as d:
+        opt = Path(d) / "opt.onnx"
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = str(opt)
+        so.log_severity_level = 3
+        ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        ops = Counter(n.op_type for n in onnx.load(str(opt)).graph.node)
+    return {
+        "float_conv_gemm": sum(ops[o] for o in FLOAT_COMPUTE),
+        "integer_ops": sum(ops[o] for o in INTEGER_COMPUTE),
+        "op_counts": dict(ops),
+    }
+
+
+__all__ = ["fusion_report", "quantize_for_ort", "np"]
