@@ -11,6 +11,7 @@ from edgekd.cli.compress import HELP as COMPRESS_HELP
 from edgekd.cli.compress import compress_command
 from edgekd.cli.profile import profile_command
 from edgekd.cli.targets import targets_app
+from edgekd.cli.verify import verify_command
 
 try:  # typer >= 0.20 vendors click as typer._click
     from typer._click import exceptions as click_exceptions
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.command("compress", help=COMPRESS_HELP)(compress_command)
 app.command("profile")(profile_command)
+app.command("verify")(verify_command)
 app.add_typer(targets_app, name="targets")
 
 

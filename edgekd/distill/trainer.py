@@ -18,6 +18,7 @@ from torch import nn
 
 from edgekd._io import atomic_path
 from edgekd.data import DataBundle, loader
+from edgekd.distill.guards import first_nonfinite_module
 from edgekd.distill.losses import create_loss
 from edgekd.errors import StageError
 
@@ -146,9 +147,11 @@ def distill(
             loss = sum(terms.values())
             if not torch.isfinite(loss):
                 bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+                layer = first_nonfinite_module(student, x)
+                where = f" (first non-finite output: layer {layer})" if layer else ""
                 raise StageError(
                     f"training diverged at epoch {epoch + 1}, step {step + 1}",
-                    value=f"{', '.join(bad)} is not finite",
+                    value=f"{', '.join(bad)} is not finite{where}",
                     fix=f"lower the learning rate (now {cfg.lr}); last good checkpoint {last_path}",
                 )
             opt.zero_grad(set_to_none=True)

@@ -24,7 +24,7 @@ from edgekd.backends import onnxruntime as ort_backend
 from edgekd.config import Budgets, CompressConfig
 from edgekd.data import DataBundle, load_data, stack_inputs
 from edgekd.distill import TrainConfig, distill, evaluate_torch
-from edgekd.errors import InputError
+from edgekd.errors import InputError, StageError
 from edgekd.export import DEFAULT_OPSET, export_onnx, parity
 from edgekd.latency.cost import predict_latency
 from edgekd.models import (
@@ -232,16 +232,28 @@ def compress(
 
     def quant_stage(key: str):
         from edgekd.quant import count_quantizers, quantize_int8, quantizer_state
+        from edgekd.quant.modelopt_int8 import bad_ranges
 
         student = _float_student(student_name, data, best_fp32)
         calib = data.calibration_subset(cfg.calib_size, cfg.seed)
         student = quantize_int8(student, calib, batch_size=cfg.batch_size)
+        ranges = bad_ranges(student)
+        fatal = {k: v for k, v in ranges.items() if v == "not finite"}
+        if fatal:
+            raise StageError(
+                "calibration produced non-finite ranges",
+                value=", ".join(sorted(fatal)[:5]),
+                fix="check the calibration images and the FP32 student for NaN/inf",
+            )
+        for name, problem in sorted(ranges.items())[:10]:
+            rep.message(f"warning: calibration range of {name} is {problem}")
         ptq_acc, _ = evaluate_torch(student, data.val)
         info = {
             "method": "max",
             "calib_size": len(calib),
             "quantizers": count_quantizers(student),
             "ptq_val_acc": ptq_acc,
+            "zero_or_bad_ranges": ranges,
             "checkpoint": _rel(run, ptq_ckpt),
             "kept": "ptq",
         }

@@ -51,6 +51,30 @@ def quantize_int8(
     return model
 
 
+def bad_ranges(model: nn.Module) -> dict[str, str]:
+    """Quantizers whose calibrated range is zero or not finite, by module name.
+
+    A zero range quantizes everything to 0 (a dead channel or a layer the calibration data never
+    excites); an infinite or NaN range means the calibration saw non-finite activations.
+    """
+    out = {}
+    for name, m in model.named_modules():
+        if type(m).__name__ != "TensorQuantizer" or not getattr(m, "is_enabled", False):
+            continue
+        amax = getattr(m, "amax", None)
+        if amax is None:
+            continue
+        amax = torch.as_tensor(amax).float()
+        if not torch.isfinite(amax).all():
+            out[name] = "not finite"
+        elif (amax == 0).any():
+            zeros = int((amax == 0).sum())
+            out[name] = (
+                f"zero in {zeros} of {amax.numel()} channel(s)" if amax.numel() > 1 else "zero"
+            )
+    return out
+
+
 def quantizer_state(model: nn.Module) -> dict[str, Any]:
     """modelopt's state of a quantized model (loads with torch.load(weights_only=True))."""
     import modelopt.torch.opt as mto

@@ -54,3 +54,16 @@ def test_state_roundtrip_restores_identical_outputs(quantized, tmp_path):
 def test_unknown_calibration_method(digits):
     with pytest.raises(ConfigError, match="unknown calibration method"):
         quantize_int8(create_timm("resnet10t", 10), digits.calib_source, method="entropyy")
+
+
+def test_zero_ranges_are_reported_with_the_layer(digits):
+    from edgekd.quant.modelopt_int8 import bad_ranges
+
+    torch.manual_seed(0)
+    model = create_timm("resnet10t", 10)
+    with torch.no_grad():
+        model.conv1[0].weight[:2].zero_()  # two dead output channels
+    q = quantize_int8(model, Subset(digits.calib_source, range(16)))
+    ranges = bad_ranges(q)
+    assert ranges["conv1.0.weight_quantizer"] == "zero in 2 of 24 channel(s)"
+    assert all("input_quantizer" not in k for k in ranges)
