@@ -63,11 +63,21 @@ class CompressConfig(BaseModel):
     calib_size: int = Field(256, ge=1)
     seed: int = 0
     threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads for latency.")
+    device: str = Field("auto", description="Training device: auto, cpu, cuda or cuda:N.")
     latency_warmup: int = Field(50, ge=0)
     latency_iters: int = Field(300, ge=10)
     budgets: Budgets = Budgets()
     resume: bool = False
     force: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
+            raise ValueError("expected auto, cpu, cuda or cuda:N")
+        return v
 
     @field_validator("input_shape", mode="before")
     @classmethod

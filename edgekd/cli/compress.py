@@ -69,6 +69,12 @@ def compress_command(
     calib_size: Annotated[int, typer.Option(help="Calibration images drawn from train.")] = 256,
     seed: Annotated[int, typer.Option(help="Random seed (runs repeat on the CPU).")] = 0,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads for latency.")] = 1,
+    device: Annotated[
+        str,
+        typer.Option(
+            help="Training device: auto (a GPU when one is visible), cpu, cuda or cuda:N."
+        ),
+    ] = "auto",
     latency_warmup: Annotated[
         int, typer.Option(help="Untimed runs before latency is measured.")
     ] = 50,

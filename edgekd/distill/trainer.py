@@ -53,6 +53,7 @@ class TrainConfig:
     loss: str = "kd"
     loss_args: dict = field(default_factory=dict)
     schedule: str = "onecycle"  # onecycle (warm-up then anneal) | cosine (anneal only)
+    device: str = "cpu"  # where training runs; checkpoints are always loadable on the CPU
 
 
 @dataclass
@@ -67,11 +68,13 @@ class TrainResult:
 
 @torch.no_grad()
 def evaluate_torch(model: nn.Module, ds, batch_size: int = 256) -> tuple[float, torch.Tensor]:
-    """Top-1 accuracy (percent) and logits of `model` on dataset `ds`."""
+    """Top-1 accuracy (percent) and logits (on the CPU) of `model` on dataset `ds`, run on the
+    device the model's parameters are on."""
     model.eval()
+    device = next(model.parameters(), torch.empty(0)).device
     logits, labels = [], []
     for x, y in loader(ds, batch_size):
-        logits.append(model(x))
+        logits.append(model(x.to(device)).float().cpu())
         labels.append(torch.as_tensor(y))
     out = torch.cat(logits)
     acc = (out.argmax(1) == torch.cat(labels)).float().mean().item() * 100
@@ -117,6 +120,9 @@ def distill(
     """
     ckpt_dir = Path(ckpt_dir)
     last_path, best_path = ckpt_dir / f"{prefix}last.pt", ckpt_dir / f"{prefix}best.pt"
+    device = torch.device(cfg.device)
+    student.to(device)
+    teacher.to(device)
     frozen = FrozenTeacher(teacher)
     loss_fn = create_loss(cfg.loss, **cfg.loss_args)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -142,7 +148,7 @@ def distill(
         n_seen = 0
         train_loader = loader(bundle.train, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch)
         for step, (x, y) in enumerate(train_loader):
-            y = torch.as_tensor(y)
+            x, y = x.to(device, non_blocking=True), torch.as_tensor(y).to(device)
             terms = loss_fn(student(x), frozen(x), y)
             loss = sum(terms.values())
             if not torch.isfinite(loss):

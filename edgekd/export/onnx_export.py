@@ -88,8 +88,7 @@ def export_onnx(
                         external_data=False,
                     )
                 else:
-                    if hasattr(model, "eval"):
-                        model.eval()
+                    model.cpu().eval()  # ONNX export traces on the CPU
                     torch.onnx.export(
                         model,
                         example,

@@ -107,6 +107,7 @@ def compress(
             fix="add cost_model to its profile so its latency can be predicted",
         )
     budgets = budgets or cfg.budgets
+    device = resolve_device(cfg.device)
     t_start = time.perf_counter()
 
     teacher, data = _teacher_and_data(cfg)
@@ -138,6 +139,7 @@ def compress(
         "budgets": budgets.model_dump(),
         "target": target.name,
         "seed": cfg.seed,
+        "device": device,
         "versions": versions(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -174,6 +176,7 @@ def compress(
         seed=cfg.seed,
         loss="kd",
         loss_args={"temperature": cfg.temperature, "alpha": cfg.alpha},
+        device=device,
     )
     steps = math.ceil(len(data.train) / cfg.batch_size)
 
@@ -227,6 +230,7 @@ def compress(
         loss="kd",
         schedule="cosine",
         loss_args={"temperature": cfg.temperature, "alpha": cfg.alpha},
+        device=device,
     )
     ptq_ckpt = run / "distill/ptq.pt"
 
@@ -234,7 +238,7 @@ def compress(
         from edgekd.quant import count_quantizers, quantize_int8, quantizer_state
         from edgekd.quant.modelopt_int8 import bad_ranges
 
-        student = _float_student(student_name, data, best_fp32)
+        student = _float_student(student_name, data, best_fp32).to(device)
         calib = data.calibration_subset(cfg.calib_size, cfg.seed)
         student = quantize_int8(student, calib, batch_size=cfg.batch_size)
         ranges = bad_ranges(student)
@@ -547,6 +551,22 @@ def predicted_latency(pred, target) -> dict:
         f"{target.name} ({pred.precision})",
         "measured": False,
     }
+
+
+def resolve_device(spec: str) -> str:
+    """`auto` -> cuda when a GPU is visible, else cpu; a CUDA request without a GPU is an error."""
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda"):
+        n = torch.cuda.device_count()
+        index = int(spec.partition(":")[2] or 0)
+        if index >= n:
+            raise InputError(
+                "CUDA device not available",
+                value=spec,
+                fix=f"this machine has {n} visible GPU(s); use --device cpu or auto",
+            )
+    return spec
 
 
 def _float_student(name: str, data: DataBundle, ckpt: Path) -> torch.nn.Module:

@@ -40,10 +40,12 @@ def quantize_int8(
         raise ConfigError("unknown calibration method", value=repr(method), valid=CALIB_METHODS)
     mtq = _mtq()
 
+    device = next(model.parameters()).device
+
     def forward_loop(m: nn.Module) -> None:
         with torch.no_grad():
             for x, _ in loader(calib_ds, batch_size):
-                m(x)
+                m(x.to(device))
 
     model.eval()
     with contextlib.redirect_stdout(io.StringIO()):  # modelopt prints a line per call

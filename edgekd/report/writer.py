@@ -105,7 +105,8 @@ def write_reports(
             k: export_info[k] for k in ("opset", "qdq_pairs", "ops_int8", "float_conv_gemm_left")
         },
         parity=export_info["parity"],
-        environment=manifest.run["versions"] | {"seed": manifest.run["seed"]},
+        environment=manifest.run["versions"]
+        | {"seed": manifest.run["seed"], "train_device": manifest.run.get("device", "cpu")},
         stages=[
             {
                 "name": s.name,

@@ -196,3 +196,17 @@ def test_bad_values(flag, value):
 def test_debug_shows_traceback(tmp_path):
     r = invoke("compress", str(tmp_path / "nope.pt"), "--debug")
     assert r.exit_code == 1 and "Traceback" in r.stderr
+
+
+def test_cuda_device_without_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the no-GPU error cannot be provoked")
+    one_line(
+        invoke("compress", "timm:resnet10t", "--device", "cuda", "--out", str(tmp_path / "r")),
+        "CUDA device not available",
+        "--device cpu",
+    )
+
+
+def test_bad_device_value():
+    one_line(invoke("compress", "timm:resnet10t", "--device", "gpu0"), "--device")
