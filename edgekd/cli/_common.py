@@ -27,9 +27,9 @@ def fail(line: str, code: int = EXIT_ERROR) -> typer.Exit:
     return typer.Exit(code)
 
 
-def guarded(fn: Callable[[], T], *, debug: bool) -> T:
+def guarded(fn: Callable[[], T], *, debug: bool, verbose: bool = False) -> T:
     """Run a command body: EdgekdError -> one line and exit 1; Ctrl-C -> exit 130."""
-    if not debug:
+    if not (debug or verbose):
         # third-party deprecation chatter (torch.onnx, modelopt plugins) is not the user's to fix
         warnings.simplefilter("ignore")
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)

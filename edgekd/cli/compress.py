@@ -18,13 +18,18 @@ Exit code 0 = budgets met, 2 = artifact produced but a budget missed, 1 = bad in
 """
 
 
+# options that steer the command itself, not the run (not recipe keys)
+CLI_ONLY = ("config", "print_config", "ci", "verbose", "quiet", "debug", "ctx")
+
+
 def compress_command(
     teacher: Annotated[
-        str,
+        str | None,
         typer.Argument(
-            help="Teacher: TorchScript file, torch.export .pt2, state dict (.pt), or timm:NAME."
+            help="Teacher: TorchScript file, torch.export .pt2, state dict (.pt), or timm:NAME "
+            "(or teacher: in --config)."
         ),
-    ],
+    ] = None,
     data: Annotated[
         str,
         typer.Option(
@@ -102,21 +107,70 @@ def compress_command(
             help="Start over in an --out that holds an earlier run (removes its outputs)."
         ),
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Recipe YAML with the same keys as these flags (underscores or dashes); flags "
+            "given on the command line win."
+        ),
+    ] = None,
+    print_config: Annotated[
+        bool, typer.Option(help="Print the effective configuration (a valid recipe) and exit.")
+    ] = False,
+    ci: Annotated[
+        bool,
+        typer.Option(
+            help="CI mode: no interactive progress, a compact summary; junit.xml is written to "
+            "the run directory (as always). Exit 0 / 2 / 1."
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also show third-party warnings.")
+    ] = False,
     quiet: Quiet = False,
     debug: Debug = False,
+    ctx: typer.Context = None,
 ) -> None:
-    values = {k: v for k, v in locals().items() if k not in ("quiet", "debug")}
+    values = {k: v for k, v in locals().items() if k not in CLI_ONLY}
+    on_command_line = {k for k in values if _from_command_line(ctx, k)}
 
     def body() -> None:
+        import yaml
+
         from edgekd.cli.progress import RichReporter
+        from edgekd.cli.recipe import effective_values
         from edgekd.config import Budgets, CompressConfig, build_config
+        from edgekd.errors import ConfigError
         from edgekd.pipeline.compress import compress
         from edgekd.targets import get_target
 
+        merged = effective_values(values, on_command_line, config)
+        if print_config:
+            sys.stdout.write(
+                yaml.safe_dump(
+                    {
+                        k: (
+                            str(v)
+                            if isinstance(v, Path)
+                            else list(v)
+                            if isinstance(v, tuple)
+                            else v
+                        )
+                        for k, v in merged.items()
+                    },
+                    sort_keys=False,
+                )
+            )
+            return
+        if not merged.get("teacher"):
+            raise ConfigError(
+                "no teacher given",
+                fix="pass TEACHER (a file or timm:NAME) or set teacher: in --config",
+            )
         given = {
-            k: values.pop(k) for k in ("latency_budget_ms", "max_accuracy_drop", "max_model_mb")
+            k: merged.pop(k) for k in ("latency_budget_ms", "max_accuracy_drop", "max_model_mb")
         }
-        prof = get_target(values["target"])
+        prof = get_target(merged["target"])
         overrides = {
             "latency_ms": given["latency_budget_ms"],
             "max_accuracy_drop": given["max_accuracy_drop"],
@@ -127,27 +181,43 @@ def compress_command(
             prof.default_budgets.model_dump()
             | {k: v for k, v in overrides.items() if v is not None},
         )
-        cfg = build_config(CompressConfig, values | {"budgets": budgets})
-        result = compress(cfg, RichReporter(quiet=quiet), budgets=budgets)
-        r = result.report
-        v = r["verdict"]
-        art = r["artifact"]
-        lines = [
-            f"verdict: {'PASS' if v['passed'] else 'BUDGET MISSED'} (exit {result.exit_code})",
-            *[
-                f"  {g['name']}: {g['value']:.3f} {g['unit']} (limit {g['limit']}) "
-                f"{'ok' if g['passed'] else 'MISSED'}"
-                for g in v["gates"]
-            ],
-            f"artifact: {result.run_dir / art['path']} ({art['precision']}, "
-            f"top-1 {art['accuracy']:.2f}% vs teacher {r['teacher']['accuracy']:.2f}%, "
-            f"p90 {art['latency']['p90_ms']:.3f} ms "
-            f"{'measured' if art['latency']['measured'] else 'PREDICTED'} = "
-            f"{r['speedup_vs_teacher_p90']:.1f}x faster)",
-            f"report: {result.report_path}",
-        ]
-        sys.stdout.write("\n".join(lines) + "\n")
+        cfg = build_config(CompressConfig, merged | {"budgets": budgets})
+        reporter = RichReporter(quiet=quiet, interactive=not ci)
+        result = compress(cfg, reporter, budgets=budgets)
+        sys.stdout.write(summary_lines(result, compact=ci))
         if result.exit_code:
             raise typer.Exit(result.exit_code)
 
-    guarded(body, debug=debug)
+    guarded(body, debug=debug, verbose=verbose)
+
+
+def _from_command_line(ctx, name: str) -> bool:
+    if ctx is None:
+        return True
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def summary_lines(result, compact: bool = False) -> str:
+    """The verdict, each gate, the artifact and the report path (one line each)."""
+    r = result.report
+    v = r["verdict"]
+    art = r["artifact"]
+    kind = "measured" if art["latency"]["measured"] else "PREDICTED"
+    lines = [f"verdict: {'PASS' if v['passed'] else 'BUDGET MISSED'} (exit {result.exit_code})"]
+    lines += [
+        f"  {g['name']}: {g['value']:.3f} {g['unit']} (limit {g['limit']}) "
+        f"{'ok' if g['passed'] else 'MISSED'}"
+        for g in v["gates"]
+    ]
+    lines.append(
+        f"artifact: {result.run_dir / art['path']} ({art['precision']}, top-1 "
+        f"{art['accuracy']:.2f}% vs teacher {r['teacher']['accuracy']:.2f}%, p90 "
+        f"{art['latency']['p90_ms']:.3f} ms {kind} = {r['speedup_vs_teacher_p90']:.1f}x faster)"
+    )
+    lines.append(f"report: {result.report_path}")
+    if compact:
+        lines.append(f"junit: {result.run_dir / 'junit.xml'}")
+    else:
+        lines.append(f"html: {result.run_dir / 'report.html'}")
+    return "\n".join(lines) + "\n"

@@ -19,9 +19,10 @@ from edgekd.pipeline.events import Reporter
 
 
 class RichReporter(Reporter):
-    def __init__(self, *, quiet: bool = False) -> None:
+    def __init__(self, *, quiet: bool = False, interactive: bool = True) -> None:
         self.console = Console(stderr=True)
         self.quiet = quiet
+        self.interactive = interactive and self.console.is_terminal
         self._progress: Progress | None = None
         self._task = None
         self._t0: dict[str, float] = {}
@@ -33,7 +34,7 @@ class RichReporter(Reporter):
     def stage_start(self, name: str, description: str) -> None:
         self._t0[name] = time.perf_counter()
         self._print(f"[bold cyan]▶ {name}[/] {description}")
-        if self.quiet or not self.console.is_terminal:
+        if self.quiet or not self.interactive:
             return
         # a live line per stage; training phases replace it with an epoch bar
         self._progress = Progress(
@@ -56,7 +57,7 @@ class RichReporter(Reporter):
 
     def epochs_start(self, phase: str, epochs: int, steps_per_epoch: int) -> None:
         self._close_bar()
-        if self.quiet or not self.console.is_terminal:
+        if self.quiet or not self.interactive:
             return
         self._progress = Progress(
             TextColumn("  {task.description}"),

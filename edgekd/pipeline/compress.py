@@ -35,7 +35,7 @@ from edgekd.models import (
     load_teacher,
     pick_auto_student,
 )
-from edgekd.pipeline.events import Reporter
+from edgekd.pipeline.events import LogFileReporter, Reporter
 from edgekd.pipeline.manifest import Manifest
 from edgekd.pipeline.rundir import RunDir
 from edgekd.pipeline.select import select_variant
@@ -121,6 +121,11 @@ def compress(
     # every input is checked before the run directory is touched
     run = RunDir(cfg.out)
     run.prepare(resume=cfg.resume, force=cfg.force)
+    rep = LogFileReporter(rep, run / "edgekd.log")
+    rep.message(
+        f"edgekd {__version__}: compress {cfg.teacher} -> {run.root} (target "
+        f"{target.name}, device {device}, resume {cfg.resume})"
+    )
     # nothing is printed before the inputs are known good: bad input gets exactly one line
     rep.message(
         f"teacher {teacher.kind} ({teacher_params / 1e6:.2f}M params), data "

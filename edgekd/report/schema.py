@@ -51,6 +51,7 @@ class ModelMetrics(_Model):
     sha256: str | None = None
     params: int | None = None
     float_conv_gemm_left: int | None = None  # INT8 only: Conv/Gemm the runtime left in float
+    gflops: float | None = None  # per image, from the ONNX graph
 
 
 class Parity(_Model):
@@ -84,3 +85,4 @@ class Report(_Model):
     environment: dict
     stages: list[dict]
     wall_s: float
+    layers: dict | None = None  # cost-model breakdown of the shipped artifact on the target

@@ -118,9 +118,75 @@ def write_reports(
         ],
         wall_s=manifest.run.get("wall_s", 0.0),
     ).model_dump(mode="json")
+    _add_graph_figures(report, run_dir, target)
+    report = Report.model_validate(report).model_dump(mode="json")
     write_json(run_dir / "report.json", report)
-    write_text(run_dir / "report.md", render_markdown(report))
+    render_all(run_dir, report)
     return report, verdict.exit_code
+
+
+def render_all(run_dir: Path, report: dict) -> None:
+    """report.md, report.html and junit.xml, all from report.json's content."""
+    from edgekd.report.html import render_html
+    from edgekd.report.junit import render_junit
+
+    write_text(run_dir / "report.md", render_markdown(report))
+    write_text(run_dir / "report.html", render_html(report))
+    write_text(run_dir / "junit.xml", render_junit(report))
+
+
+def regenerate(run_dir: str | Path) -> dict:
+    """Re-render md/html/junit from an existing report.json (`edgekd report RUN_DIR`)."""
+    import json
+
+    from edgekd.errors import RunDirError
+
+    run_dir = Path(run_dir)
+    path = run_dir / "report.json"
+    if not path.is_file():
+        raise RunDirError(
+            "no report.json in the run directory",
+            value=str(run_dir),
+            fix="pass the --out folder of a finished edgekd compress run",
+        )
+    try:
+        report = Report.model_validate(json.loads(path.read_text())).model_dump(mode="json")
+    except Exception as e:
+        raise RunDirError(
+            "report.json does not match the report schema",
+            value=str(path),
+            fix=" ".join(str(e).split())[:200],
+        ) from None
+    render_all(run_dir, report)
+    return report
+
+
+def _add_graph_figures(report: dict, run_dir: Path, target) -> None:
+    """GFLOPs of every model and the per-layer breakdown of the shipped artifact."""
+    from edgekd.latency.cost import predict_latency
+    from edgekd.latency.graph import graph_layers, load_onnx
+
+    def gflops(rel: str) -> float | None:
+        p = run_dir / rel
+        if not p.is_file():
+            return None
+        return sum(la.flops for la in graph_layers(load_onnx(p), target.runtime)) / 1e9
+
+    report["teacher"]["gflops"] = gflops(report["teacher"]["path"])
+    for m in report["variants"].values():
+        m["gflops"] = gflops(m["path"])
+    report["artifact"]["gflops"] = gflops(report["artifact"]["path"])
+    if target.cost_model is None:
+        return
+    art = report["artifact"]
+    precision = art["precision"] if target.runtime == "tensorrt" else None
+    pred = predict_latency(run_dir / art["path"], target, precision)
+    report["layers"] = {
+        "source": f"cost model for {target.name} ({target.runtime} {target.runtime_version})"
+        + ("; the artifact's total latency above is measured" if target.measured else ""),
+        "total_ms": pred.total_ms,
+        "rows": pred.to_dict(top=15)["layers"],
+    }
 
 
 def _lat(m: dict) -> str:

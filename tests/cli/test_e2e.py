@@ -43,6 +43,7 @@ def demo_run(digits_teacher, tmp_path_factory):
         str(out),
         "--max-accuracy-drop",
         "100",
+        "--ci",
         *FAST,
     )
     return out, proc
@@ -53,6 +54,11 @@ def test_compress_exit_0_and_prints_paths(demo_run):
     assert proc.returncode == 0, proc.stderr
     assert f"report: {out / 'report.json'}" in proc.stdout
     assert "artifact: " in proc.stdout and "verdict: PASS" in proc.stdout
+    assert f"junit: {out / 'junit.xml'}" in proc.stdout  # --ci: compact summary + junit
+    for name in ("report.html", "junit.xml", "edgekd.log"):
+        assert (out / name).stat().st_size > 0
+    log = (out / "edgekd.log").read_text()
+    assert "stage distill: done" in log and "distill epoch 1:" in log
 
 
 def test_report_holds_accuracies_latencies_sizes_and_artifact(demo_run):

@@ -1,0 +1,74 @@
+"""report.html and junit.xml rendered from a report.json (the sample is a real demo run's)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from junitparser import Failure, JUnitXml
+from PIL import Image
+
+from edgekd.report.html import render_html
+from edgekd.report.junit import render_junit
+
+SAMPLE = json.loads((Path(__file__).parent / "sample_report.json").read_text())
+
+
+def _missed(report: dict) -> dict:
+    r = copy.deepcopy(report)
+    r["verdict"]["passed"] = False
+    r["verdict"]["exit_code"] = 2
+    r["verdict"]["gates"].append(
+        {
+            "name": "latency",
+            "passed": False,
+            "value": 0.2,
+            "limit": 0.1,
+            "unit": "ms",
+            "detail": "p90",
+        }
+    )
+    return r
+
+
+def test_html_is_self_contained_with_verdict_tables_and_plots():
+    page = render_html(SAMPLE)
+    assert 'id="verdict"' in page and "PASS" in page
+    assert "<table>" in page and "Teacher vs student" in page and "(shipped)" in page
+    assert "http://" not in page and "https://" not in page  # nothing fetched
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 3  # latency chart, training curves, per-layer breakdown
+    for b64 in images:
+        img = Image.open(io.BytesIO(base64.b64decode(b64)))
+        img.load()
+        assert img.width > 100 and img.height > 100
+        assert len(set(img.convert("L").getdata())) > 2  # something is drawn
+
+
+def test_html_says_budget_missed():
+    page = render_html(_missed(SAMPLE))
+    assert "BUDGET MISSED" in page and "<b>FAIL</b>" in page
+
+
+@pytest.mark.parametrize("report,failures", [(SAMPLE, 0), (_missed(SAMPLE), 1)])
+def test_junit_parses_with_one_case_per_gate(tmp_path, report, failures):
+    p = tmp_path / "junit.xml"
+    p.write_text(render_junit(report))
+    xml = JUnitXml.fromfile(str(p))
+    suites = list(xml)
+    assert len(suites) == 1
+    suite = suites[0]
+    names = [c.name for c in suite]
+    for g in report["verdict"]["gates"]:
+        assert f"budget.{g['name']}" in names
+    assert "artifact.produced" in names
+    failed = [c for c in suite if any(isinstance(r, Failure) for r in c.result)]
+    assert len(failed) == failures == suite.failures
+    assert suite.tests == len(names)
+    if failures:
+        assert failed[0].name == "budget.latency"
