@@ -196,7 +196,7 @@ def test_image_folder_timm_teacher_explicit_student_ptq_only(tmp_path):
     "args,needles",
     [
         (["compress", "--bogus-flag"], ["no such option", "--bogus-flag"]),
-        (["compress"], ["missing argument"]),
+        (["compress"], ["no teacher given"]),
         (["compress", "/no/such/teacher.pt"], ["teacher file not found"]),
         (["compress", "timm:resnet10t", "--target", "jetson-nanoo"], ["unknown target"]),
     ],
