@@ -61,6 +61,8 @@ class CompressConfig(BaseModel):
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1, description="Weight of the KD term; 1-alpha on CE.")
     calib_size: int = Field(256, ge=1)
+    calib: str = Field("max", description="max | entropy | percentile | recipe YAML path.")
+    calib_percentile: float = Field(99.99, gt=50, le=100)
     seed: int = 0
     threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads for latency.")
     device: str = Field("auto", description="Training device: auto, cpu, cuda or cuda:N.")

@@ -72,6 +72,16 @@ def compress_command(
         float, typer.Option(help="Weight of the KD term (1 - alpha weights cross-entropy).")
     ] = 0.9,
     calib_size: Annotated[int, typer.Option(help="Calibration images drawn from train.")] = 256,
+    calib: Annotated[
+        str,
+        typer.Option(
+            help="Activation calibration: max, entropy, percentile, or a recipe YAML "
+            "(calibration/*.yaml)."
+        ),
+    ] = "max",
+    calib_percentile: Annotated[
+        float, typer.Option(help="Percentile for --calib percentile.")
+    ] = 99.99,
     seed: Annotated[int, typer.Option(help="Random seed (runs repeat on the CPU).")] = 0,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads for latency.")] = 1,
     device: Annotated[

@@ -40,6 +40,7 @@ from edgekd.pipeline.manifest import Manifest
 from edgekd.pipeline.rundir import RunDir
 from edgekd.pipeline.select import select_variant
 from edgekd.pipeline.stages import StageRunner
+from edgekd.quant.recipes import resolve_calib
 from edgekd.report import write_reports
 from edgekd.targets import get_target
 
@@ -108,6 +109,7 @@ def compress(
         )
     budgets = budgets or cfg.budgets
     device = resolve_device(cfg.device)
+    recipe = resolve_calib(cfg.calib, cfg.calib_size, cfg.calib_percentile)
     t_start = time.perf_counter()
 
     teacher, data = _teacher_and_data(cfg)
@@ -244,8 +246,14 @@ def compress(
         from edgekd.quant.modelopt_int8 import bad_ranges
 
         student = _float_student(student_name, data, best_fp32).to(device)
-        calib = data.calibration_subset(cfg.calib_size, cfg.seed)
-        student = quantize_int8(student, calib, batch_size=cfg.batch_size)
+        calib = data.calibration_subset(recipe.num_samples, cfg.seed)
+        student = quantize_int8(
+            student,
+            calib,
+            batch_size=cfg.batch_size,
+            method=recipe.method,
+            percentile=recipe.percentile,
+        )
         ranges = bad_ranges(student)
         fatal = {k: v for k, v in ranges.items() if v == "not finite"}
         if fatal:
@@ -258,7 +266,8 @@ def compress(
             rep.message(f"warning: calibration range of {name} is {problem}")
         ptq_acc, _ = evaluate_torch(student, data.val)
         info = {
-            "method": "max",
+            "method": recipe.method,
+            "percentile": recipe.percentile if recipe.method == "percentile" else None,
             "calib_size": len(calib),
             "quantizers": count_quantizers(student),
             "ptq_val_acc": ptq_acc,
@@ -301,7 +310,7 @@ def compress(
         "INT8 calibration and quantization-aware training (Model Optimizer)",
         {
             "fp32": sha256_file(best_fp32),
-            "calib_size": cfg.calib_size,
+            "calib": asdict(recipe),
             "seed": cfg.seed,
             "qat": asdict(qat_cfg),
             "data": data.fingerprint,
@@ -343,7 +352,7 @@ def compress(
             )
             with tempfile.TemporaryDirectory() as d:
                 tmp32 = export_onnx(trained.eval(), Path(d) / "trained.onnx", shape).path
-                calib = data.calibration_subset(cfg.calib_size, cfg.seed)
+                calib = data.calibration_subset(recipe.num_samples, cfg.seed)
                 quantize_for_ort(tmp32, ort_int8_onnx, calib)
             par["int8-ort"] = parity(ort_int8_onnx, logits8, data.val)
             fusion["int8-ort"] = fusion_report(ort_int8_onnx)["float_conv_gemm"]
@@ -370,7 +379,7 @@ def compress(
             "opset": DEFAULT_OPSET,
             "shape": shape,
             "runtime": target.runtime,
-            "calib": [cfg.calib_size, cfg.seed],
+            "calib": [asdict(recipe), cfg.seed],
         },
         export_stage,
     )

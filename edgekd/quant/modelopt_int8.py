@@ -20,7 +20,7 @@ from torch import nn
 from edgekd.data import loader
 from edgekd.errors import ConfigError
 
-CALIB_METHODS = ("max",)
+CALIB_METHODS = ("max", "entropy", "percentile")
 
 
 def _mtq():
@@ -32,12 +32,40 @@ def _mtq():
     return mtq
 
 
+def _int8_config(method: str) -> dict:
+    """INT8_DEFAULT_CFG; for entropy / percentile the activation quantizers collect a
+    histogram instead of a running max, and calibration is finished by hand below."""
+    import copy
+
+    mtq = _mtq()
+    cfg = copy.deepcopy(mtq.INT8_DEFAULT_CFG)
+    if method == "max":
+        return cfg
+    for entry in cfg["quant_cfg"]:
+        if entry.get("quantizer_name") == "*input_quantizer":
+            entry["cfg"] = {**entry["cfg"], "calibrator": "histogram"}
+    cfg["algorithm"] = None
+    return cfg
+
+
 def quantize_int8(
-    model: nn.Module, calib_ds, batch_size: int = 64, method: str = "max"
+    model: nn.Module,
+    calib_ds,
+    batch_size: int = 64,
+    method: str = "max",
+    percentile: float = 99.99,
 ) -> nn.Module:
-    """Insert INT8 fake-quant nodes into `model` and calibrate them on `calib_ds` (in place)."""
+    """Insert INT8 fake-quant nodes into `model` and calibrate them on `calib_ds` (in place).
+
+    Weights are always calibrated by their per-channel max. Activations by `method`:
+    `max` (largest |x| seen), `entropy` (the range minimising the KL divergence between the
+    float and quantized histograms, TensorRT's classic choice) or `percentile` (the
+    `percentile`-th percentile of |x|, which clips rare outliers).
+    """
     if method not in CALIB_METHODS:
         raise ConfigError("unknown calibration method", value=repr(method), valid=CALIB_METHODS)
+    if not 50 < percentile <= 100:
+        raise ConfigError("calibration percentile must lie in (50, 100]", value=percentile)
     mtq = _mtq()
 
     device = next(model.parameters()).device
@@ -48,8 +76,27 @@ def quantize_int8(
                 m(x.to(device))
 
     model.eval()
+    cfg = _int8_config(method)
     with contextlib.redirect_stdout(io.StringIO()):  # modelopt prints a line per call
-        model = mtq.quantize(model, mtq.INT8_DEFAULT_CFG, forward_loop)
+        if method == "max":
+            return mtq.quantize(model, cfg, forward_loop)
+        model = mtq.quantize(model, cfg, None)
+    from modelopt.torch.quantization.model_calib import enable_stats_collection
+
+    enable_stats_collection(model)
+    forward_loop(model)
+    for m in model.modules():
+        if type(m).__name__ != "TensorQuantizer" or m._disabled:
+            continue
+        if type(getattr(m, "_calibrator", None)).__name__ == "HistogramCalibrator":
+            if method == "entropy":
+                m.load_calib_amax("entropy")
+            else:
+                m.load_calib_amax("percentile", percentile=percentile)
+        else:
+            m.load_calib_amax()
+        m.enable_quant()
+        m.disable_calib()
     return model
 
 

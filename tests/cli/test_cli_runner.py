@@ -210,3 +210,12 @@ def test_cuda_device_without_gpu(tmp_path):
 
 def test_bad_device_value():
     one_line(invoke("compress", "timm:resnet10t", "--device", "gpu0"), "--device")
+
+
+def test_unknown_calibration_method(tmp_path):
+    one_line(
+        invoke("compress", "timm:resnet10t", "--calib", "kl", "--out", str(tmp_path / "r")),
+        "unknown calibration method",
+        "entropy",
+    )
+    assert not (tmp_path / "r").exists()

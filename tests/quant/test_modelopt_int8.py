@@ -67,3 +67,39 @@ def test_zero_ranges_are_reported_with_the_layer(digits):
     ranges = bad_ranges(q)
     assert ranges["conv1.0.weight_quantizer"] == "zero in 2 of 24 channel(s)"
     assert all("input_quantizer" not in k for k in ranges)
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_methods_clip_below_max(digits, method):
+    """entropy / percentile ranges lie inside (0, max|x|]; weights stay max-calibrated."""
+    calib = Subset(digits.calib_source, range(64))
+    xmax = max(float(digits.calib_source[i][0].abs().max()) for i in range(64))
+    torch.manual_seed(0)
+    q = quantize_int8(create_timm("resnet10t", 10), calib, method=method, percentile=99.0)
+    qs = _quantizers(q)
+    amax = float(qs["conv1.0.input_quantizer"].amax)
+    assert 0 < amax <= xmax + 1e-6
+    if method == "percentile":
+        # the 99th percentile of |x| over the calibration images, from the definition
+        xs = torch.stack([digits.calib_source[i][0] for i in range(64)]).abs().flatten()
+        assert amax == pytest.approx(float(torch.quantile(xs, 0.99)), rel=0.02)
+    w = q.conv1[0].weight.detach().abs().flatten(1).amax(1)
+    assert torch.allclose(qs["conv1.0.weight_quantizer"].amax.flatten(), w)
+
+
+def test_recipes_resolve(tmp_path):
+    from pathlib import Path
+
+    from edgekd.quant.recipes import resolve_calib
+
+    root = Path(__file__).resolve().parents[2] / "calibration"
+    assert resolve_calib(str(root / "entropy.yaml"), 256, 99.99).method == "entropy"
+    r = resolve_calib(str(root / "percentile-99.99.yaml"), 256, 90.0)
+    assert (r.method, r.num_samples, r.percentile) == ("percentile", 512, 99.99)
+    assert resolve_calib("max", 100, 99.99).num_samples == 100
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: kl\n")
+    with pytest.raises(ConfigError, match="unknown calibration method"):
+        resolve_calib(str(bad), 1, 99.0)
+    with pytest.raises(ConfigError, match="unknown calibration method"):
+        resolve_calib("minmax", 1, 99.0)
