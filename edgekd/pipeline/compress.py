@@ -343,6 +343,19 @@ def compress(
         }
         written = [fp32_onnx, int8_onnx]
         fusion = {"int8": fusion_report(int8_onnx)["float_conv_gemm"]}
+        lint = {}
+        if trt:  # what the device's TensorRT would refuse fails here, not on the device
+            from edgekd.export.lint import lint_file, summarize
+
+            for label, path in (("fp32", fp32_onnx), ("int8", int8_onnx)):
+                lint[label] = summarize(lint_file(path, target.runtime_version))
+                if lint[label]["errors"]:
+                    first = next(f for f in lint[label]["findings"] if f["severity"] == "error")
+                    raise StageError(
+                        f"{label} ONNX would not build with TensorRT {target.runtime_version}",
+                        value=f"{first['rule']} at {first['node']}: {first['message']}",
+                        fix=first["fix"],
+                    )
         if not trt:
             # ONNX Runtime targets: the QAT-trained float weights, BN folded, Q/DQ laid out
             # the way ORT fuses (see edgekd.quant.ort_layout)
@@ -365,6 +378,14 @@ def compress(
             "ops_fp32": e32.op_counts,
             "parity": par,
             "float_conv_gemm_left": fusion,
+            "lint": {
+                k: {
+                    "errors": v["errors"],
+                    "warnings": v["warnings"],
+                    "rules": sorted({f["rule"] for f in v["findings"]}),
+                }
+                for k, v in lint.items()
+            },
             "summary": f"opset {e8.opset}, {e8.qdq_pairs} Q/DQ pairs; {shipped_int8}: ORT/torch "
             f"top-1 agreement {par[shipped_int8]['top1_agreement']:.2f}%, "
             f"{fusion[shipped_int8]} float Conv/Gemm left in ORT",

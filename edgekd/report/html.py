@@ -164,6 +164,20 @@ Runtime's optimized graph: {_e(", ".join(f"{k}: {n}" for k, n in fusion.items())
         else "Every calibration range is finite and non-zero."
     }</p>
 <h2>Parity (ONNX Runtime vs torch)</h2>{parity}
+{
+        (
+            '<p class="note"><b>TensorRT lint:</b> '
+            + _e(
+                "; ".join(
+                    f"{k}: {v['errors']} error(s), {v['warnings']} warning(s) {v['rules']}"
+                    for k, v in (r["export"].get("lint") or {}).items()
+                )
+            )
+            + "</p>"
+        )
+        if r["export"].get("lint")
+        else ""
+    }
 <h2>Per-layer latency of the shipped artifact</h2>
 <p class="note">{_e(layers.get("source", "not available: the target has no cost model"))}
 {f"— total {layers['total_ms']:.3f} ms" if layers.get("total_ms") else ""}</p>

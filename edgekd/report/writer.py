@@ -102,7 +102,8 @@ def write_reports(
         distill={k: distill_info[k] for k in ("best_val_acc", "best_epoch", "history")},
         quantization={k: val for k, val in quant_info.items() if k != "summary"},
         export={
-            k: export_info[k] for k in ("opset", "qdq_pairs", "ops_int8", "float_conv_gemm_left")
+            k: export_info.get(k)
+            for k in ("opset", "qdq_pairs", "ops_int8", "float_conv_gemm_left", "lint")
         },
         parity=export_info["parity"],
         environment=manifest.run["versions"]
@@ -194,6 +195,18 @@ def _lat(m: dict) -> str:
     return f"{la['p50_ms']:.3f} / {la['p90_ms']:.3f} / {la['p99_ms']:.3f}"
 
 
+def _lint_line(r: dict) -> str:
+    lint = r["export"].get("lint") or {}
+    if not lint:
+        return ""
+    parts = [
+        f"{k}: {v['errors']} error(s), {v['warnings']} warning(s)"
+        + (f" ({', '.join(v['rules'])})" if v["rules"] else "")
+        for k, v in lint.items()
+    ]
+    return "**TensorRT lint** (`edgekd lint`): " + "; ".join(parts) + ".\n"
+
+
 def _latency_label(lat: dict, percentile: int) -> str:
     if not lat["measured"]:
         return f"predicted, {lat['runtime'].removeprefix('predicted: ')}"
@@ -269,6 +282,7 @@ def render_markdown(r: dict) -> str:
         )
         + f" (torch fake-quant); {r['quantization'].get('kept', 'ptq').upper()} weights exported.",
         "",
+        _lint_line(r),
         "**Environment**: " + ", ".join(f"{k} {val}" for k, val in r["environment"].items()),
         "",
     ]

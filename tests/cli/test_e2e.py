@@ -243,3 +243,5 @@ def test_jetson_target_predicts_latency_and_hands_over_onnx(digits_teacher, tmp_
     assert v["fp16"]["accuracy"] == v["fp32"]["accuracy"]
     assert v["fp16"]["latency"]["p90_ms"] < v["fp32"]["latency"]["p90_ms"]
     assert r["teacher"]["precision"] == "fp16"
+    # every ONNX exported for the Jetson passes the lint for its TensorRT version
+    assert {k: v["errors"] for k, v in r["export"]["lint"].items()} == {"fp32": 0, "int8": 0}

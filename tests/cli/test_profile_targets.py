@@ -156,3 +156,17 @@ def test_calibrate_writes_user_profile(tmp_path, monkeypatch):
 def test_calibrate_refuses_a_device_target():
     r = invoke("profile", "--calibrate", "--target", "jetson")
     assert r.exit_code == 1 and "only the host can be calibrated" in r.stderr
+
+
+def test_lint_command(model_onnx, tmp_path):
+    r = invoke("lint", str(model_onnx), "--trt", "8.5", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["errors"] == 0
+    r = invoke("lint", str(model_onnx), "--trt", "8.2")  # opset 17 > 13
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.exit_code == 1 and len(lines) == 1 and "opset" in lines[0]
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"junk")
+    r = invoke("lint", str(bad))
+    assert r.exit_code == 1 and "not a valid ONNX model" in r.stderr
+    r = invoke("lint", str(model_onnx), "--target", "host")
+    assert r.exit_code == 1 and "does not run TensorRT" in r.stderr
