@@ -244,6 +244,7 @@ def compress(
     def quant_stage(key: str):
         from edgekd.quant import count_quantizers, quantize_int8, quantizer_state
         from edgekd.quant.modelopt_int8 import bad_ranges
+        from edgekd.quant.sensitivity import layer_sensitivity, mixed_precision
 
         student = _float_student(student_name, data, best_fp32).to(device)
         calib = data.calibration_subset(recipe.num_samples, cfg.seed)
@@ -300,6 +301,37 @@ def compress(
             if res.best_val_acc >= ptq_acc:  # QAT must earn its place over calibration alone
                 info.update(checkpoint=_rel(run, res.best_path), kept="qat")
         acc = max(ptq_acc, info.get("qat_val_acc", ptq_acc))
+        # per-layer sensitivity of the kept INT8 model; over the accuracy budget, the most
+        # sensitive layers stay in higher precision until it holds
+        kept_ck = torch.load(run / info["checkpoint"], map_location="cpu", weights_only=True)
+        student.load_state_dict(kept_ck["model"])
+        ranking = layer_sensitivity(student, calib, cfg.batch_size)
+        info["sensitivity"] = [{"layer": n, "kl": kl} for n, kl in ranking]
+        if budgets.max_accuracy_drop is not None and ranking:
+            teacher_acc, _ = evaluate_torch(teacher.module, data.val)
+            goal = teacher_acc - budgets.max_accuracy_drop
+            if acc < goal:
+                float_layers, mixed_acc = mixed_precision(
+                    student,
+                    ranking,
+                    lambda m: evaluate_torch(m, data.val)[0],
+                    goal,
+                    max_float_layers=max(1, len(ranking) // 2),
+                )
+                mixed_ckpt = run / "distill/mixed.pt"
+                with atomic_path(mixed_ckpt) as tmp:
+                    torch.save(
+                        {"model": student.state_dict(), "extra": quantizer_state(student)}, tmp
+                    )
+                outputs.append(mixed_ckpt)
+                info.update(
+                    checkpoint=_rel(run, mixed_ckpt),
+                    kept=f"{info['kept']}+mixed",
+                    float_layers=float_layers,
+                    mixed_val_acc=mixed_acc,
+                    teacher_val_acc_torch=teacher_acc,
+                )
+                acc = mixed_acc
         info["summary"] = (
             f"INT8 fake-quant val {acc:.2f}% ({info['kept']} kept; PTQ {ptq_acc:.2f}%)"
         )
@@ -312,6 +344,7 @@ def compress(
             "fp32": sha256_file(best_fp32),
             "calib": asdict(recipe),
             "seed": cfg.seed,
+            "max_accuracy_drop": budgets.max_accuracy_drop,
             "qat": asdict(qat_cfg),
             "data": data.fingerprint,
         },

@@ -163,6 +163,7 @@ Runtime's optimized graph: {_e(", ".join(f"{k}: {n}" for k, n in fusion.items())
         if bad
         else "Every calibration range is finite and non-zero."
     }</p>
+{_sensitivity_html(q)}
 <h2>Parity (ONNX Runtime vs torch)</h2>{parity}
 {
         (
@@ -192,6 +193,23 @@ Runtime's optimized graph: {_e(", ".join(f"{k}: {n}" for k, n in fusion.items())
 {r["wall_s"]:.1f} s wall.</p>
 </body></html>
 """
+
+
+def _sensitivity_html(q: dict) -> str:
+    sens = q.get("sensitivity") or []
+    if not sens:
+        return ""
+    table = _table(
+        ["rank", "layer", "KL when only this layer is INT8"],
+        [[i + 1, _e(s["layer"]), f"{s['kl']:.3e}"] for i, s in enumerate(sens[:10])],
+    )
+    kept = (
+        f'<p class="note">Kept in higher precision: {_e(", ".join(q["float_layers"]))}'
+        f" (fake-quant val {q['mixed_val_acc']:.2f}%).</p>"
+        if q.get("float_layers")
+        else ""
+    )
+    return f"<h3>Quantization sensitivity</h3>{table}{kept}"
 
 
 def _gf(m: dict) -> str:

@@ -195,6 +195,29 @@ def _lat(m: dict) -> str:
     return f"{la['p50_ms']:.3f} / {la['p90_ms']:.3f} / {la['p99_ms']:.3f}"
 
 
+def _sensitivity_lines(r: dict) -> str:
+    sens = r["quantization"].get("sensitivity") or []
+    if not sens:
+        return ""
+    q = r["quantization"]
+    rows = "\n".join(
+        f"| {i + 1} | `{s['layer']}` | {s['kl']:.2e} |" for i, s in enumerate(sens[:10])
+    )
+    kept = ""
+    if q.get("float_layers"):
+        kept = (
+            f"\nKept in higher precision to meet the accuracy budget: "
+            f"{', '.join(q['float_layers'])} (fake-quant val {q['mixed_val_acc']:.2f}%).\n"
+        )
+    return (
+        "**Quantization sensitivity** (KL of the output when only that layer is INT8, on "
+        "the calibration images; top 10):\n\n| rank | layer | KL |\n|---|---|---|\n"
+        + rows
+        + "\n"
+        + kept
+    )
+
+
 def _lint_line(r: dict) -> str:
     lint = r["export"].get("lint") or {}
     if not lint:
@@ -283,6 +306,7 @@ def render_markdown(r: dict) -> str:
         + f" (torch fake-quant); {r['quantization'].get('kept', 'ptq').upper()} weights exported.",
         "",
         _lint_line(r),
+        _sensitivity_lines(r),
         "**Environment**: " + ", ".join(f"{k} {val}" for k, val in r["environment"].items()),
         "",
     ]

@@ -103,3 +103,32 @@ def test_recipes_resolve(tmp_path):
         resolve_calib(str(bad), 1, 99.0)
     with pytest.raises(ConfigError, match="unknown calibration method"):
         resolve_calib("minmax", 1, 99.0)
+
+
+def test_sensitivity_rises_for_a_sabotaged_layer(digits):
+    """One huge weight per output channel stretches that layer's per-channel INT8 range, so its
+    other weights round to zero: quantizing that layer alone must hurt far more than before."""
+    from edgekd.quant.sensitivity import keep_in_float, layer_sensitivity, quantized_layers
+
+    calib = Subset(digits.calib_source, range(32))
+
+    def ranking(sabotage: bool):
+        torch.manual_seed(0)
+        model = create_timm("resnet10t", 10, zero_init_last=False).eval()
+        with torch.no_grad():
+            model.fc.weight.mul_(100)  # peaked outputs, so the KL is informative
+            if sabotage:
+                w = model.conv1[3].weight
+                w.mul_(0.001)
+                w[:, 0, 0, 0] = 10.0
+        q = quantize_int8(model, calib)
+        return q, layer_sensitivity(q, calib, batch_size=32)
+
+    _, clean = ranking(False)
+    q, bad = ranking(True)
+    assert dict(bad)["conv1.3"] > 5 * dict(clean)["conv1.3"]
+    assert [k for _, k in bad] == sorted((k for _, k in bad), reverse=True)
+    assert all(k >= 0 for _, k in bad)
+    assert len(bad) == len(quantized_layers(q))  # every quantizer was restored afterwards
+    keep_in_float(q, ["conv1.3"])
+    assert "conv1.3" not in quantized_layers(q)
