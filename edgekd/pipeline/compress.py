@@ -359,7 +359,7 @@ def compress(
 
     def export_stage(key: str):
         from edgekd.quant import restore_quantized
-        from edgekd.quant.ort_layout import fusion_report, quantize_for_ort
+        from edgekd.quant.ort_layout import fusion_report, qat_input_ranges, quantize_for_ort
 
         student = _float_student(student_name, data, best_fp32)
         e32 = export_onnx(student, fp32_onnx, shape)
@@ -399,7 +399,9 @@ def compress(
             with tempfile.TemporaryDirectory() as d:
                 tmp32 = export_onnx(trained.eval(), Path(d) / "trained.onnx", shape).path
                 calib = data.calibration_subset(recipe.num_samples, cfg.seed)
-                quantize_for_ort(tmp32, ort_int8_onnx, calib)
+                # the QAT model's learned input ranges travel onto the ORT layout's tensors
+                learned = qat_input_ranges(qmodel, calib, cfg.batch_size)
+                quantize_for_ort(tmp32, ort_int8_onnx, calib, module_ranges=learned)
             par["int8-ort"] = parity(ort_int8_onnx, logits8, data.val)
             fusion["int8-ort"] = fusion_report(ort_int8_onnx)["float_conv_gemm"]
             written.append(ort_int8_onnx)

@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from edgekd._io import atomic_path
 from edgekd.data import loader
@@ -52,10 +53,74 @@ class _Reader:
         raise NotImplementedError("single pass")
 
 
+def onnx_scope(module_name: str) -> str:
+    """The node-name scope the TorchScript ONNX exporter gives a module's ops: `layer1.0.conv1`
+    -> `/layer1/layer1.0/conv1` (numbered children are joined to their parent's name)."""
+    comps: list[str] = []
+    for part in module_name.split("."):
+        comps.append(f"{comps[-1]}.{part}" if part.isdigit() and comps else part)
+    return "/" + "/".join(comps)
+
+
+@torch.no_grad()
+def qat_input_ranges(qmodel, calib_ds, batch_size: int = 64) -> dict[str, tuple[float, float]]:
+    """Module name -> (rmin, rmax) of its input as the INT8 model learned it: rmax is the
+    quantizer's amax (calibrated, then trained through in QAT); rmin is 0 for inputs that were
+    never negative on the calibration images (after a ReLU: lets ORT fold the ReLU into its
+    Q), else -amax (the symmetric range the model was trained with)."""
+    amax, lows, hooks = {}, {}, []
+    for name, m in qmodel.named_modules():
+        q = getattr(m, "input_quantizer", None)
+        if type(q).__name__ != "TensorQuantizer" or not q.is_enabled or q.amax is None:
+            continue
+        amax[name] = float(torch.as_tensor(q.amax).max())
+
+        def hook(_m, inputs, _out, name=name):
+            lows[name] = min(lows.get(name, 0.0), float(inputs[0].min()))
+
+        hooks.append(m.register_forward_hook(hook))
+    device = next(qmodel.parameters()).device
+    try:
+        qmodel.eval()
+        for x, _ in loader(calib_ds, batch_size):
+            qmodel(x.to(device))
+    finally:
+        for h in hooks:
+            h.remove()
+    return {n: (0.0 if lows.get(n, 0.0) >= 0 else -a, a) for n, a in amax.items() if a > 0}
+
+
+def _overrides(pre_onnx: Path, module_ranges: dict[str, tuple[float, float]]) -> dict:
+    """TensorQuantOverrides for the ORT quantizer: each module's range on its input tensor."""
+    import onnx
+
+    model = onnx.load(str(pre_onnx), load_external_data=False)
+    by_scope = {onnx_scope(n): r for n, r in module_ranges.items()}
+    out: dict[str, tuple[float, float]] = {}
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or not node.name:
+            continue
+        scope = node.name.rsplit("/", 1)[0]
+        if scope in by_scope:
+            lo, hi = by_scope[scope]
+            t = node.input[0]
+            if t in out:  # one tensor feeding two layers: the union of their ranges
+                lo, hi = min(lo, out[t][0]), max(hi, out[t][1])
+            out[t] = (lo, hi)
+    return {t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for t, (lo, hi) in out.items()}
+
+
 def quantize_for_ort(
-    float_onnx: str | Path, out_path: str | Path, calib_ds, batch_size: int = 32
+    float_onnx: str | Path,
+    out_path: str | Path,
+    calib_ds,
+    batch_size: int = 32,
+    module_ranges: dict[str, tuple[float, float]] | None = None,
 ) -> Path:
-    """Write the ORT-fusable INT8 Q/DQ model of `float_onnx` to `out_path`."""
+    """Write the ORT-fusable INT8 Q/DQ model of `float_onnx` to `out_path`.
+
+    `module_ranges` (from `qat_input_ranges`) carries the INT8 model's learned activation
+    ranges onto the layers' input tensors; the other tensors are calibrated by max."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -69,6 +134,9 @@ def quantize_for_ort(
                 contextlib.redirect_stderr(io.StringIO()),
             ):
                 quant_pre_process(str(float_onnx), str(pre), skip_symbolic_shape=True)
+                extra = {"WeightSymmetric": True, "ActivationSymmetric": False}
+                if module_ranges:
+                    extra["TensorQuantOverrides"] = _overrides(pre, module_ranges)
                 quantize_static(
                     str(pre),
                     str(tmp),
@@ -78,7 +146,7 @@ def quantize_for_ort(
                     activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
-                    extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+                    extra_options=extra,
                 )
         except Exception as e:
             raise StageError(
@@ -109,4 +177,4 @@ def fusion_report(onnx_path: str | Path) -> dict:
     }
 
 
-__all__ = ["fusion_report", "quantize_for_ort", "np"]
+__all__ = ["fusion_report", "onnx_scope", "qat_input_ranges", "quantize_for_ort"]
