@@ -14,6 +14,7 @@ FLAG_FOR_FIELD = {
     "latency_ms": "--latency-budget-ms",
     "max_accuracy_drop": "--max-accuracy-drop",
     "max_model_mb": "--max-model-mb",
+    "min_parity": "--min-parity",
     "input_shape": "--input-shape",
     "qat_epochs": "--qat-epochs",
     "batch_size": "--batch-size",
@@ -37,6 +38,13 @@ class Budgets(BaseModel):
         2.0, ge=0, le=100, description="Largest allowed top-1 drop vs the teacher, in points."
     )
     max_model_mb: float | None = Field(None, gt=0, description="Largest artifact size in MB.")
+    min_parity: float | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="Smallest top-1 agreement (%) between the shipped ONNX in ONNX Runtime and "
+        "the torch model it was exported from.",
+    )
 
 
 class CompressConfig(BaseModel):

@@ -105,6 +105,13 @@ def compress_command(
         typer.Option(help="Largest top-1 drop vs the teacher, in points; default from the target."),
     ] = None,
     max_model_mb: Annotated[float | None, typer.Option(help="Largest artifact size in MB.")] = None,
+    min_parity: Annotated[
+        float | None,
+        typer.Option(
+            help="Smallest top-1 agreement (%) of the shipped ONNX in ONNX Runtime with its torch "
+            "model (a gate like the budgets)."
+        ),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -178,13 +185,15 @@ def compress_command(
                 fix="pass TEACHER (a file or timm:NAME) or set teacher: in --config",
             )
         given = {
-            k: merged.pop(k) for k in ("latency_budget_ms", "max_accuracy_drop", "max_model_mb")
+            k: merged.pop(k)
+            for k in ("latency_budget_ms", "max_accuracy_drop", "max_model_mb", "min_parity")
         }
         prof = get_target(merged["target"])
         overrides = {
             "latency_ms": given["latency_budget_ms"],
             "max_accuracy_drop": given["max_accuracy_drop"],
             "max_model_mb": given["max_model_mb"],
+            "min_parity": given["min_parity"],
         }
         budgets = build_config(
             Budgets,

@@ -529,9 +529,10 @@ def compress(
                 "agreement": float((pred == t_pred).mean() * 100),
                 "latency": latency(path, p),
             }
+            par_key = ("int8" if trt else "int8-ort") if p == "int8" else "fp32"
+            arts[p]["parity"] = e_info["parity"][par_key]["top1_agreement"]
             if p == "int8":
-                key_ = "int8" if trt else "int8-ort"
-                arts[p]["float_conv_gemm_left"] = e_info["float_conv_gemm_left"][key_]
+                arts[p]["float_conv_gemm_left"] = e_info["float_conv_gemm_left"][par_key]
         choice, reason = select_variant(arts, teacher_m["accuracy"], budgets)
         with atomic_path(final_path) as tmp:
             shutil.copyfile(run / arts[choice]["path"], tmp)

@@ -52,6 +52,7 @@ class ModelMetrics(_Model):
     params: int | None = None
     float_conv_gemm_left: int | None = None  # INT8 only: Conv/Gemm the runtime left in float
     gflops: float | None = None  # per image, from the ONNX graph
+    parity: float | None = None  # top-1 agreement (%) of this ONNX in ORT with torch
 
 
 class Parity(_Model):

@@ -39,6 +39,17 @@ def judge(budgets: Budgets, teacher_acc: float, artifact: dict) -> Verdict:
                 detail=_latency_label(artifact["latency"], budgets.percentile),
             )
         )
+    if budgets.min_parity is not None and artifact.get("parity") is not None:
+        gates.append(
+            Gate(
+                name="parity",
+                passed=artifact["parity"] >= budgets.min_parity,
+                value=artifact["parity"],
+                limit=budgets.min_parity,
+                unit="%",
+                detail="top-1 agreement of the shipped ONNX (ONNX Runtime) with its torch model",
+            )
+        )
     if budgets.max_model_mb is not None:
         gates.append(
             Gate(

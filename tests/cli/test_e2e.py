@@ -80,6 +80,8 @@ def test_report_holds_accuracies_latencies_sizes_and_artifact(demo_run):
     assert r["export"]["float_conv_gemm_left"]["int8-ort"] == 0
     assert r["export"]["float_conv_gemm_left"]["int8"] > 0
     assert r["variants"]["int8"]["float_conv_gemm_left"] == 0
+    assert r["variants"]["fp32"]["parity"] >= 99.0
+    assert r["variants"]["int8"]["parity"] == r["parity"]["int8-ort"]["top1_agreement"]
     assert r["verdict"]["passed"] and r["verdict"]["exit_code"] == 0
     assert (out / "report.md").read_text().startswith("# edgekd report")
 

@@ -49,3 +49,11 @@ def test_sample_report_validates_against_the_schema():
     sample = json.loads((Path(__file__).parent / "sample_report.json").read_text())
     r = Report.model_validate(sample)
     assert r.schema_version == REPORT_SCHEMA_VERSION
+
+
+def test_parity_gate():
+    art = {**ART, "parity": 99.4}
+    v = judge(Budgets(max_accuracy_drop=None, min_parity=99.5), 99.0, art)
+    (g,) = v.gates
+    assert g.name == "parity" and not g.passed and g.value == 99.4 and v.exit_code == 2
+    assert judge(Budgets(max_accuracy_drop=None, min_parity=99.0), 99.0, art).passed
