@@ -148,8 +148,10 @@ def load_profile_file(path: str | Path) -> TargetProfile:
     except yaml.YAMLError as e:
         msg = str(e).splitlines()[0]
         raise TargetError("target profile is not valid YAML", value=str(path), fix=msg) from None
-    if not isinstance(raw, dict):
-        raise TargetError("target profile must be a YAML mapping", value=str(path))
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+        raise TargetError(
+            "target profile must be a YAML mapping of names to values", value=str(path)
+        )
     try:
         return TargetProfile(**raw)
     except ValidationError as e:

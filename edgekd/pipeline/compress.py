@@ -358,7 +358,7 @@ def compress(
     trt = target.runtime == "tensorrt"
 
     def export_stage(key: str):
-        from edgekd.quant import restore_quantized
+        from edgekd.quant import ort_layout, restore_quantized
         from edgekd.quant.ort_layout import fusion_report, qat_input_ranges, quantize_for_ort
 
         student = _float_student(student_name, data, best_fp32)
@@ -402,7 +402,9 @@ def compress(
                 # the QAT model's learned input ranges travel onto the ORT layout's tensors
                 learned = qat_input_ranges(qmodel, calib, cfg.batch_size)
                 quantize_for_ort(tmp32, ort_int8_onnx, calib, module_ranges=learned)
+                ranges_carried = str(ort_int8_onnx) not in ort_layout.fallback_used
             par["int8-ort"] = parity(ort_int8_onnx, logits8, data.val)
+            par["int8-ort"]["learned_ranges"] = ranges_carried
             fusion["int8-ort"] = fusion_report(ort_int8_onnx)["float_conv_gemm"]
             written.append(ort_int8_onnx)
         shipped_int8 = "int8" if trt else "int8-ort"

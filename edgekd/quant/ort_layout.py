@@ -154,7 +154,34 @@ def quantize_for_ort(
                 value=str(float_onnx),
                 fix=str(e).strip().splitlines()[0][:200],
             ) from None
+        learned_ok = not module_ranges or _runs(tmp, calib_ds)
+    if not learned_ok:
+        # some QLinear kernels bound the ratio of their input and output scales; learned
+        # ranges can fall outside it: fall back to calibrated ranges for the whole model
+        quantize_for_ort(float_onnx, out_path, calib_ds, batch_size)
+        fallback_used.add(str(out_path))
+    else:
+        fallback_used.discard(str(out_path))
     return out_path
+
+
+# ORT-layout files written with calibrated instead of learned ranges (see quantize_for_ort)
+fallback_used: set[str] = set()
+
+
+def _runs(path: Path, calib_ds) -> bool:
+    """True when ONNX Runtime executes the model on a calibration batch with finite outputs."""
+    import onnxruntime as ort
+
+    try:
+        so = ort.SessionOptions()
+        so.log_severity_level = 4
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        x, _ = next(iter(loader(calib_ds, 8)))
+        out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        return bool(np.isfinite(out).all())
+    except Exception:
+        return False
 
 
 def fusion_report(onnx_path: str | Path) -> dict:

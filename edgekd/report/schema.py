@@ -60,6 +60,7 @@ class Parity(_Model):
     max_abs_diff: float
     mean_abs_diff: float
     samples: int
+    learned_ranges: bool | None = None  # ORT layout: QAT ranges carried (False: re-calibrated)
 
 
 class Report(_Model):
