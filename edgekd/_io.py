@@ -63,3 +63,24 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 def sha256_json(obj: Any) -> str:
     """Hash of a JSON-able object, stable across runs (keys sorted)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_yaml_mapping(path: str | os.PathLike, error: type, what: str) -> dict:
+    """A YAML file that must hold a mapping with string keys, read with the safe loader (no
+    object tags). Failures raise `error` (an EdgekdError subclass) with one line naming `what`."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise error(f"cannot read {what}", value=str(path), fix=e.strerror or str(e)) from None
+    except yaml.YAMLError as e:
+        raise error(
+            f"{what} is not valid YAML", value=str(path), fix=str(e).splitlines()[0]
+        ) from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+        raise error(f"{what} must be a YAML mapping of names to values", value=str(path))
+    return raw

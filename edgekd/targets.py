@@ -11,9 +11,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edgekd._io import read_yaml_mapping
 from edgekd.config import Budgets
 from edgekd.errors import TargetError
 
@@ -141,17 +141,7 @@ def _profiles_dir() -> Path:
 def load_profile_file(path: str | Path) -> TargetProfile:
     """Load and validate one profile YAML (safe loader: no object tags)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise TargetError("cannot read target profile", value=str(path), fix=str(e)) from None
-    except yaml.YAMLError as e:
-        msg = str(e).splitlines()[0]
-        raise TargetError("target profile is not valid YAML", value=str(path), fix=msg) from None
-    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
-        raise TargetError(
-            "target profile must be a YAML mapping of names to values", value=str(path)
-        )
+    raw = read_yaml_mapping(path, TargetError, "target profile")
     try:
         return TargetProfile(**raw)
     except ValidationError as e:

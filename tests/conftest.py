@@ -52,6 +52,25 @@ def digits():
 
 
 @pytest.fixture(scope="session")
+def small_digits(digits):
+    """A 256 / 128 image slice of digits, to keep training tests fast."""
+    from torch.utils.data import Subset
+
+    from edgekd.data.bundle import DataBundle
+
+    return DataBundle(
+        name="digits-small",
+        train=Subset(digits.train, range(256)),
+        val=Subset(digits.val, range(128)),
+        calib_source=digits.calib_source,
+        num_classes=10,
+        input_shape=(3, 32, 32),
+        class_names=digits.class_names,
+        fingerprint="small",
+    )
+
+
+@pytest.fixture(scope="session")
 def train_teacher_module():
     spec = importlib.util.spec_from_file_location(
         "train_teacher", ROOT / "examples/digits/train_teacher.py"

@@ -5,26 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from edgekd._io import read_yaml_mapping
 from edgekd.errors import ConfigError
 
 
 def load_recipe(path: str | Path, valid: set[str]) -> dict[str, Any]:
     """Read a recipe with the safe loader; keys may use dashes or underscores."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ConfigError("cannot read --config", value=str(path), fix=str(e)) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(
-            "--config is not valid YAML", value=str(path), fix=str(e).splitlines()[0]
-        ) from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError("--config must be a YAML mapping of option: value", value=str(path))
+    raw = read_yaml_mapping(path, ConfigError, "--config")
     out = {}
     for key, value in raw.items():
         name = str(key).replace("-", "_")

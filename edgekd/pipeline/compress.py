@@ -276,8 +276,7 @@ def compress(
             "checkpoint": _rel(run, ptq_ckpt),
             "kept": "ptq",
         }
-        with atomic_path(ptq_ckpt) as tmp:
-            torch.save({"model": student.state_dict(), "extra": quantizer_state(student)}, tmp)
+        _save_quantized(ptq_ckpt, student)
         outputs: list[Path] = [ptq_ckpt]
         if cfg.qat_epochs:
             rep.epochs_start("qat", cfg.qat_epochs, steps)
@@ -319,10 +318,7 @@ def compress(
                     max_float_layers=max(1, len(ranking) // 2),
                 )
                 mixed_ckpt = run / "distill/mixed.pt"
-                with atomic_path(mixed_ckpt) as tmp:
-                    torch.save(
-                        {"model": student.state_dict(), "extra": quantizer_state(student)}, tmp
-                    )
+                _save_quantized(mixed_ckpt, student)
                 outputs.append(mixed_ckpt)
                 info.update(
                     checkpoint=_rel(run, mixed_ckpt),
@@ -640,6 +636,14 @@ def resolve_device(spec: str) -> str:
                 fix=f"this machine has {n} visible GPU(s); use --device cpu or auto",
             )
     return spec
+
+
+def _save_quantized(path: Path, model: torch.nn.Module) -> None:
+    """A fake-quantized student: its weights and Model Optimizer's quantizer state."""
+    from edgekd.quant import quantizer_state
+
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "extra": quantizer_state(model)}, tmp)
 
 
 def _float_student(name: str, data: DataBundle, ckpt: Path) -> torch.nn.Module:

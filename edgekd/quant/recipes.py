@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from edgekd._io import read_yaml_mapping
 from edgekd.errors import ConfigError
 from edgekd.quant.modelopt_int8 import CALIB_METHODS
 
@@ -30,12 +29,7 @@ def resolve_calib(spec: str, num_samples: int, percentile: float) -> CalibRecipe
             valid=CALIB_METHODS,
             fix="or pass a recipe YAML such as calibration/entropy.yaml",
         )
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(
-            "cannot read calibration recipe", value=str(path), fix=str(e).splitlines()[0]
-        ) from None
+    raw = read_yaml_mapping(path, ConfigError, "calibration recipe")
     unknown = sorted(set(raw) - {"method", "num_samples", "percentile"})
     if not isinstance(raw, dict) or unknown:
         raise ConfigError(

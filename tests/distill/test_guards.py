@@ -1,9 +1,7 @@
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import Subset
 
-from edgekd.data.bundle import DataBundle
 from edgekd.distill import TrainConfig, distill
 from edgekd.distill.guards import first_nonfinite_module
 from edgekd.errors import StageError
@@ -33,19 +31,9 @@ def test_names_first_nonfinite_leaf():
     assert first_nonfinite_module(nn.Sequential(nn.Linear(12, 2)), torch.randn(3, 12)) is None
 
 
-def test_trainer_error_names_the_layer(tmp_path, digits):
-    small = DataBundle(
-        name="s",
-        train=Subset(digits.train, range(64)),
-        val=Subset(digits.val, range(32)),
-        calib_source=digits.calib_source,
-        num_classes=10,
-        input_shape=(3, 32, 32),
-        class_names=digits.class_names,
-        fingerprint="s",
-    )
+def test_trainer_error_names_the_layer(tmp_path, small_digits):
     student = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10), LogLayer())
     teacher = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
     with pytest.raises(StageError) as e:
-        distill(student, teacher, small, TrainConfig(epochs=1, lr=1e-3), tmp_path, key="k")
+        distill(student, teacher, small_digits, TrainConfig(epochs=1, lr=1e-3), tmp_path, key="k")
     assert "first non-finite output: layer 2" in e.value.one_line()

@@ -2,27 +2,10 @@ import math
 
 import pytest
 import torch
-from torch.utils.data import Subset
 
-from edgekd.data.bundle import DataBundle
 from edgekd.distill import TrainConfig, distill
 from edgekd.errors import StageError
 from edgekd.models import create_timm
-
-
-@pytest.fixture(scope="module")
-def small(digits):
-    """A 256-image slice of digits, to keep training tests fast."""
-    return DataBundle(
-        name="digits-small",
-        train=Subset(digits.train, range(256)),
-        val=Subset(digits.val, range(128)),
-        calib_source=digits.calib_source,
-        num_classes=10,
-        input_shape=(3, 32, 32),
-        class_names=digits.class_names,
-        fingerprint="small",
-    )
 
 
 def _student(seed=0):
@@ -38,8 +21,8 @@ def _teacher():
 CFG = TrainConfig(epochs=2, lr=5e-3, batch_size=64, seed=0)
 
 
-def test_checkpoints_and_history(tmp_path, small):
-    res = distill(_student(), _teacher(), small, CFG, tmp_path, key="k")
+def test_checkpoints_and_history(tmp_path, small_digits):
+    res = distill(_student(), _teacher(), small_digits, CFG, tmp_path, key="k")
     assert res.last_path.exists() and res.best_path.exists()
     assert [r["epoch"] for r in res.history] == [1, 2]
     assert {"loss_kd", "loss_ce", "val_acc", "lr"} <= set(res.history[0])
@@ -47,13 +30,13 @@ def test_checkpoints_and_history(tmp_path, small):
     assert best["val_acc"] == max(r["val_acc"] for r in res.history) == res.best_val_acc
 
 
-def test_resume_matches_uninterrupted_run(tmp_path, small):
+def test_resume_matches_uninterrupted_run(tmp_path, small_digits):
     full = _student()
-    ref = distill(full, _teacher(), small, CFG, tmp_path / "a", key="k")
+    ref = distill(full, _teacher(), small_digits, CFG, tmp_path / "a", key="k")
     # "crash" after epoch 1: run one epoch with the same schedule length, then resume
     part = _student()
     cfg1 = TrainConfig(epochs=2, lr=5e-3, batch_size=64, seed=0)
-    steps = math.ceil(len(small.train) / 64)
+    steps = math.ceil(len(small_digits.train) / 64)
     calls = []
 
     def crash_after_first_epoch(record):
@@ -63,22 +46,30 @@ def test_resume_matches_uninterrupted_run(tmp_path, small):
 
     with pytest.raises(KeyboardInterrupt):
         distill(
-            part, _teacher(), small, cfg1, tmp_path / "b", key="k", on_epoch=crash_after_first_epoch
+            part,
+            _teacher(),
+            small_digits,
+            cfg1,
+            tmp_path / "b",
+            key="k",
+            on_epoch=crash_after_first_epoch,
         )
     resumed = _student(seed=99)  # different init: everything must come from the checkpoint
-    res = distill(resumed, _teacher(), small, cfg1, tmp_path / "b", key="k", resume=True)
+    res = distill(resumed, _teacher(), small_digits, cfg1, tmp_path / "b", key="k", resume=True)
     assert res.resumed_from_epoch == 1 and steps > 0
     assert [r["val_acc"] for r in res.history] == [r["val_acc"] for r in ref.history]
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
 
 
-def test_resume_ignores_checkpoint_of_other_inputs(tmp_path, small):
-    distill(_student(), _teacher(), small, TrainConfig(epochs=1, lr=5e-3), tmp_path, key="old")
+def test_resume_ignores_checkpoint_of_other_inputs(tmp_path, small_digits):
+    distill(
+        _student(), _teacher(), small_digits, TrainConfig(epochs=1, lr=5e-3), tmp_path, key="old"
+    )
     res = distill(
         _student(),
         _teacher(),
-        small,
+        small_digits,
         TrainConfig(epochs=1, lr=5e-3),
         tmp_path,
         key="new",
@@ -87,7 +78,7 @@ def test_resume_ignores_checkpoint_of_other_inputs(tmp_path, small):
     assert res.resumed_from_epoch == 0
 
 
-def test_divergence_stops_with_named_term(tmp_path, small):
+def test_divergence_stops_with_named_term(tmp_path, small_digits):
     class NaNStudent(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -97,4 +88,4 @@ def test_divergence_stops_with_named_term(tmp_path, small):
             return torch.full((x.shape[0], 10), float("nan")) * self.w
 
     with pytest.raises(StageError, match="loss_kd.*not finite|not finite"):
-        distill(NaNStudent(), _teacher(), small, CFG, tmp_path, key="k")
+        distill(NaNStudent(), _teacher(), small_digits, CFG, tmp_path, key="k")

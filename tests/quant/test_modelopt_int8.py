@@ -103,6 +103,9 @@ def test_recipes_resolve(tmp_path):
         resolve_calib(str(bad), 1, 99.0)
     with pytest.raises(ConfigError, match="unknown calibration method"):
         resolve_calib("minmax", 1, 99.0)
+    bad.write_text("- method\n- max\n")
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        resolve_calib(str(bad), 1, 99.0)
 
 
 def test_sensitivity_rises_for_a_sabotaged_layer(digits):
