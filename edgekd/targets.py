@@ -58,11 +58,11 @@ class TargetProfile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    description: str
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", description="lower-case slug")
+    description: str = Field(min_length=1)
     kind: Literal["gpu", "cpu"] = "cpu"
     runtime: Literal["onnxruntime", "tensorrt"]
-    runtime_version: str
+    runtime_version: str = Field(min_length=1)
     jetpack: str | None = None
     compute_capability: str | None = None
     precisions: list[Precision] = Field(min_length=1)
@@ -78,7 +78,7 @@ class TargetProfile(BaseModel):
         False, description="True when edgekd runs on this device and measures latency itself."
     )
     threads: int | None = Field(None, ge=1, description="CPU threads for ONNX Runtime targets.")
-    aliases: list[str] = []
+    aliases: list[str] = Field(default=[], description="other names, lower-case slugs")
     default_budgets: Budgets = Budgets()
     sources: dict[str, str] = Field(min_length=1)
 

@@ -59,3 +59,13 @@ def test_malformed_profiles_give_one_line(tmp_path, text, needle):
         load_profile_file(_write(tmp_path, text))
     assert needle in e.value.one_line()
     assert "\n" not in e.value.one_line()
+
+
+@pytest.mark.parametrize("name", ["", "Jetson Nano", "-x", "a/b"])
+def test_profile_name_must_be_a_slug(tmp_path, name):
+    import yaml as _yaml
+
+    data = _yaml.safe_load(GOOD)
+    data["name"] = name
+    with pytest.raises(TargetError, match="name"):
+        load_profile_file(_write(tmp_path, _yaml.safe_dump(data)))
