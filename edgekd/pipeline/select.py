@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from edgekd.config import Budgets
 
+# Two latencies closer than this (relative) are a tie: timings on a shared CPU move by a few
+# percent between runs, and a tie should not trade accuracy away.
+LATENCY_TIE = 0.05
+
 
 def select_variant(
-    variants: dict[str, dict], teacher_accuracy: float, budgets: Budgets
+    variants: dict[str, dict],
+    teacher_accuracy: float,
+    budgets: Budgets,
+    tie: float = LATENCY_TIE,
 ) -> tuple[str, str]:
     """The precision to ship and why.
 
     Among variants within the accuracy budget, the one with the lowest latency at the budget's
-    percentile wins; when none is within it, the most accurate one is kept (and the report
+    percentile wins, except that a more accurate variant within `tie` (relative) of the fastest
+    wins the tie; when none is within the budget, the most accurate one is kept (and the report
     fails the accuracy gate).
     """
     pct = budgets.percentile
@@ -28,8 +36,15 @@ def select_variant(
     ]
     timings = ", ".join(f"{p} {lat(p):.3f} ms" for p in sorted(variants, key=lat))
     if drop_ok:
-        choice = min(drop_ok, key=lat)
+        fastest = min(drop_ok, key=lat)
+        tied = [p for p in drop_ok if lat(p) <= lat(fastest) * (1 + tie)]
+        choice = max(tied, key=lambda p: (variants[p]["accuracy"], -lat(p)))
         reason = f"fastest within the accuracy budget at p{pct} ({timings})"
+        if choice != fastest:
+            reason = (
+                f"{choice} is within {tie:.0%} of the fastest ({fastest}) at p{pct} and more "
+                f"accurate: a tie goes to accuracy ({timings})"
+            )
         slower = [p for p in drop_ok if p != choice]
         if choice in ("fp32", "fp16") and "int8" in slower:
             left = variants["int8"].get("float_conv_gemm_left")

@@ -34,3 +34,17 @@ def test_percentile_follows_the_budget():
     vs = {"fp32": v(99, 0.3, p50=0.1), "int8": v(99, 0.2, p50=0.15)}
     assert select_variant(vs, 99, Budgets(percentile=50))[0] == "fp32"
     assert select_variant(vs, 99, Budgets(percentile=90))[0] == "int8"
+
+
+def test_a_latency_tie_goes_to_the_more_accurate_variant():
+    vs = {"fp32": v(99.4, 0.202), "int8": v(98.9, 0.195)}  # 3.5% apart: a tie
+    choice, why = select_variant(vs, 100.0, Budgets())
+    assert choice == "fp32" and "tie goes to accuracy" in why
+    vs["int8"] = v(98.9, 0.15)  # 26% faster: int8 wins
+    assert select_variant(vs, 100.0, Budgets())[0] == "int8"
+    assert (
+        select_variant({"fp32": v(99.4, 0.202), "int8": v(98.9, 0.195)}, 100.0, Budgets(), tie=0.0)[
+            0
+        ]
+        == "int8"
+    )
