@@ -42,15 +42,15 @@ class _Reader:
     """onnxruntime CalibrationDataReader over a dataset of (image, label)."""
 
     def __init__(self, ds, input_name: str, batch_size: int) -> None:
-        self._batches = (x.numpy() for x, _ in loader(ds, batch_size))
-        self.input_name = input_name
+        self.ds, self.input_name, self.batch_size = ds, input_name, batch_size
+        self.rewind()
 
     def get_next(self):
         x = next(self._batches, None)
         return None if x is None else {self.input_name: x}
 
-    def rewind(self):  # not needed for MinMax; part of the reader protocol
-        raise NotImplementedError("single pass")
+    def rewind(self) -> None:
+        self._batches = (x.numpy() for x, _ in loader(self.ds, self.batch_size))
 
 
 def onnx_scope(module_name: str) -> str:
@@ -173,12 +173,14 @@ def _runs(path: Path, calib_ds) -> bool:
     """True when ONNX Runtime executes the model on a calibration batch with finite outputs."""
     import onnxruntime as ort
 
+    from edgekd.backends.onnxruntime import session
+
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4  # a failing kernel is the answer here, not an error to print
     try:
-        so = ort.SessionOptions()
-        so.log_severity_level = 4
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        sess = session(path)
         x, _ = next(iter(loader(calib_ds, 8)))
-        out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()}, quiet)[0]
         return bool(np.isfinite(out).all())
     except Exception:
         return False

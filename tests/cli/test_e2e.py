@@ -55,6 +55,7 @@ def test_compress_exit_0_and_prints_paths(demo_run):
     assert f"report: {out / 'report.json'}" in proc.stdout
     assert "artifact: " in proc.stdout and "verdict: PASS" in proc.stdout
     assert f"junit: {out / 'junit.xml'}" in proc.stdout  # --ci: compact summary + junit
+    assert proc.stderr.strip() == ""  # --quiet: no progress, no third-party log lines
     for name in ("report.html", "junit.xml", "edgekd.log"):
         assert (out / name).stat().st_size > 0
     log = (out / "edgekd.log").read_text()
