@@ -46,3 +46,22 @@ def test_mutated_profile(tmp_path, key, value):
     except TargetError:
         return
     assert prof.name  # anything accepted is a full, valid profile
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.text(max_size=300))
+def test_random_recipe_text(tmp_path, text):
+    """--config files: anything that is not a valid recipe is one ConfigError line."""
+    from edgekd.cli.recipe import load_recipe
+    from edgekd.errors import ConfigError
+
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    try:
+        out = load_recipe(p, {"epochs", "data", "teacher"})
+    except ConfigError as e:
+        assert "\n" not in e.one_line()
+        return
+    assert set(out) <= {"epochs", "data", "teacher"}
