@@ -7,12 +7,14 @@ from hypothesis import strategies as st
 from edgekd.errors import TargetError
 from edgekd.targets import load_profile_file
 
+# tmp_path is reused across examples on purpose: each example rewrites the one file
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 GOOD = yaml.safe_load(open(__file__.replace("test_fuzz_yaml.py", "../targets/host.yaml")))
 
 
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@FUZZ
 @given(st.text(max_size=400))
 def test_random_text(tmp_path, text):
     p = tmp_path / "t.yaml"
@@ -32,9 +34,7 @@ values = st.recursive(
 )
 
 
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@FUZZ
 @given(st.sampled_from(sorted(GOOD)), values)
 def test_mutated_profile(tmp_path, key, value):
     data = dict(GOOD)
@@ -48,9 +48,7 @@ def test_mutated_profile(tmp_path, key, value):
     assert prof.name  # anything accepted is a full, valid profile
 
 
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@FUZZ
 @given(st.text(max_size=300))
 def test_random_recipe_text(tmp_path, text):
     """--config files: anything that is not a valid recipe is one ConfigError line."""

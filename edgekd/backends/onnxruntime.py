@@ -23,8 +23,17 @@ def ort_version() -> str:
     return _ort().__version__
 
 
-def session(path: str | Path, threads: int = 1, *, optimized_path: str | Path | None = None):
-    """A CPU InferenceSession with `threads` intra-op threads, sequential execution."""
+def session(
+    path: str | Path,
+    threads: int = 1,
+    *,
+    optimized_path: str | Path | None = None,
+    level: str = "basic",
+):
+    """A CPU InferenceSession with `threads` intra-op threads, sequential execution.
+
+    With `optimized_path`, the graph after ORT's `level` rewrites (basic: hardware-independent,
+    the file stays portable; extended: also ORT's fusions, e.g. QDQ -> QLinearConv) is saved."""
     ort = _ort()
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
@@ -32,8 +41,10 @@ def session(path: str | Path, threads: int = 1, *, optimized_path: str | Path | 
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
     if optimized_path is not None:
-        # basic (level 1) rewrites are hardware-independent, so the saved file stays portable
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.graph_optimization_level = {
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        }[level]
         so.optimized_model_filepath = str(optimized_path)
     try:
         return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])

@@ -187,21 +187,26 @@ def compress(
     )
     steps = math.ceil(len(data.train) / cfg.batch_size)
 
-    def distill_stage(key: str):
-        torch.manual_seed(cfg.seed)
-        student = build_student(student_name, data.num_classes, shape)
-        rep.epochs_start("distill", cfg.epochs, steps)
-        res = distill(
+    def train_phase(phase: str, student, tcfg: TrainConfig, key: str, **kwargs):
+        """One training phase (distill or qat) with its progress shown, checkpoints in distill/."""
+        rep.epochs_start(phase, tcfg.epochs, steps)
+        return distill(
             student,
             teacher.module,
             data,
-            train_cfg,
+            tcfg,
             run / "distill",
             resume=cfg.resume,
             key=key,
-            on_step=lambda e, s, n: rep.step("distill", e, s, n),
-            on_epoch=lambda r: rep.epoch_end("distill", r),
+            on_step=lambda e, s, n: rep.step(phase, e, s, n),
+            on_epoch=lambda r: rep.epoch_end(phase, r),
+            **kwargs,
         )
+
+    def distill_stage(key: str):
+        torch.manual_seed(cfg.seed)
+        student = build_student(student_name, data.num_classes, shape)
+        res = train_phase("distill", student, train_cfg, key)
         hist = write_json(run / "distill/history.json", res.history)
         return [res.best_path, res.last_path, hist], {
             "student": student_name,
@@ -279,19 +284,13 @@ def compress(
         _save_quantized(ptq_ckpt, student)
         outputs: list[Path] = [ptq_ckpt]
         if cfg.qat_epochs:
-            rep.epochs_start("qat", cfg.qat_epochs, steps)
-            res = distill(
+            res = train_phase(
+                "qat",
                 student,
-                teacher.module,
-                data,
                 qat_cfg,
-                run / "distill",
+                key,
                 prefix="qat_",
-                resume=cfg.resume,
-                key=key,
                 extra_state=lambda: quantizer_state(student),
-                on_step=lambda e, s, n: rep.step("qat", e, s, n),
-                on_epoch=lambda r: rep.epoch_end("qat", r),
             )
             outputs += [res.best_path, res.last_path]
             info.update(

@@ -189,15 +189,12 @@ def _runs(path: Path, calib_ds) -> bool:
 def fusion_report(onnx_path: str | Path) -> dict:
     """Which compute ops ONNX Runtime runs in float vs integer after its graph optimizations."""
     import onnx
-    import onnxruntime as ort
+
+    from edgekd.backends.onnxruntime import session
 
     with tempfile.TemporaryDirectory() as d:
         opt = Path(d) / "opt.onnx"
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        so.optimized_model_filepath = str(opt)
-        so.log_severity_level = 3
-        ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        session(onnx_path, optimized_path=opt, level="extended")
         ops = Counter(n.op_type for n in onnx.load(str(opt)).graph.node)
     return {
         "float_conv_gemm": sum(ops[o] for o in FLOAT_COMPUTE),

@@ -126,35 +126,29 @@ def test_rerun_without_resume_refuses(demo_run, digits_teacher):
 
 def test_resume_reuses_every_stage_then_budget_miss_exits_2(demo_run, digits_teacher):
     out, _ = demo_run
+
+    def resume(*extra: str):
+        return run_cli(
+            "compress",
+            str(digits_teacher),
+            "--out",
+            str(out),
+            "--resume",
+            "--max-accuracy-drop",
+            "100",
+            *extra,
+            *FAST,
+        )
+
     before = json.loads((out / "report.json").read_text())
-    proc = run_cli(
-        "compress",
-        str(digits_teacher),
-        "--out",
-        str(out),
-        "--resume",
-        "--max-accuracy-drop",
-        "100",
-        *FAST,
-    )
+    proc = resume()
     assert proc.returncode == 0, proc.stderr
     m = json.loads((out / "manifest.json").read_text())
     assert m["run"]["stages_ran"] == [] and len(m["run"]["stages_reused"]) == 6
     after = json.loads((out / "report.json").read_text())
     assert after["artifact"]["sha256"] == before["artifact"]["sha256"]
     # an impossible latency budget: only validation re-runs, and the run exits 2
-    proc = run_cli(
-        "compress",
-        str(digits_teacher),
-        "--out",
-        str(out),
-        "--resume",
-        "--max-accuracy-drop",
-        "100",
-        "--latency-budget-ms",
-        "0.000001",
-        *FAST,
-    )
+    proc = resume("--latency-budget-ms", "0.000001")
     assert proc.returncode == 2, proc.stderr
     assert "BUDGET MISSED" in proc.stdout and "latency" in proc.stdout
     m = json.loads((out / "manifest.json").read_text())
