@@ -1,7 +1,12 @@
-"""The distillation loop: student learns from a frozen teacher; checkpoint every epoch, keep best.
+"""The distillation loop: a student learns from a frozen teacher; checkpoint every epoch, keep best.
 
 Runs repeat exactly on the CPU for a given seed, also across `resume`: the shuffle order and
-the augmentation noise of epoch `e` are seeded from (seed, e), not carried in RNG state.
+the augmentation noise of epoch `e` are seeded from (seed, e), not carried in RNG state, and
+the checkpoint holds model, optimizer, scheduler, loss adapters and EMA weights.
+
+The teacher runs live every step unless the training transform is deterministic
+(`bundle.augmented` is False): then its outputs are computed once and cached (in memory, or
+on disk next to the checkpoints), which is what makes KD cost about as much as plain training.
 """
 
 from __future__ import annotations
@@ -11,16 +16,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from edgekd._io import atomic_path
 from edgekd.data import DataBundle, loader
 from edgekd.distill.guards import first_nonfinite_module
-from edgekd.distill.losses import create_loss
-from edgekd.errors import StageError
+from edgekd.distill.losses import KDBatch, create_loss
+from edgekd.distill.taps import Taps
+from edgekd.errors import ConfigError, StageError
 
 
 class FrozenTeacher:
@@ -52,7 +59,17 @@ class TrainConfig:
     seed: int = 0
     loss: str = "kd"
     loss_args: dict = field(default_factory=dict)
-    schedule: str = "onecycle"  # onecycle (warm-up then anneal) | cosine (anneal only)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    # onecycle: warm-up (15%) then cosine anneal; cosine: `warmup_epochs` linear, then cosine
+    schedule: Literal["onecycle", "cosine"] = "onecycle"
+    warmup_epochs: float = 0.0
+    ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
+    grad_clip: float = 0.0  # > 0: clip the gradient norm to this
+    amp: Literal["auto", "off"] = "auto"  # auto: mixed precision on CUDA, never on the CPU
+    teacher_cache: Literal["auto", "memory", "disk", "off"] = "auto"
+    cache_limit_gb: float = 4.0  # auto: cache only when the teacher's outputs fit in this
+    student_layer: str | None = None  # feature taps; None = the last stage with >= 2x2 positions
+    teacher_layer: str | None = None
     device: str = "cpu"  # where training runs; checkpoints are always loadable on the CPU
 
 
@@ -64,6 +81,8 @@ class TrainResult:
     best_val_acc: float
     best_epoch: int
     resumed_from_epoch: int = 0
+    teacher_cache: str = "live"
+    layers: dict = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -74,11 +93,56 @@ def evaluate_torch(model: nn.Module, ds, batch_size: int = 256) -> tuple[float, 
     device = next(model.parameters(), torch.empty(0)).device
     logits, labels = [], []
     for x, y in loader(ds, batch_size):
-        logits.append(model(x.to(device)).float().cpu())
+        out = model(x.to(device))
+        logits.append((out[0] if isinstance(out, (tuple, list)) else out).float().cpu())
         labels.append(torch.as_tensor(y))
     out = torch.cat(logits)
     acc = (out.argmax(1) == torch.cat(labels)).float().mean().item() * 100
     return acc, out
+
+
+class _Indexed(Dataset):
+    """Yields (x, y, index) so cached teacher outputs can be looked up per sample."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int):
+        x, y = self.ds[i]
+        return x, y, i
+
+
+class EMA:
+    """Exponential moving average of a model's floating-point state (parameters and buffers)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.state[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+            else:
+                self.state[k].copy_(v)
+
+    def swapped_in(self, model: nn.Module):
+        """Context: the model holds the EMA weights inside, its own weights again after."""
+        ema = self
+
+        class _Swap:
+            def __enter__(self):
+                self.own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                model.load_state_dict(ema.state)
+
+            def __exit__(self, *exc):
+                model.load_state_dict(self.own)
+
+        return _Swap()
 
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
@@ -87,7 +151,84 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: in
         return torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15
         )
-    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    warm = min(total - 1, round(cfg.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _optimizer(params: list, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+        )
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class _TeacherOutputs:
+    """The teacher's logits (and tapped features) per batch: live, or from a one-off cache."""
+
+    def __init__(self, taps: Taps, needs: frozenset[str], device: torch.device) -> None:
+        self.taps, self.needs, self.device = taps, needs, device
+        self.cache: dict[str, torch.Tensor] | None = None
+        self.mode = "live"
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, idx: torch.Tensor):
+        if self.cache is not None:
+            return tuple(
+                self.cache[k][idx].to(self.device) if k in self.cache else None
+                for k in ("logits", "feat", "emb")
+            )
+        logits, feat, emb = self.taps.run(x)
+        return logits, feat if "features" in self.needs else None, emb
+
+    @torch.no_grad()
+    def build_cache(self, ds: Dataset, batch_size: int, limit_bytes: float) -> bool:
+        """Run the teacher once over `ds` (in order); False if the outputs would not fit."""
+        parts: dict[str, list[torch.Tensor]] = {}
+        for i, (x, _y) in enumerate(loader(ds, batch_size)):
+            logits, feat, emb = self.taps.run(x.to(self.device))
+            got = {"logits": logits, "feat": feat if "features" in self.needs else None}
+            got["emb"] = emb if "embeddings" in self.needs else None
+            if i == 0:
+                per_sample = sum(v[0].numel() * 4 for v in got.values() if v is not None)
+                if per_sample * len(ds) > limit_bytes:  # type: ignore[arg-type]
+                    return False
+            for k, v in got.items():
+                if v is not None:
+                    parts.setdefault(k, []).append(v.float().cpu())
+        self.cache = {k: torch.cat(v) for k, v in parts.items()}
+        return True
+
+
+@torch.no_grad()
+def teacher_class_means(
+    teacher_taps: Taps, ds: Dataset, num_classes: int, labeled: bool, device: torch.device
+) -> torch.Tensor:
+    """Mean teacher embedding per class over `ds` (true labels, or the teacher's top-1)."""
+    sums: torch.Tensor | None = None
+    counts = torch.zeros(num_classes)
+    for x, y in loader(ds, 256):
+        logits, _, emb = teacher_taps.run(x.to(device))
+        labels = torch.as_tensor(y) if labeled else logits.argmax(1).cpu()
+        emb = emb.float().cpu()
+        if sums is None:
+            sums = torch.zeros(num_classes, emb.shape[1])
+        sums.index_add_(0, labels, emb)
+        counts += torch.bincount(labels, minlength=num_classes).float()
+    assert sums is not None
+    return sums / counts.clamp_min(1).unsqueeze(1)
+
+
+def _autocast(device: torch.device, cfg: TrainConfig):
+    if device.type != "cuda" or cfg.amp == "off":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def distill(
@@ -103,31 +244,105 @@ def distill(
     extra_state: Callable[[], Any] | None = None,
     on_step: Callable[[int, int, int], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    on_message: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train `student` against `teacher` on `bundle.train`; validate on `bundle.val` each epoch.
 
     Args:
         student: the model to train (float, or fake-quantized for QAT).
         teacher: the trained model; pinned to eval mode here.
-        cfg: optimiser, schedule and loss settings.
+        cfg: optimiser, schedule, loss, EMA, clipping, cache and tap settings.
         ckpt_dir: where `{prefix}last.pt` (every epoch) and `{prefix}best.pt` are written.
         resume: continue from `{prefix}last.pt` when its `key` equals `key`.
         key: identifies the inputs of this phase; a checkpoint with another key is not resumed.
-        extra_state: returns extra picklable-safe state stored with every checkpoint
-            (the quantizer state for QAT).
+        extra_state: returns extra state stored with every checkpoint (the quantizer state).
         on_step: called with (epoch, step, steps_per_epoch) after every step.
         on_epoch: called with each epoch's record.
+        on_message: called with one-line notes (teacher cache decisions).
     """
+    say = on_message or (lambda _m: None)
     ckpt_dir = Path(ckpt_dir)
     last_path, best_path = ckpt_dir / f"{prefix}last.pt", ckpt_dir / f"{prefix}best.pt"
     device = torch.device(cfg.device)
     student.to(device)
     teacher.to(device)
-    frozen = FrozenTeacher(teacher)
+    FrozenTeacher(teacher)
     loss_fn = create_loss(cfg.loss, **cfg.loss_args)
-    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if not bundle.labeled and cfg.loss == "ce":
+        raise ConfigError(
+            "the ce loss needs labels and this data has none", fix="pick a KD loss, e.g. kd"
+        )
+    needs = loss_fn.needs
+    sample = torch.stack([bundle.train[i][0] for i in range(min(2, len(bundle.train)))])
+    sample = sample.to(device)
+    was_training = student.training
+    student.eval()
+    s_taps = Taps(
+        student,
+        features="features" in needs,
+        embeddings="embeddings" in needs,
+        layer=cfg.student_layer,
+        sample=sample,
+        role="student",
+    )
+    t_taps = Taps(
+        teacher,
+        features="features" in needs,
+        embeddings="embeddings" in needs,
+        layer=cfg.teacher_layer,
+        sample=sample,
+        role="teacher",
+    )
+    if needs:
+        with torch.no_grad():
+            _, f_s, e_s = s_taps.run(sample)
+            _, f_t, e_t = t_taps.run(sample)
+        shapes = {
+            k: tuple(v.shape[1:])
+            for k, v in (("feat_s", f_s), ("feat_t", f_t), ("emb_s", e_s), ("emb_t", e_t))
+            if v is not None
+        }
+        loss_fn.setup(shapes)
+    if hasattr(loss_fn, "set_class_means"):
+        loss_fn.set_class_means(
+            teacher_class_means(
+                t_taps, bundle.calib_source, bundle.num_classes, bundle.labeled, device
+            )
+        )
+    loss_fn.to(device)
+    student.train(was_training)
+
+    teacher_out = _TeacherOutputs(t_taps, needs, device)
+    cache_mode = cfg.teacher_cache
+    if cache_mode != "off" and not bundle.augmented:
+        cache_file = ckpt_dir / f"{prefix}teacher_cache.pt"
+        loaded = False
+        if cache_mode == "disk" and cache_file.exists():
+            ck = torch.load(cache_file, map_location="cpu", weights_only=True)
+            if ck.get("key") == key and ck.get("needs") == sorted(needs):
+                teacher_out.cache, loaded = ck["cache"], True
+        limit = float("inf") if cache_mode in ("memory", "disk") else cfg.cache_limit_gb * 2**30
+        if loaded or teacher_out.build_cache(bundle.train, 256, limit):
+            teacher_out.mode = "disk" if cache_mode == "disk" else "memory"
+            if cache_mode == "disk" and not loaded:
+                ckpt_dir.mkdir(parents=True, exist_ok=True)
+                with atomic_path(cache_file) as tmp:
+                    payload = {"key": key, "needs": sorted(needs), "cache": teacher_out.cache}
+                    torch.save(payload, tmp)
+            say(f"teacher outputs cached ({teacher_out.mode}): the teacher ran once, not per epoch")
+        else:
+            say(f"teacher outputs exceed {cfg.cache_limit_gb} GB: the teacher runs live")
+    elif cache_mode in ("memory", "disk") and bundle.augmented:
+        say("training images are augmented at random: the teacher runs live (no cache)")
+
+    params = [p for p in student.parameters() if p.requires_grad]
+    params += [p for p in loss_fn.parameters() if p.requires_grad]
+    opt = _optimizer(params, cfg)
     steps_per_epoch = math.ceil(len(bundle.train) / cfg.batch_size)
     sched = _scheduler(opt, cfg, steps_per_epoch)
+    ema = EMA(student, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    amp_dtype = _autocast(device, cfg)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     history: list[dict] = []
     best_acc, best_epoch, start = -1.0, 0, 0
 
@@ -137,39 +352,82 @@ def distill(
             student.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
+            if ck.get("loss") is not None:
+                loss_fn.load_state_dict(ck["loss"])
+            if ema is not None and ck.get("ema") is not None:
+                ema.state = {k: v.to(device) for k, v in ck["ema"].items()}
             history, start = ck["history"], ck["epoch"]
             best_acc, best_epoch = ck["best_val_acc"], ck["best_epoch"]
 
+    train_ds = _Indexed(bundle.train)
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed * 100003 + epoch)  # augmentation noise of this epoch
         student.train()
+        loss_fn.train()
         sums: dict[str, float] = {}
         n_seen = 0
-        train_loader = loader(bundle.train, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch)
-        for step, (x, y) in enumerate(train_loader):
-            x, y = x.to(device, non_blocking=True), torch.as_tensor(y).to(device)
-            terms = loss_fn(student(x), frozen(x), y)
+        train_loader = loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch)
+        for step, (x, y, idx) in enumerate(train_loader):
+            x = x.to(device, non_blocking=True)
+            target = torch.as_tensor(y).to(device) if bundle.labeled else None
+            logits_t, feat_t, emb_t = teacher_out(x, idx)
+            with torch.autocast(
+                device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+            ):
+                logits_s, feat_s, emb_s = s_taps.run(x)
+                batch = KDBatch(
+                    logits_s.float(),
+                    logits_t.float(),
+                    target,
+                    feat_s=feat_s.float() if feat_s is not None else None,
+                    feat_t=feat_t.float() if feat_t is not None else None,
+                    emb_s=emb_s.float() if emb_s is not None else None,
+                    emb_t=emb_t.float() if emb_t is not None else None,
+                    progress=epoch + (step + 1) / steps_per_epoch,
+                )
+                terms = loss_fn(batch)
             loss = sum(terms.values())
             if not torch.isfinite(loss):
                 bad = [k for k, v in terms.items() if not torch.isfinite(v)]
-                layer = first_nonfinite_module(student, x)
-                where = f" (first non-finite output: layer {layer})" if layer else ""
+                if not torch.isfinite(logits_t).all():
+                    where = " (the teacher's outputs are not finite: check the teacher file)"
+                else:
+                    layer = first_nonfinite_module(student, x)
+                    where = f" (first non-finite output: layer {layer})" if layer else ""
                 raise StageError(
                     f"training diverged at epoch {epoch + 1}, step {step + 1}",
                     value=f"{', '.join(bad)} is not finite{where}",
                     fix=f"lower the learning rate (now {cfg.lr}); last good checkpoint {last_path}",
                 )
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
             sched.step()
+            if ema is not None:
+                ema.update(student)
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.item() * len(y)
-            n_seen += len(y)
+                sums[k] = sums.get(k, 0.0) + v.item() * len(x)
+            n_seen += len(x)
             if on_step:
                 on_step(epoch, step + 1, steps_per_epoch)
-        val_acc, _ = evaluate_torch(student, bundle.val)
+        if ema is not None:
+            with ema.swapped_in(student):
+                val_acc, _ = evaluate_torch(student, bundle.val)
+                kept_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
+        else:
+            val_acc, _ = evaluate_torch(student, bundle.val)
+            kept_state = student.state_dict()
         record = {
             "epoch": epoch + 1,
             **{k: v / n_seen for k, v in sums.items()},
@@ -184,11 +442,12 @@ def distill(
             with atomic_path(best_path) as tmp:
                 torch.save(
                     {
-                        "model": student.state_dict(),
+                        "model": kept_state,
                         "epoch": epoch + 1,
                         "val_acc": val_acc,
                         "extra": extra,
                         "key": key,
+                        "ema": ema is not None,
                     },
                     tmp,
                 )
@@ -198,6 +457,8 @@ def distill(
                     "model": student.state_dict(),
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
+                    "loss": loss_fn.state_dict(),
+                    "ema": ema.state if ema is not None else None,
                     "epoch": epoch + 1,
                     "history": history,
                     "best_val_acc": best_acc,
@@ -209,4 +470,9 @@ def distill(
             )
         if on_epoch:
             on_epoch(record)
-    return TrainResult(best_path, last_path, history, best_acc, best_epoch, start)
+    s_taps.remove()
+    t_taps.remove()
+    layers = {"student": s_taps.layer, "teacher": t_taps.layer} if s_taps.layer else {}
+    return TrainResult(
+        best_path, last_path, history, best_acc, best_epoch, start, teacher_out.mode, layers
+    )

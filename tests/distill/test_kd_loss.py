@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from edgekd.distill.losses import KDLoss, create_loss, kd_loss, list_losses
+from edgekd.distill.losses import KDBatch, KDLoss, create_loss, kd_loss, list_losses
 from edgekd.errors import ConfigError
 
 
@@ -38,7 +38,7 @@ def test_kd_loss_zero_when_student_equals_teacher():
 
 def test_module_returns_named_terms_and_weights():
     s, t, y = torch.randn(4, 5, requires_grad=True), torch.randn(4, 5), torch.tensor([0, 1, 2, 3])
-    terms = KDLoss(temperature=2.0, alpha=0.7)(s, t, y)
+    terms = KDLoss(temperature=2.0, alpha=0.7)(KDBatch(s, t, y))
     assert set(terms) == {"loss_kd", "loss_ce"}
     assert terms["loss_kd"].item() == pytest.approx(0.7 * kd_loss(s, t, 2.0).item(), rel=1e-6)
     ce = torch.nn.functional.cross_entropy(s, y).item()

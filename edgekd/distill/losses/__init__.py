@@ -1,7 +1,44 @@
-"""Distillation losses, one file per method; each returns a dict of named loss terms."""
+"""Distillation losses, one file per method; each module returns a dict of named loss terms.
 
-from edgekd.distill.losses import kd  # noqa: F401  (registers "kd")
-from edgekd.distill.losses._registry import create_loss, list_losses, register_loss
+Importing this package registers every method; `list_losses()` names them with one line each.
+"""
+
+from edgekd.distill.losses import akl, ce, dkd, fa, fitnet, kd, luminet, nd, nkd, ttm  # noqa: F401
+from edgekd.distill.losses._registry import (
+    create_loss,
+    list_losses,
+    loss_class,
+    parse_loss_args,
+    register_loss,
+)
+from edgekd.distill.losses.akl import akl_loss
+from edgekd.distill.losses.base import DistillLoss, KDBatch
+from edgekd.distill.losses.dkd import dkd_loss
+from edgekd.distill.losses.fa import fa_loss, fa_loss_fast
+from edgekd.distill.losses.fitnet import fitnet_loss
 from edgekd.distill.losses.kd import KDLoss, kd_loss
+from edgekd.distill.losses.luminet import luminet_loss
+from edgekd.distill.losses.nd import nd_loss
+from edgekd.distill.losses.nkd import nkd_loss
+from edgekd.distill.losses.ttm import ttm_loss
 
-__all__ = ["KDLoss", "create_loss", "kd_loss", "list_losses", "register_loss"]
+__all__ = [
+    "DistillLoss",
+    "KDBatch",
+    "KDLoss",
+    "akl_loss",
+    "create_loss",
+    "dkd_loss",
+    "fa_loss",
+    "fa_loss_fast",
+    "fitnet_loss",
+    "kd_loss",
+    "list_losses",
+    "loss_class",
+    "luminet_loss",
+    "nd_loss",
+    "nkd_loss",
+    "parse_loss_args",
+    "register_loss",
+    "ttm_loss",
+]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from edgekd.distill.losses._registry import register_loss
+from edgekd.distill.losses.base import DistillLoss, KDBatch, kl_rows
 
 
 def kd_loss(
@@ -19,26 +19,20 @@ def kd_loss(
     """T^2 * KL(p_teacher^T || p_student^T), batch mean."""
     log_p_s = F.log_softmax(logits_student / temperature, dim=1)
     log_p_t = F.log_softmax(logits_teacher / temperature, dim=1)
-    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1).mean()
-    return kl * temperature**2
+    return kl_rows(log_p_t, log_p_s).mean() * temperature**2
 
 
 @register_loss("kd")
-class KDLoss(nn.Module):
+class KDLoss(DistillLoss):
     """Hinton KD: T^2 * KL on softened logits, plus cross-entropy on labels."""
 
     def __init__(self, temperature: float = 4.0, alpha: float = 0.9) -> None:
-        super().__init__()
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        super().__init__(ce=1 - alpha)
         self.temperature = temperature
         self.alpha = alpha
 
-    def forward(
-        self,
-        logits_student: torch.Tensor,
-        logits_teacher: torch.Tensor,
-        target: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        terms = {"loss_kd": self.alpha * kd_loss(logits_student, logits_teacher, self.temperature)}
-        if target is not None and self.alpha < 1:
-            terms["loss_ce"] = (1 - self.alpha) * F.cross_entropy(logits_student, target)
-        return terms
+    def distill_terms(self, batch: KDBatch) -> dict[str, torch.Tensor]:
+        kd = kd_loss(batch.logits_s, batch.logits_t, self.temperature)
+        return {"loss_kd": self.alpha * kd}

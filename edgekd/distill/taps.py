@@ -1,0 +1,157 @@
+"""Feature taps: forward hooks that capture what feature losses compare.
+
+- the *stage* map: a named module's output, or by default the last stage whose output still
+  has at least 2x2 positions (timm's `feature_info` when the model has it, else the last module
+  in execution order with a 4-D output); ViT token outputs [B, N, C] become maps [B, C, h, w]
+  (the prefix tokens dropped, the rest laid out as a square grid);
+- the *embedding*: the input of the classifier (timm's `get_classifier()`, else the last
+  `nn.Linear`), flattened to [B, D].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from edgekd.errors import ConfigError
+
+
+def tokens_to_map(x: torch.Tensor) -> torch.Tensor:
+    """[B, N, C] tokens -> [B, C, s, s] with s = floor(sqrt(N)); leading (class) tokens dropped."""
+    b, n, c = x.shape
+    s = math.isqrt(n)
+    return x[:, n - s * s :, :].transpose(1, 2).reshape(b, c, s, s)
+
+
+def as_map(x: torch.Tensor) -> torch.Tensor:
+    if x.dim() == 4:
+        return x
+    if x.dim() == 3:
+        return tokens_to_map(x)
+    raise ValueError(f"cannot use a {x.dim()}-D output as a feature map")
+
+
+def _hookable(model: nn.Module, role: str) -> None:
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ConfigError(
+            f"feature losses need a {role} whose layers can be hooked, not TorchScript",
+            fix="pass a checkpoint or a state dict with --arch, or use a logit loss (kd, dkd...)",
+        )
+
+
+def _probe_outputs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """(name, output) of every named module, in execution order, for one forward pass."""
+    seen: list[tuple[str, torch.Tensor]] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if name:
+            hooks.append(
+                module.register_forward_hook(
+                    lambda _m, _i, out, name=name: (
+                        seen.append((name, out)) if isinstance(out, torch.Tensor) else None
+                    )
+                )
+            )
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def default_feature_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """The last stage whose output has at least 2x2 positions (see the module docstring)."""
+    outputs = dict(_probe_outputs(model, x))
+    info = getattr(model, "feature_info", None)
+    names = []
+    if info is not None:
+        try:
+            names = [f["module"] for f in info]
+        except (TypeError, KeyError):
+            names = [getattr(info, "module_name", lambda i: None)(i) for i in range(len(info))]
+        names = [n for n in names if n in outputs]
+    if not names:
+        names = [n for n, out in outputs.items() if out.dim() in (3, 4)]
+    for name in reversed(names):
+        try:
+            fmap = as_map(outputs[name])
+        except ValueError:
+            continue
+        if fmap.shape[-1] >= 2 and fmap.shape[-2] >= 2:
+            return name
+    if names:
+        return names[-1]
+    raise ConfigError(
+        "found no feature map to tap in the model", fix="name a layer with --student-layer"
+    )
+
+
+def classifier_module(model: nn.Module) -> nn.Module:
+    get = getattr(model, "get_classifier", None)
+    if callable(get):
+        head = get()
+        if isinstance(head, nn.Module) and not isinstance(head, nn.Identity):
+            return head
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ConfigError("found no classifier (nn.Linear) whose input is the embedding")
+    return linears[-1]
+
+
+class Taps:
+    """Hooks on one model; call `run(x)` to get (logits, stage map or None, embedding or None)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        features: bool,
+        embeddings: bool,
+        layer: str | None,
+        sample: torch.Tensor,
+        role: str,
+    ) -> None:
+        self.model = model
+        self.layer: str | None = None
+        self._feat: torch.Tensor | None = None
+        self._emb: torch.Tensor | None = None
+        self._hooks = []
+        if not (features or embeddings):
+            return
+        _hookable(model, role)
+        if features:
+            self.layer = layer or default_feature_layer(model, sample)
+            try:
+                module = model.get_submodule(self.layer)
+            except AttributeError:
+                names = [n for n, _ in model.named_modules() if n][-8:]
+                raise ConfigError(
+                    f"{role} has no layer named {self.layer!r}",
+                    fix=f"name one of its modules, e.g. {', '.join(names)}",
+                ) from None
+            self._hooks.append(module.register_forward_hook(self._keep_feat))
+        if embeddings:
+            self._hooks.append(classifier_module(model).register_forward_pre_hook(self._keep_emb))
+
+    def _keep_feat(self, _m, _i, out) -> None:
+        self._feat = as_map(out[0] if isinstance(out, (tuple, list)) else out)
+
+    def _keep_emb(self, _m, inputs) -> None:
+        self._emb = inputs[0].flatten(1)
+
+    def run(self, x: torch.Tensor):
+        self._feat = self._emb = None
+        out = self.model(x)
+        logits = out[0] if isinstance(out, (tuple, list)) else out
+        feat, emb = self._feat, self._emb
+        self._feat = self._emb = None
+        return logits, feat, emb
+
+    def remove(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []

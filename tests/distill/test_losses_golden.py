@@ -1,0 +1,188 @@
+"""Worked examples for every loss, derived from the definitions with plain Python `math`
+(no torch in the expected values), asserted to 1e-4."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from edgekd.distill.losses import (
+    KDBatch,
+    akl_loss,
+    create_loss,
+    dkd_loss,
+    fa_loss,
+    fa_loss_fast,
+    fitnet_loss,
+    luminet_loss,
+    nd_loss,
+    nkd_loss,
+    ttm_loss,
+)
+
+TOL = 1e-4
+
+
+def softmax(z, T=1.0):
+    e = [math.exp(v / T) for v in z]
+    return [v / sum(e) for v in e]
+
+
+def kl(p, q):
+    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True) if pi > 0)
+
+
+S = [[1.0, 2.0, 0.0], [0.5, -1.0, 2.0]]
+T_ = [[2.0, 1.0, 0.0], [0.0, 0.0, 3.0]]
+Y = [0, 2]
+
+
+def tensors():
+    return torch.tensor(S), torch.tensor(T_), torch.tensor(Y)
+
+
+def test_dkd_worked_example():
+    temp, alpha, beta = 2.0, 1.0, 8.0
+    tckd = nckd = 0.0
+    for s, t, y in zip(S, T_, Y, strict=True):
+        p_s, p_t = softmax(s, temp), softmax(t, temp)
+        tckd += kl([p_t[y], 1 - p_t[y]], [p_s[y], 1 - p_s[y]])
+        others = [j for j in range(3) if j != y]
+        q_s = softmax([s[j] for j in others], temp)
+        q_t = softmax([t[j] for j in others], temp)
+        nckd += kl(q_t, q_s)
+    tckd, nckd = tckd / 2 * temp**2, nckd / 2 * temp**2
+    got_t, got_n = dkd_loss(*tensors(), alpha, beta, temp)
+    assert got_t.item() == pytest.approx(alpha * tckd, abs=TOL)
+    assert got_n.item() == pytest.approx(beta * nckd, abs=TOL)
+
+
+def test_dkd_warmup_is_linear_in_epochs():
+    s, t, y = tensors()
+    loss = create_loss("dkd", ce=0.0, warmup=4.0)
+    full = sum(loss(KDBatch(s, t, y, progress=10.0)).values()).item()
+    half = sum(loss(KDBatch(s, t, y, progress=2.0)).values()).item()
+    assert half == pytest.approx(full / 2, abs=TOL)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ttm_and_wttm_worked_example(weighted):
+    gamma = 0.5
+    total = 0.0
+    for s, t in zip(S, T_, strict=True):
+        # softmax(t)^gamma renormalised, computed as powers (not as softmax(gamma*t))
+        p = softmax(t)
+        powered = [v**gamma for v in p]
+        target = [v / sum(powered) for v in powered]
+        term = kl(target, softmax(s))
+        total += term * (sum(powered) if weighted else 1.0)
+    s, t, _ = tensors()
+    assert ttm_loss(s, t, gamma, weighted).item() == pytest.approx(total / 2, abs=TOL)
+
+
+def test_nkd_worked_example():
+    temp, gamma = 2.0, 1.5
+    lt = lnt = 0.0
+    for s, t, y in zip(S, T_, Y, strict=True):
+        lt += -softmax(t)[y] * math.log(softmax(s)[y])
+        others = [j for j in range(3) if j != y]
+        q_t = softmax([t[j] for j in others], temp)
+        q_s = softmax([s[j] for j in others], temp)
+        lnt += -gamma * temp**2 * sum(a * math.log(b) for a, b in zip(q_t, q_s, strict=True))
+    got_t, got_nt = nkd_loss(*tensors(), temp, gamma)
+    assert got_t.item() == pytest.approx(lt / 2, abs=TOL)
+    assert got_nt.item() == pytest.approx(lnt / 2, abs=TOL)
+
+
+def test_nkd_teacher_weight_is_detached():
+    s, t, y = tensors()
+    s, t = s.clone().requires_grad_(True), t.clone().requires_grad_(True)
+    loss_t, _ = nkd_loss(s, t, y, 1.0, 1.5)
+    loss_t.backward()
+    assert s.grad.abs().sum() > 0
+    assert t.grad is None or t.grad.abs().sum() == 0
+
+
+def test_luminet_worked_example():
+    alpha, temp, eps = 2.0, 2.0, 1e-5
+
+    def standardize(rows):
+        cols = list(zip(*rows, strict=True))
+        out_cols = []
+        for c in cols:
+            m = sum(c) / len(c)
+            v = sum((x - m) ** 2 for x in c) / len(c)  # biased
+            out_cols.append([(x - m) / math.sqrt(v + eps) for x in c])
+        return [list(r) for r in zip(*out_cols, strict=True)]
+
+    zs, zt = standardize(S), standardize(T_)
+    expected = sum(kl(softmax(t, temp), softmax(s, temp)) for s, t in zip(zs, zt, strict=True))
+    expected = alpha**2 * expected / 2
+    s, t, _ = tensors()
+    assert luminet_loss(s, t, alpha, temp).item() == pytest.approx(expected, abs=TOL)
+
+
+def test_akl_worked_example():
+    mu = 0.5
+    total = 0.0
+    for s, t in zip(S, T_, strict=True):
+        p_t, p_s = softmax(t), softmax(s)
+        order = sorted(range(3), key=lambda j: -p_t[j])
+        cum, g_head, g_tail = 0.0, 0.0, 0.0
+        for rank, j in enumerate(order):
+            cum += p_t[j]
+            gap = abs(p_t[j] - p_s[j])
+            if rank == 0 or cum <= mu:
+                g_head += gap
+            else:
+                g_tail += gap
+        w_h, w_t = g_head / (g_head + g_tail), g_tail / (g_head + g_tail)
+        total += w_h * kl(p_t, p_s) + w_t * kl(p_s, p_t)
+    s, t, _ = tensors()
+    assert akl_loss(s, t, mu, 1.0).item() == pytest.approx(total / 2, abs=TOL)
+
+
+def test_nd_worked_example():
+    # sample 1: s=[3,4] (norm 5), t=[0,5] (norm 5), class 0 centre along [2,0] -> 1 - 3/5
+    # sample 2: s=[1,0] (norm 1), t=[0,2] (norm 2), class 1 centre along [0,3] -> 1 - 0/2
+    s = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
+    t = torch.tensor([[0.0, 5.0], [0.0, 2.0]])
+    centres = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    got = nd_loss(s, t, centres, torch.tensor([0, 1]))
+    assert got.item() == pytest.approx(((1 - 3 / 5) + 1.0) / 2, abs=TOL)
+
+
+def test_fitnet_mse_with_resize_by_average_pooling():
+    # student map 1x2x2 averaged down to the teacher's 1x1: mean(1,2,3,6) = 3, teacher 5
+    s = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    t = torch.tensor([[[[5.0]]]])
+    assert fitnet_loss(s, t).item() == pytest.approx((3 - 5) ** 2, abs=TOL)
+
+
+def test_fa_worked_example():
+    # 1x2 maps, 2 channels. student positions [1,0] and [0,2] -> unit [1,0],[0,1]: A_s = I.
+    # teacher positions [3,0] and [1,0] -> both [1,0]: A_t = all ones. A_s - A_t has two -1
+    # entries out of four: mean squared entry 0.5.
+    s = torch.tensor([[[[1.0, 0.0]], [[0.0, 2.0]]]])
+    t = torch.tensor([[[[3.0, 1.0]], [[0.0, 0.0]]]])
+    assert fa_loss(s, t).item() == pytest.approx(0.5, abs=TOL)
+    # any R with R R^T = k I makes the estimate exact: k = 2, R = sqrt(2) I
+    r = math.sqrt(2) * torch.eye(2)
+    assert fa_loss_fast(s, t, r).item() == pytest.approx(0.5, abs=TOL)
+
+
+def test_fa_teacher_resized_to_student():
+    # the teacher's 2x2 map is pooled to the student's 1x1: both affinities are [[1]]
+    s = torch.randn(1, 3, 1, 1)
+    t = torch.randn(1, 5, 2, 2)
+    assert fa_loss(s, t).item() == pytest.approx(0.0, abs=TOL)
+
+
+def test_fa_fast_is_unbiased():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(2, 4, 3, 3, generator=g), torch.randn(2, 6, 3, 3, generator=g)
+    exact = fa_loss(s, t).item()
+    est = [fa_loss_fast(s, t, torch.randn(9, 16, generator=g)).item() for _ in range(400)]
+    assert sum(est) / len(est) == pytest.approx(exact, rel=0.05)
