@@ -66,8 +66,25 @@ class CompressConfig(BaseModel):
     lr: float = Field(1e-2, gt=0)
     qat_lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.05, ge=0)
-    temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.9, ge=0, le=1, description="Weight of the KD term; 1-alpha on CE.")
+    kd_loss: str = Field("kd", description="Distillation loss (see `edgekd losses`).")
+    kd_args: str | dict | None = Field(
+        None, description="Arguments of the KD loss: key=value,key=value (or a mapping)."
+    )
+    temperature: float | None = Field(
+        None, gt=0, description="Shorthand for --kd-args temperature=T (loss default if unset)."
+    )
+    alpha: float | None = Field(
+        None, ge=0, le=1, description="Shorthand for --kd-args alpha=A (loss default if unset)."
+    )
+    augment: bool = Field(True, description="Random augmentation of training images.")
+    teacher_cache: Literal["auto", "memory", "disk", "off"] = Field(
+        "auto", description="Cache teacher outputs when the training transform is deterministic."
+    )
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    ema: float = Field(0.0, ge=0, lt=1, description="EMA decay of student weights (0 = off).")
+    grad_clip: float = Field(0.0, ge=0, description="Gradient-norm clip (0 = off).")
+    student_layer: str | None = Field(None, description="Student module tapped by feature losses.")
+    teacher_layer: str | None = Field(None, description="Teacher module tapped by feature losses.")
     calib_size: int = Field(256, ge=1)
     calib: str = Field("max", description="max | entropy | percentile | recipe YAML path.")
     calib_percentile: float = Field(99.99, gt=50, le=100)

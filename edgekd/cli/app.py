@@ -10,6 +10,7 @@ from edgekd import __version__
 from edgekd.cli.compress import HELP as COMPRESS_HELP
 from edgekd.cli.compress import compress_command
 from edgekd.cli.lint import lint_command
+from edgekd.cli.losses import losses_command
 from edgekd.cli.profile import profile_command
 from edgekd.cli.report import report_command
 from edgekd.cli.targets import targets_app
@@ -32,6 +33,7 @@ app.command("profile")(profile_command)
 app.command("verify")(verify_command)
 app.command("report")(report_command)
 app.command("lint")(lint_command)
+app.command("losses")(losses_command)
 app.add_typer(targets_app, name="targets")
 
 

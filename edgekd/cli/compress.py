@@ -12,8 +12,9 @@ from edgekd.cli._common import Debug, Quiet, guarded
 
 HELP = """Compress a trained classifier for a target device and check it against the budgets.
 
-Chains distillation (KD + cross-entropy), INT8 quantization-aware training (NVIDIA Model
-Optimizer), ONNX export, the target's runtime build and validation of the built artifact.
+Chains distillation (--kd-loss, default KD + cross-entropy), INT8 quantization-aware
+training (NVIDIA Model Optimizer), ONNX export, the target's runtime build and validation
+of the built artifact.
 Exit code 0 = budgets met, 2 = artifact produced but a budget missed, 1 = bad input or failure.
 """
 
@@ -33,7 +34,8 @@ def compress_command(
     data: Annotated[
         str,
         typer.Option(
-            help="digits (built-in), a folder with train/ and val/ class folders, or pkg.module:fn."
+            help="digits (built-in), a folder with train/ and val/ class folders (or unlabeled "
+            "images: label-free KD), or pkg.module:fn."
         ),
     ] = "digits",
     target: Annotated[str, typer.Option(help="Target profile name or YAML path.")] = "host",
@@ -67,10 +69,50 @@ def compress_command(
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 64,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, one-cycle).")] = 1e-2,
     qat_lr: Annotated[float, typer.Option(help="QAT learning rate (cosine to 0).")] = 1e-4,
-    temperature: Annotated[float, typer.Option(help="KD temperature T.")] = 4.0,
+    kd_loss: Annotated[
+        str,
+        typer.Option(
+            help="Distillation loss: kd, dkd, ttm, wttm, nkd, luminet, nd, akl, fitnet, "
+            "fa or ce (see `edgekd losses`)."
+        ),
+    ] = "kd",
+    kd_args: Annotated[
+        str | None,
+        typer.Option(help="Arguments of the KD loss, key=value,key=value (e.g. beta=8,warmup=2)."),
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="KD temperature T (shorthand for --kd-args temperature=T).")
+    ] = None,
     alpha: Annotated[
-        float, typer.Option(help="Weight of the KD term (1 - alpha weights cross-entropy).")
-    ] = 0.9,
+        float | None,
+        typer.Option(help="The loss's alpha (for kd: weight of the KD term, 1 - alpha on CE)."),
+    ] = None,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            help="Random augmentation of training images; --no-augment makes the "
+            "transform deterministic, so the teacher's outputs are computed once."
+        ),
+    ] = True,
+    teacher_cache: Annotated[
+        str,
+        typer.Option(help="auto (cache when the transform is deterministic), memory, disk or off."),
+    ] = "auto",
+    optimizer: Annotated[str, typer.Option(help="adamw or sgd (momentum 0.9, Nesterov).")] = (
+        "adamw"
+    ),
+    ema: Annotated[
+        float, typer.Option(help="EMA decay of the student's weights, e.g. 0.999 (0 = off).")
+    ] = 0.0,
+    grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm (0 = off).")] = 0.0,
+    student_layer: Annotated[
+        str | None,
+        typer.Option(help="Student module tapped by feature losses (default: last stage >= 2x2)."),
+    ] = None,
+    teacher_layer: Annotated[
+        str | None,
+        typer.Option(help="Teacher module tapped by feature losses (default: last stage >= 2x2)."),
+    ] = None,
     calib_size: Annotated[int, typer.Option(help="Calibration images drawn from train.")] = 256,
     calib: Annotated[
         str,

@@ -24,8 +24,16 @@ class DataBundle:
     input_shape: tuple[int, int, int]
     class_names: tuple[str, ...]
     fingerprint: str
-    labeled: bool = True
-    augmented: bool = False
+    labeled: bool = True  # False: train images without labels (label-free distillation)
+    augmented: bool = False  # True: the training transform is random (no teacher cache)
+    val_labeled: bool = True  # False: val labels are the teacher's predictions (agreement)
+
+    @property
+    def accuracy_metric(self) -> str:
+        """What the reported accuracy means for this data."""
+        if self.val_labeled:
+            return "top-1 accuracy on the labeled val set"
+        return "top-1 agreement with the teacher (the val images have no labels)"
 
     def calibration_subset(self, n: int, seed: int) -> Dataset:
         """A fixed random subset of `n` training images (eval transform), drawn with `seed`."""

@@ -1,8 +1,10 @@
 """Python factories: `--data pkg.module:function` returning the user's own datasets.
 
 The function is called with no arguments and returns either `(train, val)` or a dict with
-`train`, `val` and optionally `calib`, `num_classes` and `class_names`. Each dataset yields
-`(image tensor [C,H,W], int label)`. Naming a factory is an explicit choice to run that code.
+`train`, `val` and optionally `calib`, `num_classes`, `class_names` and `augmented` (False
+when the train dataset's transform is deterministic, so the teacher's outputs can be cached;
+the default assumes random augmentation). Each dataset yields `(image tensor [C,H,W], int
+label)`. Naming a factory is an explicit choice to run that code.
 """
 
 from __future__ import annotations
@@ -95,4 +97,5 @@ def factory_bundle(spec: str, input_shape: tuple[int, int, int] | None = None) -
         input_shape=shape,  # type: ignore[arg-type]
         class_names=names,
         fingerprint=f"factory-{fp[:16]}",
+        augmented=bool(extra.get("augmented", True)),
     )

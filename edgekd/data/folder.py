@@ -1,9 +1,17 @@
 """Image folders in torchvision's ImageFolder layout: ROOT/train/<class>/*.png, ROOT/val/<class>/*.
 
 Images are resized to the input shape and normalised with the ImageNet mean and std (the
-convention of timm and torchvision teachers). Training images get a mild random resized crop.
+convention of timm and torchvision teachers). Training images get a mild random resized crop
+(none with `augment=False`, which lets the trainer cache the teacher's outputs).
 An image that cannot be decoded stops the run with its path named (it is not skipped silently:
 a silently shrunk validation set would make the accuracy figure lie).
+
+Label-free data (the FAQD setting): images that are not sorted into class folders, either
+ROOT/train/*.png or ROOT/*.png. Training then uses the teacher's outputs only. The number of
+classes comes from the teacher. Validation uses ROOT/val/<class>/ when it exists (folder names
+that are integers are class indices; otherwise sorted names are indices 0..K-1), flat
+ROOT/val/*.png, or else a fixed 10% of the unlabeled images; without labels, val accuracy is
+agreement with the teacher.
 """
 
 from __future__ import annotations
@@ -62,13 +70,126 @@ class CheckedImageFolder(Dataset):
         return self._inner.transform(img), target
 
 
-def folder_bundle(root: str | Path, input_shape: tuple[int, int, int] | None = None) -> DataBundle:
-    """A DataBundle from ROOT/train and ROOT/val."""
+class UnlabeledImages(Dataset):
+    """Image files without labels (label -1 until a teacher labels them)."""
+
+    def __init__(self, paths: list[Path], transform) -> None:
+        from torchvision.datasets.folder import default_loader
+
+        self.paths, self.transform, self._load = paths, transform, default_loader
+        self.targets = [-1] * len(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            img = self._load(str(self.paths[i]))
+        except Exception as e:
+            raise DataError(
+                "cannot decode image",
+                value=str(self.paths[i]),
+                fix=f"remove or replace the file ({type(e).__name__})",
+            ) from None
+        return self.transform(img), -1
+
+
+class Relabeled(Dataset):
+    """A dataset whose labels are replaced (by the teacher's predictions)."""
+
+    def __init__(self, ds: Dataset, labels: list[int]) -> None:
+        self.ds, self.targets = ds, labels
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        return self.ds[i][0], self.targets[i]
+
+
+def _loose_images(d: Path) -> list[Path]:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+
+
+def _transforms(input_shape, augment: bool):
     from torchvision import transforms as T
 
+    c, h, w = input_shape or (3, DEFAULT_SIZE, DEFAULT_SIZE)
+    if c not in (1, 3):
+        raise DataError(
+            "image folders give 1 or 3 channels", value=c, fix="use --input-shape 3,H,W"
+        )
+    to_c = (
+        [T.Grayscale(num_output_channels=1)] if c == 1 else [T.Lambda(lambda im: im.convert("RGB"))]
+    )
+    norm = T.Normalize(IMAGENET_MEAN[:c], IMAGENET_STD[:c])
+    eval_tf = T.Compose([*to_c, T.Resize((h, w)), T.ToTensor(), norm])
+    crop = T.RandomResizedCrop((h, w), scale=(0.7, 1.0), ratio=(0.9, 1.1))
+    train_tf = T.Compose([*to_c, crop, T.ToTensor(), norm]) if augment else eval_tf
+    return (c, h, w), train_tf, eval_tf
+
+
+def _fingerprint(root: Path, parts: list[tuple[str, int]]) -> str:
+    fp = hashlib.sha256()
+    for p, t in parts:
+        fp.update(f"{Path(p).relative_to(root)}:{Path(p).stat().st_size}:{t};".encode())
+    return fp.hexdigest()[:16]
+
+
+def label_free_bundle(root: Path, input_shape, augment: bool) -> DataBundle:
+    """Unlabeled training images (see the module docstring); num_classes 0 until a teacher
+    fills it in."""
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    images = _loose_images(train_dir)
+    shape, train_tf, eval_tf = _transforms(input_shape, augment)
+    val_dir = root / "val"
+    val_classes = _split_classes(val_dir) if val_dir.is_dir() else []
+    if val_classes:
+        if all(c.isdigit() for c in val_classes):
+            class_to_idx = {c: int(c) for c in val_classes}
+        else:
+            class_to_idx = {c: i for i, c in enumerate(val_classes)}
+        val: Dataset = CheckedImageFolder(val_dir, eval_tf, class_to_idx)
+        val_labeled, val_parts = True, list(val.samples)  # type: ignore[attr-defined]
+    else:
+        held = _loose_images(val_dir) if val_dir.is_dir() else []
+        if not held:  # hold out a fixed tenth of the unlabeled images
+            n_val = max(1, len(images) // 10)
+            held, images = images[-n_val:], images[:-n_val]
+        val, val_labeled = UnlabeledImages(held, eval_tf), False
+        val_parts = [(p, -1) for p in held]
+    if len(images) < 2:
+        raise DataError(
+            "too few unlabeled training images", value=len(images), fix="add more images"
+        )
+    fp = _fingerprint(root, [(p, -1) for p in images] + val_parts)
+    return DataBundle(
+        name=str(root),
+        train=UnlabeledImages(images, train_tf),
+        val=val,
+        calib_source=UnlabeledImages(images, eval_tf),
+        num_classes=0,
+        input_shape=shape,
+        class_names=(),
+        fingerprint=f"unlabeled-{'x'.join(map(str, shape))}-aug{int(augment)}-{fp}",
+        labeled=False,
+        augmented=augment,
+        val_labeled=val_labeled,
+    )
+
+
+def folder_bundle(
+    root: str | Path, input_shape: tuple[int, int, int] | None = None, augment: bool = True
+) -> DataBundle:
+    """A DataBundle from ROOT/train and ROOT/val (or label-free images, see above)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError("data folder not found", value=str(root), fix="check the --data path")
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    if not _split_classes(train_dir) and _loose_images(train_dir):
+        return label_free_bundle(root, input_shape, augment)
     splits = {s: root / s for s in ("train", "val")}
     for split, d in splits.items():
         if not d.is_dir():
@@ -102,27 +223,11 @@ def folder_bundle(root: str | Path, input_shape: tuple[int, int, int] | None = N
             value=", ".join(unknown),
             fix="use the same class folder names in train/ and val/",
         )
-    c, h, w = input_shape or (3, DEFAULT_SIZE, DEFAULT_SIZE)
-    if c not in (1, 3):
-        raise DataError(
-            "image folders give 1 or 3 channels", value=c, fix="use --input-shape 3,H,W"
-        )
-    to_c = (
-        [T.Grayscale(num_output_channels=1)] if c == 1 else [T.Lambda(lambda im: im.convert("RGB"))]
-    )
-    norm = T.Normalize(IMAGENET_MEAN[:c], IMAGENET_STD[:c])
-    eval_tf = T.Compose([*to_c, T.Resize((h, w)), T.ToTensor(), norm])
-    train_tf = T.Compose(
-        [*to_c, T.RandomResizedCrop((h, w), scale=(0.7, 1.0), ratio=(0.9, 1.1)), T.ToTensor(), norm]
-    )
+    (c, h, w), train_tf, eval_tf = _transforms(input_shape, augment)
     class_to_idx = {name: i for i, name in enumerate(train_classes)}
     train = CheckedImageFolder(splits["train"], train_tf, class_to_idx)
-    fp = hashlib.sha256()
-    for p, t in train.samples:
-        fp.update(f"{Path(p).relative_to(root)}:{Path(p).stat().st_size}:{t};".encode())
     val = CheckedImageFolder(splits["val"], eval_tf, class_to_idx)
-    for p, t in val.samples:
-        fp.update(f"{Path(p).relative_to(root)}:{Path(p).stat().st_size}:{t};".encode())
+    fp = _fingerprint(root, train.samples + val.samples)
     return DataBundle(
         name=str(root),
         train=train,
@@ -131,6 +236,6 @@ def folder_bundle(root: str | Path, input_shape: tuple[int, int, int] | None = N
         num_classes=len(train_classes),
         input_shape=(c, h, w),
         class_names=tuple(train_classes),
-        fingerprint=f"folder-{c}x{h}x{w}-{fp.hexdigest()[:16]}",
-        augmented=True,
+        fingerprint=f"folder-{c}x{h}x{w}-{fp}" + ("" if augment else "-noaug"),
+        augmented=augment,
     )

@@ -17,13 +17,12 @@ __all__ = [
     "load_teacher",
     "pick_auto_student",
     "save_checkpoint",
+    "teacher_classes",
 ]
 
 
-def check_teacher(
-    teacher: LoadedModel, input_shape: tuple[int, int, int], num_classes: int
-) -> None:
-    """Run the teacher on a dummy batch: it must return logits [N, num_classes]."""
+def teacher_classes(teacher: LoadedModel, input_shape: tuple[int, int, int]) -> int:
+    """Run the teacher on a dummy batch; it must return logits [N, K]: returns K."""
     try:
         with torch.no_grad():
             out = teacher.module(torch.zeros(2, *input_shape))
@@ -40,9 +39,17 @@ def check_teacher(
             "teacher must return logits of shape [N, classes]",
             value=tuple(getattr(out, "shape", ())),
         )
-    if out.shape[1] != num_classes:
+    return int(out.shape[1])
+
+
+def check_teacher(
+    teacher: LoadedModel, input_shape: tuple[int, int, int], num_classes: int
+) -> None:
+    """The teacher runs on `input_shape` and returns logits [N, num_classes]."""
+    k = teacher_classes(teacher, input_shape)
+    if k != num_classes:
         raise InputError(
             "teacher's output classes do not match the data",
-            value=f"teacher {out.shape[1]} vs data {num_classes}",
+            value=f"teacher {k} vs data {num_classes}",
             fix="use the data the teacher was trained on (same class folders)",
         )

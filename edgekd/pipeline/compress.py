@@ -6,6 +6,7 @@ so `resume=True` skips every stage whose inputs are unchanged and re-runs the re
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 import shutil
@@ -23,8 +24,10 @@ from edgekd.backends import Artifact
 from edgekd.backends import onnxruntime as ort_backend
 from edgekd.config import Budgets, CompressConfig
 from edgekd.data import DataBundle, load_data, stack_inputs
-from edgekd.distill import TrainConfig, distill, evaluate_torch
-from edgekd.errors import InputError, StageError
+from edgekd.distill import FrozenTeacher, TrainConfig, distill, evaluate_torch
+from edgekd.distill.losses import create_loss, parse_loss_args
+from edgekd.distill.losses._registry import loss_defaults
+from edgekd.errors import ConfigError, DataError, InputError, StageError
 from edgekd.export import DEFAULT_OPSET, export_onnx, parity
 from edgekd.latency.cost import predict_latency
 from edgekd.models import (
@@ -34,6 +37,7 @@ from edgekd.models import (
     count_params,
     load_teacher,
     pick_auto_student,
+    teacher_classes,
 )
 from edgekd.pipeline.events import LogFileReporter, Reporter
 from edgekd.pipeline.manifest import Manifest
@@ -79,13 +83,71 @@ def versions() -> dict[str, str]:
 
 def _teacher_and_data(cfg: CompressConfig) -> tuple[LoadedModel, DataBundle]:
     if cfg.teacher.startswith("timm:"):
-        data = load_data(cfg.data, cfg.input_shape)
+        data = load_data(cfg.data, cfg.input_shape, augment=cfg.augment)
+        if not data.labeled:
+            raise DataError(
+                "label-free data needs a trained teacher file, not a timm:NAME teacher",
+                value=cfg.teacher,
+                fix="pass the trained teacher (checkpoint, TorchScript or .pt2)",
+            )
         teacher = load_teacher(cfg.teacher, num_classes=data.num_classes)
     else:
         teacher = load_teacher(cfg.teacher, arch=cfg.arch, trust_pickle=cfg.trust_pickle)
-        data = load_data(cfg.data, cfg.input_shape or teacher.input_shape)
+        data = load_data(cfg.data, cfg.input_shape or teacher.input_shape, augment=cfg.augment)
+    if not data.labeled:
+        data = _label_with_teacher(teacher, data)
     check_teacher(teacher, data.input_shape, data.num_classes)
     return teacher, data
+
+
+def _label_with_teacher(teacher: LoadedModel, data: DataBundle) -> DataBundle:
+    """Label-free data: the classes come from the teacher's output width; unlabeled val
+    images get the teacher's predictions, so val accuracy is agreement with the teacher."""
+    from edgekd.data.folder import Relabeled
+
+    num_classes = teacher_classes(teacher, data.input_shape)
+    val = data.val
+    if data.val_labeled:
+        top = max(getattr(val, "targets", [0]))
+        if top >= num_classes:
+            raise DataError(
+                "val/ class index beyond the teacher's outputs",
+                value=f"class {top} vs {num_classes} teacher outputs",
+                fix="name val/ class folders 0..K-1 after the teacher's output indices",
+            )
+    else:
+        _, logits = evaluate_torch(FrozenTeacher(teacher.module).module, data.val)
+        val = Relabeled(data.val, logits.argmax(1).tolist())
+    return dataclasses.replace(
+        data,
+        val=val,
+        num_classes=num_classes,
+        class_names=tuple(str(i) for i in range(num_classes)),
+    )
+
+
+def loss_arguments(cfg: CompressConfig, labeled: bool = True) -> dict:
+    """The KD loss's arguments from --kd-args plus the --temperature / --alpha shorthands,
+    checked by building the loss once (bad names and values are one ConfigError line)."""
+    args = parse_loss_args(cfg.kd_loss, cfg.kd_args)
+    accepted = loss_defaults(cfg.kd_loss)
+    for flag, field in (("--temperature", "temperature"), ("--alpha", "alpha")):
+        value = getattr(cfg, field)
+        if value is None or field in args:
+            continue
+        if field not in accepted:
+            raise ConfigError(
+                f"{flag} does not apply to KD loss {cfg.kd_loss!r}",
+                value=value,
+                fix=f"its arguments are {', '.join(accepted)} (set them with --kd-args)",
+            )
+        args[field] = value
+    create_loss(cfg.kd_loss, **args)
+    if cfg.kd_loss == "ce" and not labeled:
+        raise ConfigError(
+            "the ce loss needs labels and this data has none", fix="pick a KD loss, e.g. kd"
+        )
+    return args
 
 
 def _rel(run: RunDir, p: Path) -> str:
@@ -112,7 +174,9 @@ def compress(
     recipe = resolve_calib(cfg.calib, cfg.calib_size, cfg.calib_percentile)
     t_start = time.perf_counter()
 
+    loss_arguments(cfg)  # a bad loss name or argument fails before any loading
     teacher, data = _teacher_and_data(cfg)
+    loss_args = loss_arguments(cfg, data.labeled)
     torch.manual_seed(cfg.seed)
     student_name = cfg.student
     auto_sizes: dict[str, int] = {}
@@ -133,6 +197,7 @@ def compress(
         f"teacher {teacher.kind} ({teacher_params / 1e6:.2f}M params), data "
         f"{data.name}: {len(data.train)} train / {len(data.val)} val, "
         f"{data.num_classes} classes, input {'x'.join(map(str, data.input_shape))}"
+        + ("" if data.labeled else "; no labels: training on the teacher's outputs only")
     )
     if auto_sizes:
         rep.message(
@@ -181,8 +246,14 @@ def compress(
         weight_decay=cfg.weight_decay,
         batch_size=cfg.batch_size,
         seed=cfg.seed,
-        loss="kd",
-        loss_args={"temperature": cfg.temperature, "alpha": cfg.alpha},
+        loss=cfg.kd_loss,
+        loss_args=loss_args,
+        optimizer=cfg.optimizer,
+        ema_decay=cfg.ema,
+        grad_clip=cfg.grad_clip,
+        teacher_cache=cfg.teacher_cache,
+        student_layer=cfg.student_layer,
+        teacher_layer=cfg.teacher_layer,
         device=device,
     )
     steps = math.ceil(len(data.train) / cfg.batch_size)
@@ -200,6 +271,7 @@ def compress(
             key=key,
             on_step=lambda e, s, n: rep.step(phase, e, s, n),
             on_epoch=lambda r: rep.epoch_end(phase, r),
+            on_message=rep.message,
             **kwargs,
         )
 
@@ -215,6 +287,10 @@ def compress(
             "best_epoch": res.best_epoch,
             "resumed_from_epoch": res.resumed_from_epoch,
             "history": res.history,
+            "loss": cfg.kd_loss,
+            "loss_args": loss_args,
+            "teacher_cache": res.teacher_cache,
+            "layers": res.layers,
             "summary": f"{student_name}: best val {res.best_val_acc:.2f}% (epoch {res.best_epoch})",
         }
 
@@ -239,9 +315,15 @@ def compress(
         weight_decay=cfg.weight_decay,
         batch_size=cfg.batch_size,
         seed=cfg.seed + 1,
-        loss="kd",
+        loss=cfg.kd_loss,
         schedule="cosine",
-        loss_args={"temperature": cfg.temperature, "alpha": cfg.alpha},
+        loss_args=loss_args,
+        optimizer=cfg.optimizer,
+        grad_clip=cfg.grad_clip,
+        amp="off",  # fake quantization stays in float32
+        teacher_cache=cfg.teacher_cache,
+        student_layer=cfg.student_layer,
+        teacher_layer=cfg.teacher_layer,
         device=device,
     )
     ptq_ckpt = run / "distill/ptq.pt"

@@ -150,8 +150,10 @@ the teacher at p90, accuracy drop {r["accuracy_drop"]:.2f} points.</p>
 <p class="note"><b>Why this precision:</b> {_e(r["selection_reason"])}.</p>
 {_img(plots.latency_chart(r), "latency per artifact")}
 <h2>Training</h2>{_img(plots.training_curves(r), "training curves")}
-<p class="note">Distillation best val {r["distill"]["best_val_acc"]:.2f}% at epoch
-{r["distill"]["best_epoch"]}.</p>
+<p class="note">Distillation ({_e(r["distill"].get("loss") or "kd")} loss, teacher
+{_e(r["distill"].get("teacher_cache") or "live")}) best val {r["distill"]["best_val_acc"]:.2f}%
+at epoch {r["distill"]["best_epoch"]}. Accuracy here is
+{_e(r["data"].get("accuracy_metric", "top-1 accuracy on the labeled val set"))}.</p>
 <h2>Quantization</h2>
 <p class="note">Model Optimizer INT8 ({_e(q.get("method"))} calibration on {q.get("calib_size")}
 images): PTQ {q.get("ptq_val_acc", 0):.2f}%{

@@ -96,6 +96,8 @@ def write_reports(
             "train": len(data.train),
             "val": len(data.val),
             "fingerprint": data.fingerprint,
+            "labeled": data.labeled,
+            "accuracy_metric": data.accuracy_metric,
         },
         budgets=budgets.model_dump(),
         verdict=verdict,
@@ -110,7 +112,18 @@ def write_reports(
         selection_reason=v["selection_reason"],
         speedup_vs_teacher_p90=teacher["latency"]["p90_ms"] / art["latency"]["p90_ms"],
         accuracy_drop=teacher["accuracy"] - art["accuracy"],
-        distill={k: distill_info[k] for k in ("best_val_acc", "best_epoch", "history")},
+        distill={
+            k: distill_info.get(k)
+            for k in (
+                "best_val_acc",
+                "best_epoch",
+                "history",
+                "loss",
+                "loss_args",
+                "teacher_cache",
+                "layers",
+            )
+        },
         quantization={k: val for k, val in quant_info.items() if k != "summary"},
         export={
             k: export_info.get(k)
@@ -247,6 +260,11 @@ def _latency_label(lat: dict, percentile: int) -> str:
     return f"p{percentile} measured at {lat['threads']} thread(s)"
 
 
+def _loss_args(r: dict) -> str:
+    args = r["distill"].get("loss_args") or {}
+    return ", ".join(f"{k}={v}" for k, v in args.items()) or "defaults"
+
+
 def render_markdown(r: dict) -> str:
     """report.md: verdict, budgets, teacher vs student table, selection, parity, environment."""
     v = r["verdict"]
@@ -291,6 +309,10 @@ def render_markdown(r: dict) -> str:
         f"sha256 `{r['artifact']['sha256'][:16]}…`), "
         f"{r['speedup_vs_teacher_p90']:.1f}x faster than the teacher at p90, "
         f"accuracy drop {r['accuracy_drop']:.2f} points.",
+        "",
+        f"**Distillation**: {r['distill'].get('loss') or 'kd'} loss ({_loss_args(r)}), "
+        f"teacher {r['distill'].get('teacher_cache') or 'live'}; accuracy is "
+        f"{r['data'].get('accuracy_metric', 'top-1 accuracy on the labeled val set')}.",
         "",
         f"**Why this precision**: {r['selection_reason']}.",
         "",
