@@ -44,8 +44,13 @@ def ort_own(float_onnx: Path, out: Path, calib) -> Path:
 
     pre = out.with_suffix(".pre.onnx")
     quant_pre_process(str(float_onnx), str(pre), skip_symbolic_shape=True)
-    quantize_static(str(pre), str(out), _Reader(calib, "input", 8), quant_format=QuantFormat.QDQ,
-                    per_channel=True)
+    quantize_static(
+        str(pre),
+        str(out),
+        _Reader(calib, "input", 8),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+    )
     return out
 
 
@@ -75,17 +80,34 @@ def main() -> None:
                 lat = ortb.profile(path, SHAPE, threads=args.threads, warmup=5, iters=args.iters)
                 left = fusion_report(path)["float_conv_gemm"]
                 base = base or lat.p50_ms
-                rows.append({"model": name, "artifact": kind, "p50_ms": lat.p50_ms,
-                             "p90_ms": lat.p90_ms, "speedup_vs_fp32": base / lat.p50_ms,
-                             "float_conv_gemm_left": left})
-                print(f"{name:24s} {kind:14s} p50 {lat.p50_ms:8.2f} ms  x{base / lat.p50_ms:5.2f} "
-                      f"vs fp32  float Conv/Gemm left: {left}", flush=True)
-    write_json(args.out, {
-        "command": f"python benchmarks/quant.py --threads {args.threads}",
-        "machine": {"platform": platform.platform(), "date": time.strftime("%Y-%m-%d")},
-        "shape": SHAPE, "batch": 1, "threads": args.threads, "iters": args.iters,
-        "statistic": "p50 after 5 warm-up", "rows": rows,
-    })
+                rows.append(
+                    {
+                        "model": name,
+                        "artifact": kind,
+                        "p50_ms": lat.p50_ms,
+                        "p90_ms": lat.p90_ms,
+                        "speedup_vs_fp32": base / lat.p50_ms,
+                        "float_conv_gemm_left": left,
+                    }
+                )
+                print(
+                    f"{name:24s} {kind:14s} p50 {lat.p50_ms:8.2f} ms  x{base / lat.p50_ms:5.2f} "
+                    f"vs fp32  float Conv/Gemm left: {left}",
+                    flush=True,
+                )
+    write_json(
+        args.out,
+        {
+            "command": f"python benchmarks/quant.py --threads {args.threads}",
+            "machine": {"platform": platform.platform(), "date": time.strftime("%Y-%m-%d")},
+            "shape": SHAPE,
+            "batch": 1,
+            "threads": args.threads,
+            "iters": args.iters,
+            "statistic": "p50 after 5 warm-up",
+            "rows": rows,
+        },
+    )
     print(f"written to {args.out}")
 
 
