@@ -24,11 +24,16 @@ demo: $(TEACHER)
 	$(BIN)/edgekd compress $(TEACHER) --data digits --target host --out runs/demo --force
 	@echo "report: runs/demo/report.json and runs/demo/report.md; artifact: runs/demo/build/model.ort.onnx"
 
-# Debian's chromium renders report.html in a test; without it (no root, no apt) that test skips.
+# Debian packages some tests use: chromium renders report.html; openssh-server gives the SSH
+# tests a loopback sshd. Without them (no root, no apt) those tests skip and say why.
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 	  >/dev/null 2>&1; } || echo "chromium could not be installed: the report render test will skip"
+	@test -x /usr/sbin/sshd || { command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  openssh-server openssh-client) >/dev/null 2>&1; } || \
+	  echo "openssh-server could not be installed: the SSH tests will skip"
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider

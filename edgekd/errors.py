@@ -71,3 +71,7 @@ class RunDirError(InputError):
 
 class StageError(EdgekdError):
     """A pipeline stage failed for a reason that is not the user's input."""
+
+
+class RemoteError(EdgekdError):
+    """The device could not be reached or a command on it failed (SSH, trtexec, agent)."""

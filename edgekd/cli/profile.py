@@ -39,11 +39,40 @@ def profile_command(
             "write it to the user profile."
         ),
     ] = False,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="Measure on the device over SSH: user@host[:port]. TensorRT targets build and "
+            "time an engine with the device's trtexec; CPU targets run ONNX Runtime there."
+        ),
+    ] = None,
+    ssh_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An ssh -o option for --device, e.g. IdentityFile=~/.ssh/jetson "
+            "(repeatable; ~/.ssh/config applies too)."
+        ),
+    ] = None,
+    trtexec: Annotated[
+        str, typer.Option(help="trtexec on the device.")
+    ] = "/usr/src/tensorrt/bin/trtexec",
+    remote_python: Annotated[
+        str, typer.Option(help="Python on the device (needs numpy and onnxruntime).")
+    ] = "python3",
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="With --device on a CPU target: also top-1 of the model on this data's "
+            "val set, on the device and here (digits, a folder, or pkg.module:fn)."
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per remote command.")] = 600,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     debug: Debug = False,
 ) -> None:
     """Latency of an ONNX model on a target: measured with ONNX Runtime where edgekd runs on
-    the target (host), predicted by the cost model elsewhere (labelled predicted)."""
+    the target (host), measured on the device itself with --device user@host, predicted by
+    the cost model otherwise (labelled predicted)."""
 
     def body() -> None:
         from edgekd.errors import InputError
@@ -55,6 +84,25 @@ def profile_command(
             return
         if model is None:
             raise InputError("no model given", fix="pass MODEL.onnx (or --calibrate)")
+        if device is not None:
+            if not model.is_file():
+                raise InputError("model file not found", value=str(model))
+            result = prof.profile_remote(
+                model,
+                target,
+                device,
+                ssh_options=tuple(ssh_option or ()),
+                precision=precision,
+                threads=threads,
+                warmup=warmup,
+                iters=iters,
+                trtexec=trtexec,
+                python=remote_python,
+                data=data,
+                timeout=timeout,
+            )
+            _emit(result, as_json)
+            return
         result = prof.profile_model(
             model,
             target,

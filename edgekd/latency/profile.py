@@ -89,6 +89,23 @@ def render_text(result: dict) -> str:
             f"p99 {m['p99_ms']:.3f}  mean {m['mean_ms']:.3f} ms; {m['throughput_ips']:.1f} "
             f"inferences/s (batch {m['batch']}, {m['threads']} thread(s), {m['warmup']} "
             f"warm-up, {m['iters']} runs)"
+            + (f" on {result['device']}: {m['runtime']}" if "device" in result else "")
+        )
+        facts = m.get("facts") or {}
+        if facts.get("jetson"):
+            lines.append(
+                f"device: {facts.get('model')}, L4T {facts.get('l4t')}, power mode "
+                f"{facts.get('power_mode')}"
+            )
+            if facts.get("clocks_fixed") is False:
+                lines.append(
+                    "warning: GPU clocks are not fixed (run sudo jetson_clocks): timings vary"
+                )
+    if "accuracy" in result:
+        a = result["accuracy"]
+        lines.append(
+            f"accuracy on {a['data']} val ({a['n']} images): device {a['device_top1']:.2f}%, "
+            f"host {a['host_top1']:.2f}%, agreement {a['agreement']:.2f}% ({a['runtime']})"
         )
     if "predicted" in result:
         p = result["predicted"]
@@ -133,3 +150,114 @@ def calibrate_host(target_name: str = "host", progress=None) -> dict:
     path = user_profiles_dir() / f"{target.name}.yaml"
     write_text(path, yaml.safe_dump(data, sort_keys=False))
     return {"calibration": stats, "written_to": str(path), "cost_model": data["cost_model"]}
+
+
+def profile_remote(
+    model_path: str | Path,
+    target_name: str,
+    device: str,
+    *,
+    ssh_options: tuple[str, ...] = (),
+    precision: str | None = None,
+    threads: int | None = None,
+    warmup: int = 50,
+    iters: int = 300,
+    trtexec: str | None = None,
+    python: str = "python3",
+    out_dir: str | Path | None = None,
+    data: str | None = None,
+    timeout: float = 600,
+) -> dict:
+    """Latency (and with `data`, accuracy) of an ONNX model measured on the device over SSH:
+    TensorRT targets build and time an engine with the device's trtexec; ONNX Runtime
+    targets run the agent there. The prediction for the target is kept beside it."""
+    from edgekd.latency.remote import DEFAULT_TRTEXEC, RemoteRunner
+
+    target = get_target(target_name)
+    model = load_onnx(model_path)
+    runner = RemoteRunner(device, ssh_options, timeout=timeout)
+    out: dict = {
+        "model": str(model_path),
+        "target": target.name,
+        "runtime": target.runtime,
+        "device": str(runner.dest),
+    }
+    if target.cost_model is not None:
+        out["predicted"] = predict_latency(model_path, target, precision).to_dict(top=10)
+    shape = _input_shape(model)
+    if target.runtime == "tensorrt":
+        from edgekd.backends.trt_build import trtexec_args
+        from edgekd.latency.remote import trtexec_remote
+        from edgekd.latency.trtexec import parse_layer_profile
+
+        prec = precision or ("int8" if _has_qdq(model) else "fp32")
+        dest = Path(out_dir or Path(model_path).with_suffix("").as_posix() + "-trt")
+        build = trtexec_remote(
+            runner,
+            Path(model_path),
+            trtexec_args(target, prec, shape),
+            dest,
+            stem=f"model-{prec}",
+            trtexec=trtexec or DEFAULT_TRTEXEC,
+        )
+        out["measured"] = trtexec_latency(build.result, f"TensorRT on {runner.dest}")
+        out["trtexec"] = build.result.to_dict()
+        out["engine"] = str(build.engine)
+        if build.layer_profile is not None:
+            layers = parse_layer_profile(build.layer_profile.read_text())
+            out["layers"] = [vars(layer) for layer in layers[:20]]
+        return out
+    from edgekd.latency.remote import accuracy_remote, profile_onnx_remote
+
+    n_threads = threads or target.threads or 1
+    out["measured"] = profile_onnx_remote(
+        runner, Path(model_path), threads=n_threads, warmup=warmup, iters=iters, python=python
+    )
+    out["measured"]["throughput_ips"] = 1e3 / out["measured"]["mean_ms"]
+    if data is not None:
+        from edgekd.backends import onnxruntime as ortb
+        from edgekd.data import load_data, stack_inputs
+
+        bundle = load_data(data, shape)
+        x, y = stack_inputs(bundle.val)
+        remote = accuracy_remote(runner, Path(model_path), x.numpy(), y.numpy(), python=python)
+        local = ortb.predict(model_path, bundle.val, threads=n_threads).argmax(1)
+        agree = sum(int(a == b) for a, b in zip(remote["predictions"], local.tolist(), strict=True))
+        out["accuracy"] = {
+            "data": data,
+            "n": remote["n"],
+            "device_top1": remote["top1"],
+            "host_top1": float((local == y.numpy()).mean() * 100),
+            "agreement": 100.0 * agree / remote["n"],
+            "runtime": remote["runtime"],
+        }
+    return out
+
+
+def _has_qdq(model) -> bool:
+    return any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+
+
+def trtexec_latency(result, where: str) -> dict:
+    """A trtexec summary as edgekd's latency record: host latency (H2D + compute + D2H) per
+    inference; p90 from the printed percentiles (TensorRT < 8.6 prints one: asked for 90)."""
+    lat = result.stats.get("latency") or result.stats.get("gpu_compute")
+    if lat is None:
+        from edgekd.errors import RemoteError
+
+        raise RemoteError("trtexec printed no latency summary", fix="see the trtexec log")
+    pct = lat.percentiles
+    return {
+        "min_ms": lat.min,
+        "p50_ms": pct.get(50.0, lat.median),
+        "p90_ms": pct.get(90.0, pct.get(99.0, lat.max)),
+        "p99_ms": pct.get(99.0, lat.max),
+        "mean_ms": lat.mean,
+        "throughput_ips": result.throughput_qps,
+        "batch": 1,
+        "threads": 0,
+        "warmup": 0,
+        "iters": 0,
+        "runtime": f"TensorRT {result.version} ({where})",
+        "measured": True,
+    }
