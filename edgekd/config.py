@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edgekd.errors import ConfigError
 
@@ -15,6 +22,7 @@ FLAG_FOR_FIELD = {
     "max_accuracy_drop": "--max-accuracy-drop",
     "max_model_mb": "--max-model-mb",
     "min_parity": "--min-parity",
+    "max_device_gap": "--max-device-gap",
     "input_shape": "--input-shape",
     "qat_epochs": "--qat-epochs",
     "batch_size": "--batch-size",
@@ -38,6 +46,13 @@ class Budgets(BaseModel):
         2.0, ge=0, le=100, description="Largest allowed top-1 drop vs the teacher, in points."
     )
     max_model_mb: float | None = Field(None, gt=0, description="Largest artifact size in MB.")
+    max_device_gap: float | None = Field(
+        1.0,
+        ge=0,
+        le=100,
+        description="Largest allowed top-1 difference (points) between the artifact on the "
+        "device (--remote) and in ONNX Runtime here; applies when the device was reached.",
+    )
     min_parity: float | None = Field(
         None,
         ge=0,
@@ -90,12 +105,37 @@ class CompressConfig(BaseModel):
     calib_percentile: float = Field(99.99, gt=50, le=100)
     seed: int = 0
     threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads for latency.")
-    device: str = Field("auto", description="Training device: auto, cpu, cuda or cuda:N.")
+    device: str = Field(
+        "auto",
+        description="Training device: auto, cpu, cuda or cuda:N (user@host means --remote).",
+    )
+    remote: str | None = Field(
+        None, description="Validate on the device over SSH: user@host[:port]."
+    )
+    ssh_option: list[str] = Field(default=[], description="ssh -o options for --remote.")
+    trtexec: str = Field("/usr/src/tensorrt/bin/trtexec", description="trtexec on the device.")
+    remote_python: str = Field("python3", description="Python on the device (for the agent).")
     latency_warmup: int = Field(50, ge=0)
     latency_iters: int = Field(300, ge=10)
     budgets: Budgets = Budgets()
     resume: bool = False
     force: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _device_as_remote(cls, values: Any) -> Any:
+        """`--device user@host` names the target device (as in `edgekd profile`)."""
+        if isinstance(values, dict) and "@" in str(values.get("device") or ""):
+            values = dict(values)
+            if values.get("remote") in (None, values["device"]):
+                values["remote"] = values["device"]
+                values["device"] = "auto"
+        return values
+
+    @field_validator("ssh_option", mode="before")
+    @classmethod
+    def _ssh_options(cls, v: Any) -> Any:
+        return [] if v is None else v
 
     @field_validator("device")
     @classmethod

@@ -91,3 +91,17 @@ def digits_teacher(tmp_path_factory, train_teacher_module) -> Path:
     path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
     save_checkpoint(path, model, "resnet18", data.num_classes, data.input_shape)
     return path
+
+
+@pytest.fixture(scope="session")
+def loopback_ssh(tmp_path_factory):
+    """A throwaway sshd on 127.0.0.1 (tests/latency/sshd.py); skips where none can run."""
+    from tests.latency import sshd
+
+    reason = sshd.available()
+    if reason:
+        pytest.skip(reason)
+    box, proc = sshd.start(tmp_path_factory.mktemp("sshd"))
+    yield box
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -129,9 +129,30 @@ def compress_command(
     device: Annotated[
         str,
         typer.Option(
-            help="Training device: auto (a GPU when one is visible), cpu, cuda or cuda:N."
+            help="Training device: auto (a GPU when one is visible), cpu, cuda or cuda:N; "
+            "user@host[:port] means --remote user@host (training then runs here, auto)."
         ),
     ] = "auto",
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            help="Validate on the target device over SSH (user@host[:port]): TensorRT engines "
+            "are built and timed there with trtexec, CPU targets run ONNX Runtime there; the "
+            "artifact's accuracy is measured there too."
+        ),
+    ] = None,
+    ssh_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An ssh -o option for --remote, e.g. IdentityFile=~/.ssh/jetson (repeatable)."
+        ),
+    ] = None,
+    trtexec: Annotated[
+        str, typer.Option(help="trtexec on the device.")
+    ] = "/usr/src/tensorrt/bin/trtexec",
+    remote_python: Annotated[
+        str, typer.Option(help="Python on the device (numpy + onnxruntime, or tensorrt).")
+    ] = "python3",
     latency_warmup: Annotated[
         int, typer.Option(help="Untimed runs before latency is measured.")
     ] = 50,
@@ -147,6 +168,13 @@ def compress_command(
         typer.Option(help="Largest top-1 drop vs the teacher, in points; default from the target."),
     ] = None,
     max_model_mb: Annotated[float | None, typer.Option(help="Largest artifact size in MB.")] = None,
+    max_device_gap: Annotated[
+        float | None,
+        typer.Option(
+            help="Largest top-1 difference (points) between the artifact on the device "
+            "(--remote) and in ONNX Runtime here (default 1.0)."
+        ),
+    ] = None,
     min_parity: Annotated[
         float | None,
         typer.Option(
@@ -228,7 +256,13 @@ def compress_command(
             )
         given = {
             k: merged.pop(k)
-            for k in ("latency_budget_ms", "max_accuracy_drop", "max_model_mb", "min_parity")
+            for k in (
+                "latency_budget_ms",
+                "max_accuracy_drop",
+                "max_model_mb",
+                "min_parity",
+                "max_device_gap",
+            )
         }
         prof = get_target(merged["target"])
         overrides = {
@@ -236,6 +270,7 @@ def compress_command(
             "max_accuracy_drop": given["max_accuracy_drop"],
             "max_model_mb": given["max_model_mb"],
             "min_parity": given["min_parity"],
+            "max_device_gap": given["max_device_gap"],
         }
         budgets = build_config(
             Budgets,

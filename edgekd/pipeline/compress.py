@@ -536,11 +536,19 @@ def compress(
                 )
                 for p, src in variants.items()
             }
+            from edgekd.backends.trt_build import write_build_script
+
+            script = write_build_script(
+                run / "build/build_engine.sh",
+                target,
+                {p: f"../{_rel(run, src)}" for p, src in variants.items()},
+                shape,
+            )
             summary = (
                 f"TensorRT {target.runtime_version} engines are built on the device; "
-                f"ONNX for {', '.join(arts)} ready"
+                f"ONNX for {', '.join(arts)} ready, build/build_engine.sh runs trtexec there"
             )
-            written: list[Path] = []
+            written: list[Path] = [script]
         else:
             arts = {
                 p: ort_backend.compile_model(
@@ -569,7 +577,53 @@ def compress(
     threads = cfg.threads
     prof = dict(threads=threads, warmup=cfg.latency_warmup, iters=cfg.latency_iters)
 
-    def latency(path: Path, precision: str) -> dict:
+    remote = None
+    if cfg.remote:
+        from edgekd.latency.remote import RemoteRunner
+
+        remote = RemoteRunner(cfg.remote, cfg.ssh_option)
+    device_runs: dict[str, dict] = {}  # per artifact path: engine / facts from the device
+
+    def on_device(path: Path, precision: str, stem: str) -> dict:
+        """Latency measured on the device (--remote): trtexec there for TensorRT targets,
+        the agent with ONNX Runtime for CPU targets."""
+        from edgekd.latency import remote as rmt
+        from edgekd.latency.profile import trtexec_latency
+
+        if trt:
+            from edgekd.backends.trt_build import trtexec_args
+
+            build = rmt.trtexec_remote(
+                remote,
+                path,
+                trtexec_args(target, precision, shape),
+                run / "device",
+                stem=stem,
+                trtexec=cfg.trtexec,
+            )
+            device_runs[stem] = {"model": build.engine, "log": _rel(run, build.log)}
+            return trtexec_latency(build.result, f"measured on {remote.dest} with trtexec")
+        r = rmt.profile_onnx_remote(
+            remote,
+            path,
+            threads=target.threads or threads,
+            warmup=cfg.latency_warmup,
+            iters=cfg.latency_iters,
+            python=cfg.remote_python,
+        )
+        facts = (r.get("facts") or {}) | {"machine": r.get("machine"), "cpus": r.get("cpu_count")}
+        device_runs[stem] = {"model": path, "facts": facts}
+        keep = ("min_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "threads", "warmup", "iters")
+        return {k: r[k] for k in keep} | {
+            "throughput_ips": 1e3 / r["mean_ms"],
+            "batch": 1,
+            "runtime": r["runtime"],
+            "measured": True,
+        }
+
+    def latency(path: Path, precision: str, stem: str = "") -> dict:
+        if remote is not None:
+            return on_device(path, precision, stem or f"{path.stem}-{precision}")
         if target.measured:
             return ort_backend.profile(path, shape, **prof).to_dict()
         # TensorRT builds float layers of a Q/DQ graph in FP16 when it can (--int8 --fp16)
@@ -606,8 +660,25 @@ def compress(
                 "size_mb": a["size_mb"],
                 "accuracy": float((pred == y).mean() * 100),
                 "agreement": float((pred == t_pred).mean() * 100),
-                "latency": latency(path, p),
+                "latency": latency(path, p, f"student-{p}"),
             }
+            if remote is not None:  # the artifact as built on the device, on the val set
+                from edgekd.latency.remote import accuracy_remote
+
+                rep.message(f"validating the student ({p}) on {remote.dest}")
+                x_val, _ = stack_inputs(data.val)
+                dev = device_runs[f"student-{p}"]
+                got = accuracy_remote(
+                    remote, Path(dev["model"]), x_val.numpy(), y, python=cfg.remote_python
+                )
+                dev_pred = np.asarray(got["predictions"])
+                arts[p].update(
+                    device_accuracy=got["top1"],
+                    device_agreement=float((dev_pred == pred).mean() * 100),
+                    device_runtime=got["runtime"],
+                )
+                if dev.get("log"):
+                    arts[p]["trtexec_log"] = dev["log"]
             par_key = ("int8" if trt else "int8-ort") if p == "int8" else "fp32"
             arts[p]["parity"] = e_info["parity"][par_key]["top1_agreement"]
             if p == "int8":
@@ -627,16 +698,29 @@ def compress(
                 "sha256": sha256_file(final_path),
             },
             "latency_source": (
-                f"measured on this machine ({target.name})"
+                f"measured on the device {remote.dest} ({target.name})"
+                if remote is not None
+                else f"measured on this machine ({target.name})"
                 if target.measured
                 else f"predicted by the cost model for {target.name} ({target.runtime} "
                 f"{target.runtime_version}), not measured"
             ),
             "accuracy_source": "ONNX Runtime on this machine"
-            + ("; the TensorRT engine's own accuracy is checked on the device" if trt else ""),
+            + (
+                f"; and the artifact as built on {remote.dest} (device_accuracy)"
+                if remote is not None
+                else "; the TensorRT engine's own accuracy is checked on the device"
+                if trt
+                else ""
+            ),
         }
+        facts = next((d["facts"] for d in device_runs.values() if d.get("facts")), None)
+        if facts:
+            metrics["device_facts"] = facts
         if trt:
-            metrics["build_flags"] = TRT_FLAGS[choice]
+            from edgekd.backends.trt_build import precision_flags
+
+            metrics["build_flags"] = " ".join(precision_flags(target, choice))
         write_json(metrics_path, metrics)
         speed = teacher_m["latency"]["p90_ms"] / arts[choice]["latency"]["p90_ms"]
         metrics["summary"] = (
@@ -655,6 +739,7 @@ def compress(
             "warmup": cfg.latency_warmup,
             "iters": cfg.latency_iters,
             "budgets": budgets.model_dump(),
+            "remote": [cfg.remote, cfg.trtexec, cfg.remote_python] if cfg.remote else None,
         }
         | {p: a["sha256"] for p, a in b_info["artifacts"].items()},
         validate_stage,
@@ -677,10 +762,6 @@ def compress(
         auto_sizes=auto_sizes,
     )
     return CompressResult(run.root, run / "report.json", report, exit_code)
-
-
-# how each ONNX is meant to be built by TensorRT (trtexec flags)
-TRT_FLAGS = {"fp32": "", "fp16": "--fp16", "int8": "--int8 --fp16 (explicit Q/DQ)"}
 
 
 def predicted_latency(pred, target) -> dict:

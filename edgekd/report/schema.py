@@ -53,6 +53,10 @@ class ModelMetrics(_Model):
     float_conv_gemm_left: int | None = None  # INT8 only: Conv/Gemm the runtime left in float
     gflops: float | None = None  # per image, from the ONNX graph
     parity: float | None = None  # top-1 agreement (%) of this ONNX in ORT with torch
+    device_accuracy: float | None = None  # top-1 (%) of the artifact as built on the device
+    device_agreement: float | None = None  # its top-1 agreement (%) with ORT here
+    device_runtime: str | None = None
+    trtexec_log: str | None = None  # run-relative path of the device's trtexec log
 
 
 class Parity(_Model):
@@ -88,3 +92,4 @@ class Report(_Model):
     stages: list[dict]
     wall_s: float
     layers: dict | None = None  # cost-model breakdown of the shipped artifact on the target
+    device: dict | None = None  # facts of the device reached with --remote (Jetson model...)

@@ -50,6 +50,19 @@ def judge(budgets: Budgets, teacher_acc: float, artifact: dict) -> Verdict:
                 detail="top-1 agreement of the shipped ONNX (ONNX Runtime) with its torch model",
             )
         )
+    if budgets.max_device_gap is not None and artifact.get("device_accuracy") is not None:
+        gap = abs(artifact["accuracy"] - artifact["device_accuracy"])
+        gates.append(
+            Gate(
+                name="device accuracy",
+                passed=gap <= budgets.max_device_gap,
+                value=gap,
+                limit=budgets.max_device_gap,
+                unit="points",
+                detail=f"top-1 on the device {artifact['device_accuracy']:.2f}% vs "
+                f"{artifact['accuracy']:.2f}% in ONNX Runtime here",
+            )
+        )
     if budgets.max_model_mb is not None:
         gates.append(
             Gate(
@@ -110,6 +123,7 @@ def write_reports(
         variants=v["student"],
         artifact=art,
         selection_reason=v["selection_reason"],
+        device=v.get("device_facts"),
         speedup_vs_teacher_p90=teacher["latency"]["p90_ms"] / art["latency"]["p90_ms"],
         accuracy_drop=teacher["accuracy"] - art["accuracy"],
         distill={
@@ -260,6 +274,33 @@ def _latency_label(lat: dict, percentile: int) -> str:
     return f"p{percentile} measured at {lat['threads']} thread(s)"
 
 
+def _device_lines(r: dict) -> list[str]:
+    """The device reached with --remote: accuracy there, its facts, a clock warning."""
+    art = r["artifact"]
+    if art.get("device_accuracy") is None:
+        return []
+    lines = [
+        f"**On the device** ({art.get('device_runtime')}): top-1 {art['device_accuracy']:.2f}% "
+        f"vs {art['accuracy']:.2f}% in ONNX Runtime here, agreement "
+        f"{art.get('device_agreement', 0):.2f}%.",
+        "",
+    ]
+    facts = r.get("device") or {}
+    if facts.get("jetson"):
+        lines += [
+            f"Device: {facts.get('model')}, L4T {facts.get('l4t')}, power mode "
+            f"{facts.get('power_mode')}.",
+            "",
+        ]
+        if facts.get("clocks_fixed") is False:
+            lines += [
+                "**Warning**: the GPU clocks were not fixed (`sudo jetson_clocks`), so these "
+                "timings vary from run to run.",
+                "",
+            ]
+    return lines
+
+
 def _loss_args(r: dict) -> str:
     args = r["distill"].get("loss_args") or {}
     return ", ".join(f"{k}={v}" for k, v in args.items()) or "defaults"
@@ -316,6 +357,7 @@ def render_markdown(r: dict) -> str:
         "",
         f"**Why this precision**: {r['selection_reason']}.",
         "",
+        *_device_lines(r),
         "**Parity** (ONNX Runtime vs torch on val): "
         + "; ".join(
             f"{p}: top-1 agreement {x['top1_agreement']:.2f}%, max |diff| {x['max_abs_diff']:.2e}"

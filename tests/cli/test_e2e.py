@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -242,3 +243,15 @@ def test_jetson_target_predicts_latency_and_hands_over_onnx(digits_teacher, tmp_
     assert r["teacher"]["precision"] == "fp16"
     # every ONNX exported for the Jetson passes the lint for its TensorRT version
     assert {k: v["errors"] for k, v in r["export"]["lint"].items()} == {"fp32": 0, "int8": 0}
+    # the build stage hands over a script that builds each engine with the device's trtexec
+    script = out / "build/build_engine.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    assert "--onnx=../export/model.onnx" in text and "--stronglyTyped" in text  # TensorRT 10.3
+    assert "--saveEngine=model-int8.engine" in text and "--timingCacheFile=timing.cache" in text
+    assert "--minShapes=input:1x3x32x32" in text
+    metrics = json.loads((out / "validate/metrics.json").read_text())
+    assert (
+        metrics["build_flags"]
+        == {"int8": "--stronglyTyped", "fp16": "--fp16", "fp32": ""}[r["artifact"]["precision"]]
+    )

@@ -20,11 +20,8 @@ pytestmark = pytest.mark.skipif(sshd.available() is not None, reason=str(sshd.av
 
 
 @pytest.fixture(scope="module")
-def ssh(tmp_path_factory):
-    box, proc = sshd.start(tmp_path_factory.mktemp("sshd"))
-    yield box
-    proc.terminate()
-    proc.wait(timeout=10)
+def ssh(loopback_ssh):
+    return loopback_ssh
 
 
 @pytest.fixture(scope="module")
