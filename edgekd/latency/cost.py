@@ -27,7 +27,7 @@ class LayerCost:
     flops: float
     bytes: float
     ms: float
-    bound: str  # compute | memory | overhead
+    bound: str  # compute | memory | overhead | measured (from the target's layer table)
     fused: tuple[str, ...] = ()
 
 
@@ -57,6 +57,7 @@ class LatencyPrediction:
             "measured": False,
             "gflops": self.flops / 1e9,
             "layers_costed": len(self.layers),
+            "layers_from_measurements": sum(lc.bound == "measured" for lc in self.layers),
             "layers": [asdict(lc) for lc in rows],
         }
 
@@ -93,9 +94,17 @@ def resolve_precision(target: TargetProfile, precision: str | None, quantized: b
 
 
 def predict_layers(
-    layers: list[Layer], target: TargetProfile, params: CostModelParams | None = None
+    layers: list[Layer],
+    target: TargetProfile,
+    params: CostModelParams | None = None,
+    table: dict[str, float] | None = None,
 ) -> list[LayerCost]:
+    """Each layer's time: measured (the target's layer table) when its signature is known,
+    the roofline otherwise."""
+    from edgekd.latency.layer_table import signature
+
     params = params or target.cost_model
+    table = table or {}
     if params is None:
         raise InputError(
             f"target {target.name!r} has no cost model",
@@ -104,7 +113,8 @@ def predict_layers(
         )
     out = []
     for layer in layers:
-        ms, bound = layer_ms(layer, target, params)
+        known = table.get(signature(layer))
+        ms, bound = (known, "measured") if known is not None else layer_ms(layer, target, params)
         out.append(
             LayerCost(
                 layer.name,
@@ -136,7 +146,9 @@ def predict_latency(
     quantized = any(n.op_type == "QuantizeLinear" for n in model.graph.node)
     float_prec, implicit = resolve_precision(target, precision, quantized)
     layers = graph_layers(model, target.runtime, float_prec, implicit)
-    costs = predict_layers(layers, target)
+    from edgekd.latency.layer_table import load_table
+
+    costs = predict_layers(layers, target, table=load_table(target.name))
     label = precision or ("int8" if quantized else "fp32")
     return LatencyPrediction(
         target.name, label, sum(c.ms for c in costs), tuple(costs), time.perf_counter() - t0

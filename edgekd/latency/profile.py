@@ -204,8 +204,11 @@ def profile_remote(
         out["trtexec"] = build.result.to_dict()
         out["engine"] = str(build.engine)
         if build.layer_profile is not None:
+            from edgekd.latency.layer_table import learn_from_trtexec
+
             layers = parse_layer_profile(build.layer_profile.read_text())
             out["layers"] = [vars(layer) for layer in layers[:20]]
+            out["layer_table"] = learn_from_trtexec(model_path, target, prec, build.layer_profile)
         return out
     from edgekd.latency.remote import accuracy_remote, profile_onnx_remote
 

@@ -602,6 +602,10 @@ def compress(
                 trtexec=cfg.trtexec,
             )
             device_runs[stem] = {"model": build.engine, "log": _rel(run, build.log)}
+            if build.layer_profile is not None:  # measured layers feed the target's cost model
+                from edgekd.latency.layer_table import learn_from_trtexec
+
+                learn_from_trtexec(path, target, precision, build.layer_profile)
             return trtexec_latency(build.result, f"measured on {remote.dest} with trtexec")
         r = rmt.profile_onnx_remote(
             remote,
