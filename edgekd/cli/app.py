@@ -12,6 +12,7 @@ from edgekd.cli.compress import compress_command
 from edgekd.cli.lint import lint_command
 from edgekd.cli.losses import losses_command
 from edgekd.cli.profile import profile_command
+from edgekd.cli.quant_report import quant_report_command
 from edgekd.cli.report import report_command
 from edgekd.cli.targets import targets_app
 from edgekd.cli.verify import verify_command
@@ -34,6 +35,7 @@ app.command("verify")(verify_command)
 app.command("report")(report_command)
 app.command("lint")(lint_command)
 app.command("losses")(losses_command)
+app.command("quant-report")(quant_report_command)
 app.add_typer(targets_app, name="targets")
 
 

@@ -174,8 +174,8 @@ def render_all(run_dir: Path, report: dict) -> None:
     write_text(run_dir / "junit.xml", render_junit(report))
 
 
-def regenerate(run_dir: str | Path) -> dict:
-    """Re-render md/html/junit from an existing report.json (`edgekd report RUN_DIR`)."""
+def load_report(run_dir: str | Path) -> dict:
+    """The validated report.json of a finished run (one RunDirError line otherwise)."""
     import json
 
     from edgekd.errors import RunDirError
@@ -189,13 +189,42 @@ def regenerate(run_dir: str | Path) -> dict:
             fix="pass the --out folder of a finished edgekd compress run",
         )
     try:
-        report = Report.model_validate(json.loads(path.read_text())).model_dump(mode="json")
+        return Report.model_validate(json.loads(path.read_text())).model_dump(mode="json")
     except Exception as e:
         raise RunDirError(
             "report.json does not match the report schema",
             value=str(path),
             fix=" ".join(str(e).split())[:200],
         ) from None
+
+
+def quant_summary(report: dict, top: int = 20) -> dict:
+    """The quantization story of a run: calibration, PTQ/QAT, the per-layer sensitivity
+    ranking, layers kept in float, parity of each export, lint and float Conv/Gemm left."""
+    q = report["quantization"]
+    return {
+        "student": report["student"]["name"],
+        "method": q.get("method"),
+        "percentile": q.get("percentile"),
+        "calib_size": q.get("calib_size"),
+        "ptq_val_acc": q.get("ptq_val_acc"),
+        "qat_val_acc": q.get("qat_val_acc"),
+        "kept": q.get("kept"),
+        "float_layers": q.get("float_layers") or [],
+        "mixed_val_acc": q.get("mixed_val_acc"),
+        "sensitivity": (q.get("sensitivity") or [])[:top],
+        "sensitivity_layers": len(q.get("sensitivity") or []),
+        "parity": report["parity"],
+        "float_conv_gemm_left": report["export"].get("float_conv_gemm_left"),
+        "lint": report["export"].get("lint"),
+        "shipped": report["artifact"]["precision"],
+    }
+
+
+def regenerate(run_dir: str | Path) -> dict:
+    """Re-render md/html/junit from an existing report.json (`edgekd report RUN_DIR`)."""
+    run_dir = Path(run_dir)
+    report = load_report(run_dir)
     render_all(run_dir, report)
     return report
 

@@ -255,3 +255,17 @@ def test_jetson_target_predicts_latency_and_hands_over_onnx(digits_teacher, tmp_
         metrics["build_flags"]
         == {"int8": "--stronglyTyped", "fp16": "--fp16", "fp32": ""}[r["artifact"]["precision"]]
     )
+
+
+def test_quant_report_shows_the_ranking_of_a_run(demo_run, tmp_path):
+    out, _ = demo_run
+    proc = run_cli("quant-report", str(out), "--json", "--top", "3")
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    r = json.loads((out / "report.json").read_text())
+    assert s["sensitivity"] == r["quantization"]["sensitivity"][:3]
+    assert s["sensitivity_layers"] == len(r["quantization"]["sensitivity"])
+    assert set(s["parity"]) == set(r["parity"]) and s["method"] == "max"
+    text = run_cli("quant-report", str(out)).stdout
+    assert "sensitivity (top 20 of" in text and "parity int8" in text
+    assert_one_line_error(run_cli("quant-report", str(tmp_path)), "no report.json")

@@ -1,0 +1,119 @@
+"""INT8 accuracy on digits per student and quantization recipe: FP32, PTQ with max / entropy /
+percentile calibration, and QAT (with KD), each measured on the exported Q/DQ ONNX in ONNX
+Runtime (the artifact, not the torch model); JSON written.
+
+    python benchmarks/quant_accuracy.py [--students mobilenetv3_small_050 lcnet_050 resnet10t]
+        [--epochs 8] [--qat-epochs 2] [--out benchmarks/results/quant_accuracy.json]
+
+Per student: KD from the example resnet18 teacher (10 epochs, examples/digits/train_teacher.py)
+with edgekd's trainer (kd loss, teacher cached: no augmentation), best-val FP32 checkpoint;
+then Model Optimizer INT8 (256 calibration images, seed 0) with each calibration method, and
+QAT for --qat-epochs epochs (lr 1e-4, cosine, KD) starting from max calibration. Every model
+is exported to ONNX (Q/DQ for INT8) and its top-1 on the 360 val images is taken from ONNX
+Runtime; the torch fake-quant accuracy and the top-1 agreement between the two are listed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from edgekd._io import write_json
+from edgekd.backends import onnxruntime as ortb
+from edgekd.data import stack_inputs
+from edgekd.data.digits import digits_bundle
+from edgekd.distill import TrainConfig, distill, evaluate_torch
+from edgekd.export import export_onnx
+from edgekd.models import create_timm
+from edgekd.quant import quantize_int8
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def trained(name: str, num_classes: int, state: dict) -> torch.nn.Module:
+    m = create_timm(name, num_classes)
+    m.load_state_dict(state)
+    return m.eval()
+
+
+def onnx_top1(model, path: Path, data, labels) -> tuple[float, float, float]:
+    """(top-1 of the exported ONNX in ORT, its agreement with the torch model, torch top-1)."""
+    export_onnx(model, path, data.input_shape)
+    ort_pred = torch.from_numpy(ortb.predict(path, data.val)).argmax(1)
+    torch_acc, torch_logits = evaluate_torch(model, data.val)
+    acc = (ort_pred == labels).float().mean().item() * 100
+    agree = (ort_pred == torch_logits.argmax(1)).float().mean().item() * 100
+    return acc, agree, torch_acc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--students", nargs="+",
+                    default=["mobilenetv3_small_050", "lcnet_050", "resnet10t"])  # fmt: skip
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--qat-epochs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/quant_accuracy.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from kd_losses import teacher_model  # benchmarks/ is on sys.path when run as a script
+
+    teacher, teacher_desc = teacher_model(None)
+    data = digits_bundle(augment=False)
+    _, labels = stack_inputs(data.val)
+    calib = data.calibration_subset(256, 0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name in args.students:
+            torch.manual_seed(0)
+            student = create_timm(name, data.num_classes)
+            cfg = TrainConfig(epochs=args.epochs, lr=1e-2, seed=0)
+            res = distill(student, teacher, data, cfg, tmp / name)
+            fp32_state = torch.load(res.best_path, weights_only=True)["model"]
+
+            recipes = {"fp32": None, "ptq-max": "max", "ptq-entropy": "entropy",
+                       "ptq-percentile": "percentile", "qat": "max"}  # fmt: skip
+            for recipe, method in recipes.items():
+                t0 = time.perf_counter()
+                model = trained(name, data.num_classes, fp32_state)
+                if method is not None:
+                    model = quantize_int8(model, calib, 64, method=method, percentile=99.99)
+                if recipe == "qat":
+                    qcfg = TrainConfig(epochs=args.qat_epochs, lr=1e-4, seed=1,
+                                       schedule="cosine")  # fmt: skip
+                    qres = distill(model, teacher, data, qcfg, tmp / f"{name}-qat")
+                    model.load_state_dict(torch.load(qres.best_path, weights_only=True)["model"])
+                acc, agree, torch_acc = onnx_top1(model, tmp / f"{name}-{recipe}.onnx", data,
+                                                  labels)  # fmt: skip
+                rows.append({"student": name, "recipe": recipe, "onnx_top1": acc,
+                             "torch_top1": torch_acc, "onnx_torch_agreement": agree,
+                             "seconds": time.perf_counter() - t0})  # fmt: skip
+                print(f"{name:22s} {recipe:15s} ONNX top-1 {acc:6.2f}%  torch {torch_acc:6.2f}%"
+                      f"  agreement {agree:6.2f}%", flush=True)  # fmt: skip
+    write_json(
+        args.out,
+        {
+            "command": "python benchmarks/quant_accuracy.py --epochs "
+            f"{args.epochs} --qat-epochs {args.qat_epochs} --students {' '.join(args.students)}",
+            "machine": {
+                "platform": platform.platform(),
+                "torch": torch.__version__,
+                "threads": args.threads,
+            },  # fmt: skip
+            "teacher": teacher_desc,
+            "val_images": int(len(labels)),
+            "calibration_images": len(calib),
+            "rows": rows,
+        },
+    )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
