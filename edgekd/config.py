@@ -96,6 +96,10 @@ class CompressConfig(BaseModel):
         "auto", description="Cache teacher outputs when the training transform is deterministic."
     )
     optimizer: Literal["adamw", "sgd"] = "adamw"
+    schedule: Literal["onecycle", "cosine"] = Field(
+        "onecycle", description="onecycle (15% warm-up, cosine anneal) or cosine."
+    )
+    warmup_epochs: float = Field(0.0, ge=0, description="Linear warm-up for --schedule cosine.")
     ema: float = Field(0.0, ge=0, lt=1, description="EMA decay of student weights (0 = off).")
     grad_clip: float = Field(0.0, ge=0, description="Gradient-norm clip (0 = off).")
     student_layer: str | None = Field(None, description="Student module tapped by feature losses.")

@@ -101,6 +101,13 @@ def compress_command(
     optimizer: Annotated[str, typer.Option(help="adamw or sgd (momentum 0.9, Nesterov).")] = (
         "adamw"
     ),
+    schedule: Annotated[
+        str,
+        typer.Option(help="Learning-rate schedule: onecycle (15% warm-up then cosine) or cosine."),
+    ] = "onecycle",
+    warmup_epochs: Annotated[
+        float, typer.Option(help="Linear warm-up epochs before the cosine schedule.")
+    ] = 0.0,
     ema: Annotated[
         float, typer.Option(help="EMA decay of the student's weights, e.g. 0.999 (0 = off).")
     ] = 0.0,

@@ -249,6 +249,8 @@ def compress(
         loss=cfg.kd_loss,
         loss_args=loss_args,
         optimizer=cfg.optimizer,
+        schedule=cfg.schedule,
+        warmup_epochs=cfg.warmup_epochs,
         ema_decay=cfg.ema,
         grad_clip=cfg.grad_clip,
         teacher_cache=cfg.teacher_cache,
