@@ -28,6 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: long option names never truncated at 80 columns
 )
 app.command("compress", help=COMPRESS_HELP)(compress_command)
 app.command("profile")(profile_command)

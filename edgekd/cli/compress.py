@@ -78,7 +78,9 @@ def compress_command(
     ] = "kd",
     kd_args: Annotated[
         str | None,
-        typer.Option(help="Arguments of the KD loss, key=value,key=value (e.g. beta=8,warmup=2)."),
+        typer.Option(
+            help="Arguments of the KD loss: comma-separated key=value pairs, e.g. beta=8."
+        ),
     ] = None,
     temperature: Annotated[
         float | None, typer.Option(help="KD temperature T (shorthand for --kd-args temperature=T).")
@@ -125,7 +127,7 @@ def compress_command(
         str,
         typer.Option(
             help="Activation calibration: max, entropy, percentile, or a recipe YAML "
-            "(calibration/*.yaml)."
+            "from calibration/."
         ),
     ] = "max",
     calib_percentile: Annotated[
@@ -143,19 +145,22 @@ def compress_command(
     remote: Annotated[
         str | None,
         typer.Option(
-            help="Validate on the target device over SSH (user@host[:port]): TensorRT engines "
+            help="Validate on the target device over SSH, user@host or user@host:port: "
+            "TensorRT engines "
             "are built and timed there with trtexec, CPU targets run ONNX Runtime there; the "
             "artifact's accuracy is measured there too."
         ),
     ] = None,
     ssh_option: Annotated[
         list[str] | None,
-        typer.Option(
-            help="An ssh -o option for --remote, e.g. IdentityFile=~/.ssh/jetson (repeatable)."
-        ),
+        typer.Option(help="An ssh -o option for --remote, e.g. IdentityFile=PATH (repeatable)."),
     ] = None,
     trtexec: Annotated[
-        str, typer.Option(help="trtexec on the device.")
+        str,
+        typer.Option(
+            help="trtexec on the device (default: JetPack's own).",
+            show_default=False,
+        ),
     ] = "/usr/src/tensorrt/bin/trtexec",
     remote_python: Annotated[
         str, typer.Option(help="Python on the device (numpy + onnxruntime, or tensorrt).")

@@ -49,12 +49,16 @@ def profile_command(
     ssh_option: Annotated[
         list[str] | None,
         typer.Option(
-            help="An ssh -o option for --device, e.g. IdentityFile=~/.ssh/jetson "
+            help="An ssh -o option for --device, e.g. IdentityFile=PATH "
             "(repeatable; ~/.ssh/config applies too)."
         ),
     ] = None,
     trtexec: Annotated[
-        str, typer.Option(help="trtexec on the device.")
+        str,
+        typer.Option(
+            help="trtexec on the device (default: JetPack's own).",
+            show_default=False,
+        ),
     ] = "/usr/src/tensorrt/bin/trtexec",
     remote_python: Annotated[
         str, typer.Option(help="Python on the device (needs numpy and onnxruntime).")
