@@ -87,7 +87,8 @@ def build_engine(
     engine_path = Path(engine_path)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    strongly_typed = precision == "int8" and int(trt.__version__.split(".")[0]) >= 10
+    # TensorRT 10: the ONNX fixes the types (Q/DQ INT8 ONNX, or edgekd's FP16 ONNX)
+    strongly_typed = precision in ("int8", "fp16") and int(trt.__version__.split(".")[0]) >= 10
     flags = 0
     if strongly_typed:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)

@@ -2,9 +2,10 @@
 `build/build_engine.sh`, which runs it on the device without edgekd.
 
 Precision flags (shared/reference/device-specs.md):
-- TensorRT 10+: an INT8 Q/DQ ONNX is built `--stronglyTyped` (the Q/DQ nodes fix INT8, the
-  rest runs in the ONNX's own float type; trtexec refuses --int8/--best with it); FP16 is a
-  weakly typed `--fp16` build of the FP32 ONNX (edgekd exports no FP16 ONNX yet).
+- TensorRT 10+: strongly typed builds (`--stronglyTyped`): the ONNX fixes every type, so the
+  INT8 Q/DQ ONNX gives INT8 layers (the rest in its float type) and edgekd's FP16 ONNX
+  (`export/model-fp16.onnx`, FP16 weights and activations, FP32 input/output) an FP16 engine;
+  trtexec refuses --int8/--fp16/--best with it.
 - TensorRT 8.x: INT8 Q/DQ -> `--int8 --fp16` (explicit quantization, float layers in FP16);
   FP16 -> `--fp16`.
 Workspace: a quarter of the module's memory, at most 2 GiB (`--memPoolSize=workspace:NM`,
@@ -43,7 +44,7 @@ def precision_flags(target: TargetProfile, precision: str) -> list[str]:
     if precision == "int8":
         return ["--stronglyTyped"] if major >= 10 else ["--int8", "--fp16"]
     if precision == "fp16":
-        return ["--fp16"]
+        return ["--stronglyTyped"] if major >= 10 else ["--fp16"]
     if precision == "fp32":
         return []
     raise InputError("unknown precision", value=precision, valid=["fp32", "fp16", "int8"])

@@ -107,3 +107,26 @@ def export_onnx(
             ) from None
         info = _check(tmp)
     return ExportInfo(path, info.opset, info.op_counts)
+
+
+class _HalfPrecision(nn.Module):
+    """The model in FP16 between an FP32 input and an FP32 output (two Cast nodes), so an
+    FP16 ONNX keeps the same interface as the FP32 one."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.inner = model.half()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x.half())
+        return (out[0] if isinstance(out, (tuple, list)) else out).float()
+
+
+def export_onnx_fp16(
+    model: nn.Module, path: str | Path, input_shape: tuple[int, int, int]
+) -> ExportInfo:
+    """An FP16 ONNX of `model` (weights and activations FP16, input/output FP32): what a
+    strongly typed TensorRT build turns into an FP16 engine. `model` is not modified."""
+    import copy
+
+    return export_onnx(_HalfPrecision(copy.deepcopy(model).cpu().eval()), path, input_shape)

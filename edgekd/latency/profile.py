@@ -190,7 +190,7 @@ def profile_remote(
         from edgekd.latency.remote import trtexec_remote
         from edgekd.latency.trtexec import parse_layer_profile
 
-        prec = precision or ("int8" if _has_qdq(model) else "fp32")
+        prec = precision or _onnx_precision(model)
         dest = Path(out_dir or Path(model_path).with_suffix("").as_posix() + "-trt")
         build = trtexec_remote(
             runner,
@@ -237,8 +237,15 @@ def profile_remote(
     return out
 
 
-def _has_qdq(model) -> bool:
-    return any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+def _onnx_precision(model) -> str:
+    """int8 for a Q/DQ graph, fp16 when its weights are FP16, else fp32."""
+    import onnx
+
+    if any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+        return "int8"
+    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
+        return "fp16"
+    return "fp32"
 
 
 def trtexec_latency(result, where: str) -> dict:

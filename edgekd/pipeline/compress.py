@@ -29,6 +29,7 @@ from edgekd.distill.losses import create_loss, parse_loss_args
 from edgekd.distill.losses._registry import loss_defaults
 from edgekd.errors import ConfigError, DataError, InputError, StageError
 from edgekd.export import DEFAULT_OPSET, export_onnx, parity
+from edgekd.export.onnx_export import export_onnx_fp16
 from edgekd.latency.cost import predict_latency
 from edgekd.models import (
     LoadedModel,
@@ -434,6 +435,7 @@ def compress(
     # -- export: FP32 and Q/DQ INT8 ONNX, parity of ORT against torch on val
     fp32_onnx, int8_onnx = run / "export/model-fp32.onnx", run / "export/model.onnx"
     ort_int8_onnx = run / "export/model-ort-int8.onnx"
+    fp16_onnx = run / "export/model-fp16.onnx"
     trt = target.runtime == "tensorrt"
 
     def export_stage(key: str):
@@ -454,12 +456,18 @@ def compress(
             "int8": parity(int8_onnx, logits8, data.val),
         }
         written = [fp32_onnx, int8_onnx]
+        exported = [("fp32", fp32_onnx), ("int8", int8_onnx)]
+        if trt and "fp16" in target.precisions:  # the FP16 ONNX a strongly typed build wants
+            export_onnx_fp16(student, fp16_onnx, shape)
+            par["fp16"] = parity(fp16_onnx, logits32, data.val)
+            written.append(fp16_onnx)
+            exported.insert(1, ("fp16", fp16_onnx))
         fusion = {"int8": fusion_report(int8_onnx)["float_conv_gemm"]}
         lint = {}
         if trt:  # what the device's TensorRT would refuse fails here, not on the device
             from edgekd.export.lint import lint_file, summarize
 
-            for label, path in (("fp32", fp32_onnx), ("int8", int8_onnx)):
+            for label, path in exported:
                 lint[label] = summarize(lint_file(path, target.runtime_version))
                 if lint[label]["errors"]:
                     first = next(f for f in lint[label]["findings"] if f["severity"] == "error")
@@ -523,7 +531,11 @@ def compress(
 
     # -- build: ONNX Runtime artifacts for the target's precisions; TensorRT engines are built
     # on the device itself (not portable), so for those the ONNX is the artifact handed over
-    sources = {"fp32": fp32_onnx, "fp16": fp32_onnx, "int8": int8_onnx if trt else ort_int8_onnx}
+    sources = {
+        "fp32": fp32_onnx,
+        "fp16": fp16_onnx if trt else fp32_onnx,
+        "int8": int8_onnx if trt else ort_int8_onnx,
+    }
     variants = {p: sources[p] for p in target.precisions}
 
     def build_stage(key: str):

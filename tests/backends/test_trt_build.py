@@ -13,10 +13,11 @@ from edgekd.targets import get_target
 SHAPE = (3, 224, 224)
 
 
-def test_orin_tensorrt10_int8_is_strongly_typed_and_fp16_uses_the_flag():
+def test_orin_tensorrt10_builds_are_strongly_typed():
     orin = get_target("jetson-orin-nano-8gb")
     assert precision_flags(orin, "int8") == ["--stronglyTyped"]
-    assert precision_flags(orin, "fp16") == ["--fp16"]
+    assert precision_flags(orin, "fp16") == ["--stronglyTyped"]  # from the FP16 ONNX
+    assert precision_flags(orin, "fp32") == []
     args = trtexec_args(orin, "int8", SHAPE)
     assert "--int8" not in args  # trtexec refuses --int8 with --stronglyTyped
     assert "--minShapes=input:1x3x224x224" in args and "--maxShapes=input:1x3x224x224" in args

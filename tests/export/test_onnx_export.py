@@ -64,3 +64,29 @@ def test_failed_export_leaves_no_file(tmp_path):
     with pytest.raises(Exception, match="ONNX export failed"):
         export_onnx(Bad(), tmp_path / "bad.onnx", (3, 8, 8))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fp16_export_keeps_an_fp32_interface(tmp_path):
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from edgekd.export.onnx_export import export_onnx_fp16
+    from edgekd.models import create_timm
+
+    torch.manual_seed(0)
+    model = create_timm("resnet10t", 10).eval()
+    export_onnx_fp16(model, tmp_path / "m16.onnx", (3, 32, 32))
+    assert next(model.parameters()).dtype == torch.float32  # the caller's model is untouched
+    m = onnx.load(tmp_path / "m16.onnx")
+    kinds = {i.data_type for i in m.graph.initializer if len(i.dims) == 4}
+    assert kinds == {onnx.TensorProto.FLOAT16}  # conv weights stored in FP16
+    f32 = onnx.TensorProto.FLOAT
+    assert m.graph.input[0].type.tensor_type.elem_type == f32
+    assert m.graph.output[0].type.tensor_type.elem_type == f32
+    x = torch.randn(4, 3, 32, 32)
+    got = ort.InferenceSession(str(tmp_path / "m16.onnx")).run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        want = model(x).numpy()
+    assert np.abs(got - want).max() < 5e-2 * max(1.0, np.abs(want).max())
