@@ -113,6 +113,13 @@ class CompressConfig(BaseModel):
         "auto",
         description="Training device: auto, cpu, cuda or cuda:N (user@host means --remote).",
     )
+    nproc_per_node: int = Field(
+        1, ge=1, le=1024, description="Distill with this many processes per node (torchrun)."
+    )
+    nnodes: int = Field(1, ge=1, le=4096, description="Nodes of a multi-node torchrun job.")
+    rdzv_endpoint: str | None = Field(
+        None, description="host:port of the rendezvous for --nnodes > 1."
+    )
     remote: str | None = Field(
         None, description="Validate on the device over SSH: user@host[:port]."
     )
@@ -135,6 +142,12 @@ class CompressConfig(BaseModel):
                 values["remote"] = values["device"]
                 values["device"] = "auto"
         return values
+
+    @model_validator(mode="after")
+    def _rendezvous(self) -> CompressConfig:
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError("--nnodes > 1 needs --rdzv-endpoint host:port")
+        return self
 
     @field_validator("ssh_option", mode="before")
     @classmethod

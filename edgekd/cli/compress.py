@@ -142,6 +142,17 @@ def compress_command(
             "user@host[:port] means --remote user@host (training then runs here, auto)."
         ),
     ] = "auto",
+    nproc_per_node: Annotated[
+        int,
+        typer.Option(
+            help="Distill with N processes per node under torchrun (DDP; NCCL on GPUs, gloo "
+            "on CPUs). The batch size is the global batch."
+        ),
+    ] = 1,
+    nnodes: Annotated[int, typer.Option(help="Nodes of a multi-node torchrun job.")] = 1,
+    rdzv_endpoint: Annotated[
+        str | None, typer.Option(help="host:port of the rendezvous for --nnodes > 1.")
+    ] = None,
     remote: Annotated[
         str | None,
         typer.Option(

@@ -176,9 +176,12 @@ class _TeacherOutputs:
         self.taps, self.needs, self.device = taps, needs, device
         self.cache: dict[str, torch.Tensor] | None = None
         self.mode = "live"
+        self.skip_classes = 0
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, idx: torch.Tensor):
+        if self.skip_classes:  # a loss without a teacher term (ce): the teacher is not run
+            return torch.zeros(x.shape[0], self.skip_classes, device=self.device), None, None
         if self.cache is not None:
             return tuple(
                 self.cache[k][idx].to(self.device) if k in self.cache else None
@@ -225,10 +228,45 @@ def teacher_class_means(
     return sums / counts.clamp_min(1).unsqueeze(1)
 
 
+@dataclass(frozen=True)
+class _World:
+    """This process's place in a torch.distributed job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            torch.distributed.barrier()
+
+    def sum(self, values: list[float], device: torch.device) -> list[float]:
+        if self.size == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(t)
+        return t.tolist()
+
+
+def _world() -> _World:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return _World(dist.get_rank(), dist.get_world_size())
+    return _World()
+
+
 def _autocast(device: torch.device, cfg: TrainConfig):
     if device.type != "cuda" or cfg.amp == "off":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _save_last(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def distill(
@@ -260,7 +298,15 @@ def distill(
         on_epoch: called with each epoch's record.
         on_message: called with one-line notes (teacher cache decisions).
     """
-    say = on_message or (lambda _m: None)
+    world = _world()
+    say = (on_message or (lambda _m: None)) if world.main else (lambda _m: None)
+    if cfg.batch_size % world.size:
+        raise ConfigError(
+            "the batch size must split evenly over the processes",
+            value=f"batch {cfg.batch_size} over {world.size}",
+            fix="use a batch size divisible by the number of processes (it is the global batch)",
+        )
+    rank_batch = cfg.batch_size // world.size
     ckpt_dir = Path(ckpt_dir)
     last_path, best_path = ckpt_dir / f"{prefix}last.pt", ckpt_dir / f"{prefix}best.pt"
     device = torch.device(cfg.device)
@@ -314,6 +360,12 @@ def distill(
 
     teacher_out = _TeacherOutputs(t_taps, needs, device)
     cache_mode = cfg.teacher_cache
+    if cfg.loss == "ce":  # nothing to learn from the teacher: never run it
+        teacher_out.skip_classes, teacher_out.mode, cache_mode = bundle.num_classes, "unused", "off"
+    if world.size > 1 and cache_mode != "off" and not bundle.augmented:
+        cache_mode = "disk"  # rank 0 writes the cache once, the other ranks read it
+        if not world.main:
+            world.barrier()
     if cache_mode != "off" and not bundle.augmented:
         cache_file = ckpt_dir / f"{prefix}teacher_cache.pt"
         loaded = False
@@ -334,10 +386,21 @@ def distill(
             say(f"teacher outputs exceed {cfg.cache_limit_gb} GB: the teacher runs live")
     elif cache_mode in ("memory", "disk") and bundle.augmented:
         say("training images are augmented at random: the teacher runs live (no cache)")
+    if world.size > 1 and cfg.teacher_cache != "off" and not bundle.augmented and world.main:
+        world.barrier()  # the cache file is written: the other ranks may read it
+
+    train_module: nn.Module = student
+    if world.size > 1:  # gradients averaged over ranks; the taps still hook the inner module
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index or 0] if device.type == "cuda" else None
+        train_module = DistributedDataParallel(student, device_ids=ids)
+        s_taps.model = train_module
 
     params = [p for p in student.parameters() if p.requires_grad]
     params += [p for p in loss_fn.parameters() if p.requires_grad]
     opt = _optimizer(params, cfg)
+    # the global batch is cfg.batch_size in one process or over all ranks: the same step count
     steps_per_epoch = math.ceil(len(bundle.train) / cfg.batch_size)
     sched = _scheduler(opt, cfg, steps_per_epoch)
     ema = EMA(student, cfg.ema_decay) if cfg.ema_decay > 0 else None
@@ -367,7 +430,18 @@ def distill(
         loss_fn.train()
         sums: dict[str, float] = {}
         n_seen = 0
-        train_loader = loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch)
+        if world.size > 1:
+            from torch.utils.data import DataLoader
+            from torch.utils.data.distributed import DistributedSampler
+
+            # the same permutation as one process's shuffle (seed + epoch), dealt out by rank
+            sampler = DistributedSampler(
+                train_ds, world.size, world.rank, shuffle=True, seed=cfg.seed
+            )
+            sampler.set_epoch(epoch)
+            train_loader = DataLoader(train_ds, batch_size=rank_batch, sampler=sampler)
+        else:
+            train_loader = loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch)
         for step, (x, y, idx) in enumerate(train_loader):
             x = x.to(device, non_blocking=True)
             target = torch.as_tensor(y).to(device) if bundle.labeled else None
@@ -406,6 +480,11 @@ def distill(
                 scaler.unscale_(opt)
             else:
                 loss.backward()
+            if world.size > 1:  # loss adapters are outside DDP: average their gradients
+                for p in loss_fn.parameters():
+                    if p.grad is not None:
+                        torch.distributed.all_reduce(p.grad)
+                        p.grad /= world.size
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             if scaler is not None:
@@ -419,8 +498,11 @@ def distill(
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v.item() * len(x)
             n_seen += len(x)
-            if on_step:
+            if on_step and world.main:
                 on_step(epoch, step + 1, steps_per_epoch)
+        keys = sorted(sums)
+        reduced = world.sum([sums[k] for k in keys] + [float(n_seen)], device)
+        sums, n_seen = dict(zip(keys, reduced[:-1], strict=True)), reduced[-1]
         if ema is not None:
             with ema.swapped_in(student):
                 val_acc, _ = evaluate_torch(student, bundle.val)
@@ -439,6 +521,7 @@ def distill(
         extra = extra_state() if extra_state else None
         if val_acc > best_acc:
             best_acc, best_epoch = val_acc, epoch + 1
+        if world.main and best_epoch == epoch + 1:
             with atomic_path(best_path) as tmp:
                 torch.save(
                     {
@@ -451,8 +534,9 @@ def distill(
                     },
                     tmp,
                 )
-        with atomic_path(last_path) as tmp:
-            torch.save(
+        if world.main:
+            _save_last(
+                last_path,
                 {
                     "model": student.state_dict(),
                     "optimizer": opt.state_dict(),
@@ -466,9 +550,9 @@ def distill(
                     "extra": extra,
                     "key": key,
                 },
-                tmp,
             )
-        if on_epoch:
+        world.barrier()  # every rank sees this epoch's checkpoint before going on
+        if on_epoch and world.main:
             on_epoch(record)
     s_taps.remove()
     t_taps.remove()

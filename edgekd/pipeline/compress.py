@@ -7,7 +7,9 @@ so `resume=True` skips every stage whose inputs are unchanged and re-runs the re
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import platform
 import shutil
 import tempfile
@@ -24,7 +26,7 @@ from edgekd.backends import Artifact
 from edgekd.backends import onnxruntime as ort_backend
 from edgekd.config import Budgets, CompressConfig
 from edgekd.data import DataBundle, load_data, stack_inputs
-from edgekd.distill import FrozenTeacher, TrainConfig, distill, evaluate_torch
+from edgekd.distill import FrozenTeacher, TrainConfig, TrainResult, distill, evaluate_torch
 from edgekd.distill.losses import create_loss, parse_loss_args
 from edgekd.distill.losses._registry import loss_defaults
 from edgekd.errors import ConfigError, DataError, InputError, StageError
@@ -278,10 +280,59 @@ def compress(
             **kwargs,
         )
 
+    def distributed_distill(key: str) -> TrainResult:
+        """The distill stage under torchrun (--nproc-per-node / --nnodes): see distill.ddp."""
+        import subprocess
+
+        from edgekd.distill.ddp import launch_command
+
+        (run / "distill").mkdir(parents=True, exist_ok=True)
+        spec_path, result_path = run / "distill/ddp_spec.json", run / "distill/ddp_result.json"
+        result_path.unlink(missing_ok=True)
+        write_json(
+            spec_path,
+            {
+                "config": cfg.model_dump(mode="json") | {"out": str(run.root)},
+                "student": student_name,
+                "train": asdict(train_cfg),
+                "device": device,
+                "ckpt_dir": str(run / "distill"),
+                "resume": cfg.resume,
+                "key": key,
+                "result": str(result_path),
+            },
+        )
+        cmd = launch_command(spec_path, cfg.nproc_per_node, cfg.nnodes, cfg.rdzv_endpoint)
+        rep.message(f"distill under torchrun: {cfg.nproc_per_node} process(es) per node, "
+                    f"{cfg.nnodes} node(s)")  # fmt: skip
+        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip():
+                rep.message(line.rstrip())
+        errors = [ln for ln in proc.stderr.read().splitlines() if ln.startswith("error: ")]
+        if proc.wait() != 0 or not result_path.exists():
+            raise StageError(
+                "distributed distillation failed",
+                value=errors[0].removeprefix("error: ") if errors else f"exit {proc.returncode}",
+                fix=f"rerun the worker alone: {' '.join(cmd)}",
+            )
+        r = json.loads(result_path.read_text())
+        return TrainResult(
+            Path(r["best_path"]), Path(r["last_path"]), r["history"], r["best_val_acc"],
+            r["best_epoch"], r["resumed_from_epoch"], r["teacher_cache"], r["layers"],
+        )  # fmt: skip
+
     def distill_stage(key: str):
         torch.manual_seed(cfg.seed)
         student = build_student(student_name, data.num_classes, shape)
-        res = train_phase("distill", student, train_cfg, key)
+        if cfg.nproc_per_node > 1 or cfg.nnodes > 1:
+            res = distributed_distill(key)
+        else:
+            res = train_phase("distill", student, train_cfg, key)
         hist = write_json(run / "distill/history.json", res.history)
         return [res.best_path, res.last_path, hist], {
             "student": student_name,
