@@ -147,6 +147,12 @@ class CompressConfig(BaseModel):
     def _rendezvous(self) -> CompressConfig:
         if self.nnodes > 1 and not self.rdzv_endpoint:
             raise ValueError("--nnodes > 1 needs --rdzv-endpoint host:port")
+        world = self.nproc_per_node * self.nnodes
+        if self.batch_size % world:
+            raise ValueError(
+                f"--batch-size {self.batch_size} does not split over {world} processes; the "
+                "batch size is the global batch: use a multiple of --nproc-per-node x --nnodes"
+            )
         return self
 
     @field_validator("ssh_option", mode="before")
@@ -182,7 +188,10 @@ def build_config(model: type[BaseModel], values: dict[str, Any]) -> Any:
         return model(**values)
     except ValidationError as e:
         err = e.errors()[0]
-        field = str(err["loc"][-1]) if err["loc"] else "config"
+        if not err["loc"]:  # a rule across options (model validator): its message says it all
+            msg = err["msg"].removeprefix("Value error, ")
+            raise ConfigError(msg) from None
+        field = str(err["loc"][-1])
         flag = FLAG_FOR_FIELD.get(field, "--" + field.replace("_", "-"))
         msg = err["msg"].removeprefix("Value error, ")
         raise ConfigError(
