@@ -1,5 +1,5 @@
-"""Distillation under torch.distributed: one process per GPU (NCCL) or per CPU worker (gloo),
-launched by torchrun. `edgekd compress --nproc-per-node N` writes a spec and runs
+"""Distillation and QAT under torch.distributed: one process per GPU (NCCL) or per CPU worker
+(gloo), launched by torchrun. `edgekd compress --nproc-per-node N` writes a spec and runs
 
     python -m torch.distributed.run --nproc-per-node N [--nnodes M --rdzv-endpoint H:P] \\
         -m edgekd.distill.ddp SPEC.json
@@ -52,6 +52,16 @@ def run_spec(spec: dict) -> dict | None:
         teacher, data = _teacher_and_data(cfg)
         torch.manual_seed(cfg.seed)
         student = build_student(spec["student"], data.num_classes, data.input_shape)
+        extra_state = None
+        if spec.get("init_quantized"):  # QAT: start from the calibrated fake-quant student
+            from edgekd.quant import quantizer_state, restore_quantized
+
+            ck = torch.load(spec["init_quantized"], map_location="cpu", weights_only=True)
+            student = restore_quantized(student, ck["extra"], ck["model"])
+
+            def extra_state():
+                return quantizer_state(student)
+
         train = TrainConfig(**(spec["train"] | {"device": device}))
 
         def show(record: dict) -> None:
@@ -67,8 +77,10 @@ def run_spec(spec: dict) -> dict | None:
             data,
             train,
             spec["ckpt_dir"],
+            prefix=spec.get("prefix", ""),
             resume=spec["resume"],
             key=spec["key"],
+            extra_state=extra_state,
             on_epoch=show,
             on_message=lambda m: print(m, flush=True),
         )

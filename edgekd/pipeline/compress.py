@@ -280,30 +280,39 @@ def compress(
             **kwargs,
         )
 
-    def distributed_distill(key: str) -> TrainResult:
-        """The distill stage under torchrun (--nproc-per-node / --nnodes): see distill.ddp."""
+    distributed = cfg.nproc_per_node > 1 or cfg.nnodes > 1
+
+    def distributed_phase(
+        phase: str, tcfg: TrainConfig, key: str, prefix: str = "", init: str | None = None
+    ) -> TrainResult:
+        """A training phase under torchrun (--nproc-per-node / --nnodes): see distill.ddp.
+        `init`: a fake-quantized checkpoint (weights + quantizer state) the student starts
+        from (QAT); None starts a fresh student (distillation)."""
         import subprocess
 
         from edgekd.distill.ddp import launch_command
 
         (run / "distill").mkdir(parents=True, exist_ok=True)
-        spec_path, result_path = run / "distill/ddp_spec.json", run / "distill/ddp_result.json"
+        spec_path = run / f"distill/{prefix}ddp_spec.json"
+        result_path = run / f"distill/{prefix}ddp_result.json"
         result_path.unlink(missing_ok=True)
         write_json(
             spec_path,
             {
                 "config": cfg.model_dump(mode="json") | {"out": str(run.root)},
                 "student": student_name,
-                "train": asdict(train_cfg),
+                "train": asdict(tcfg),
                 "device": device,
                 "ckpt_dir": str(run / "distill"),
+                "prefix": prefix,
+                "init_quantized": str(init) if init else None,
                 "resume": cfg.resume,
                 "key": key,
                 "result": str(result_path),
             },
         )
         cmd = launch_command(spec_path, cfg.nproc_per_node, cfg.nnodes, cfg.rdzv_endpoint)
-        rep.message(f"distill under torchrun: {cfg.nproc_per_node} process(es) per node, "
+        rep.message(f"{phase} under torchrun: {cfg.nproc_per_node} process(es) per node, "
                     f"{cfg.nnodes} node(s)")  # fmt: skip
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         proc = subprocess.Popen(
@@ -316,7 +325,7 @@ def compress(
         errors = [ln for ln in proc.stderr.read().splitlines() if ln.startswith("error: ")]
         if proc.wait() != 0 or not result_path.exists():
             raise StageError(
-                "distributed distillation failed",
+                f"distributed {phase} failed",
                 value=errors[0].removeprefix("error: ") if errors else f"exit {proc.returncode}",
                 fix=f"rerun the worker alone: {' '.join(cmd)}",
             )
@@ -329,8 +338,8 @@ def compress(
     def distill_stage(key: str):
         torch.manual_seed(cfg.seed)
         student = build_student(student_name, data.num_classes, shape)
-        if cfg.nproc_per_node > 1 or cfg.nnodes > 1:
-            res = distributed_distill(key)
+        if distributed:
+            res = distributed_phase("distill", train_cfg, key)
         else:
             res = train_phase("distill", student, train_cfg, key)
         hist = write_json(run / "distill/history.json", res.history)
@@ -419,7 +428,9 @@ def compress(
         }
         _save_quantized(ptq_ckpt, student)
         outputs: list[Path] = [ptq_ckpt]
-        if cfg.qat_epochs:
+        if cfg.qat_epochs and distributed:
+            res = distributed_phase("qat", qat_cfg, key, prefix="qat_", init=ptq_ckpt)
+        elif cfg.qat_epochs:
             res = train_phase(
                 "qat",
                 student,
@@ -428,6 +439,7 @@ def compress(
                 prefix="qat_",
                 extra_state=lambda: quantizer_state(student),
             )
+        if cfg.qat_epochs:
             outputs += [res.best_path, res.last_path]
             info.update(
                 qat_val_acc=res.best_val_acc, qat_best_epoch=res.best_epoch, history=res.history

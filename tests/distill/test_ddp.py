@@ -17,7 +17,7 @@ from edgekd.distill.ddp import launch_command
 from tests.conftest import assert_one_line_error, run_cli
 
 ARGS = [
-    "--student", "lcnet_050", "--epochs", "2", "--qat-epochs", "0", "--no-augment",
+    "--student", "lcnet_050", "--epochs", "2", "--qat-epochs", "1", "--no-augment",
     "--batch-size", "64", "--latency-warmup", "2", "--latency-iters", "10", "--calib-size", "32",
     "--max-accuracy-drop", "100", "--quiet",
 ]  # fmt: skip
@@ -47,6 +47,9 @@ def test_two_gloo_processes_match_one_process(digits_teacher, tmp_path):
     two = runs[2]
     assert (tmp_path / "run2/build/model.ort.onnx").exists()  # a valid, validated artifact
     assert json.loads((tmp_path / "run2/distill/ddp_result.json").read_text())["world_size"] == 2
+    qat = json.loads((tmp_path / "run2/distill/qat_ddp_result.json").read_text())
+    assert qat["world_size"] == 2 and len(qat["history"]) == 1  # QAT ran on 2 ranks too
+    assert "qat_val_acc" in two["quantization"]
     assert "under torchrun: 2 process(es)" in (tmp_path / "run2/edgekd.log").read_text()
     for e1, e2 in zip(runs[1]["distill"]["history"], two["distill"]["history"], strict=True):
         for key in ("loss_kd", "loss_ce"):
