@@ -12,11 +12,26 @@ from typing import Annotated, TypeVar
 import typer
 
 from edgekd.errors import EdgekdError
+from edgekd.latency.remote import DEFAULT_TRTEXEC  # noqa: F401  (the CLI's default)
 
 T = TypeVar("T")
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result lines.")]
+# options of the commands that reach a device over SSH (compress --remote, profile --device)
+SshOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="An ssh -o option, e.g. IdentityFile=PATH (repeatable; ~/.ssh/config applies too)."
+    ),
+]
+Trtexec = Annotated[
+    str,
+    typer.Option(help="trtexec on the device (default: JetPack's own).", show_default=False),
+]
+RemotePython = Annotated[
+    str, typer.Option(help="Python on the device (numpy + onnxruntime, or tensorrt).")
+]
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
 

@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from edgekd.cli._common import Debug, Quiet, guarded
+from edgekd.cli._common import (
+    DEFAULT_TRTEXEC,
+    Debug,
+    Quiet,
+    RemotePython,
+    SshOptions,
+    Trtexec,
+    guarded,
+)
 
 HELP = """Compress a trained classifier for a target device and check it against the budgets.
 
@@ -162,20 +170,9 @@ def compress_command(
             "artifact's accuracy is measured there too."
         ),
     ] = None,
-    ssh_option: Annotated[
-        list[str] | None,
-        typer.Option(help="An ssh -o option for --remote, e.g. IdentityFile=PATH (repeatable)."),
-    ] = None,
-    trtexec: Annotated[
-        str,
-        typer.Option(
-            help="trtexec on the device (default: JetPack's own).",
-            show_default=False,
-        ),
-    ] = "/usr/src/tensorrt/bin/trtexec",
-    remote_python: Annotated[
-        str, typer.Option(help="Python on the device (numpy + onnxruntime, or tensorrt).")
-    ] = "python3",
+    ssh_option: SshOptions = None,
+    trtexec: Trtexec = DEFAULT_TRTEXEC,
+    remote_python: RemotePython = "python3",
     latency_warmup: Annotated[
         int, typer.Option(help="Untimed runs before latency is measured.")
     ] = 50,

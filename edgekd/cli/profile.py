@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 
-from edgekd.cli._common import Debug, guarded
+from edgekd.cli._common import (
+    DEFAULT_TRTEXEC,
+    Debug,
+    RemotePython,
+    SshOptions,
+    Trtexec,
+    guarded,
+)
 
 
 def profile_command(
@@ -46,23 +53,9 @@ def profile_command(
             "time an engine with the device's trtexec; CPU targets run ONNX Runtime there."
         ),
     ] = None,
-    ssh_option: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="An ssh -o option for --device, e.g. IdentityFile=PATH "
-            "(repeatable; ~/.ssh/config applies too)."
-        ),
-    ] = None,
-    trtexec: Annotated[
-        str,
-        typer.Option(
-            help="trtexec on the device (default: JetPack's own).",
-            show_default=False,
-        ),
-    ] = "/usr/src/tensorrt/bin/trtexec",
-    remote_python: Annotated[
-        str, typer.Option(help="Python on the device (needs numpy and onnxruntime).")
-    ] = "python3",
+    ssh_option: SshOptions = None,
+    trtexec: Trtexec = DEFAULT_TRTEXEC,
+    remote_python: RemotePython = "python3",
     data: Annotated[
         str | None,
         typer.Option(

@@ -323,21 +323,19 @@ def distill(
     sample = sample.to(device)
     was_training = student.training
     student.eval()
-    s_taps = Taps(
-        student,
-        features="features" in needs,
-        embeddings="embeddings" in needs,
-        layer=cfg.student_layer,
-        sample=sample,
-        role="student",
-    )
-    t_taps = Taps(
-        teacher,
-        features="features" in needs,
-        embeddings="embeddings" in needs,
-        layer=cfg.teacher_layer,
-        sample=sample,
-        role="teacher",
+    s_taps, t_taps = (
+        Taps(
+            model,
+            features="features" in needs,
+            embeddings="embeddings" in needs,
+            layer=layer,
+            sample=sample,
+            role=role,
+        )
+        for model, layer, role in (
+            (student, cfg.student_layer, "student"),
+            (teacher, cfg.teacher_layer, "teacher"),
+        )
     )
     if needs:
         with torch.no_grad():
