@@ -16,16 +16,7 @@ from edgekd.distill.losses import list_losses
 from edgekd.distill.taps import Taps, tokens_to_map
 from edgekd.errors import ConfigError, StageError
 from edgekd.models import create_timm
-
-
-def _student(seed=0):
-    torch.manual_seed(seed)
-    return create_timm("mobilenetv3_small_050", 10)
-
-
-def _teacher():
-    torch.manual_seed(1)
-    return create_timm("resnet10t", 10)
+from tests.distill.test_trainer import _student, _teacher
 
 
 @pytest.fixture(scope="module")
