@@ -660,6 +660,32 @@ def compress(
 
         remote = RemoteRunner(cfg.remote, cfg.ssh_option)
     device_runs: dict[str, dict] = {}  # per artifact path: engine / facts from the device
+    # edgekd running on the device itself (a Jetson, or the GPU a desktop target describes):
+    # engines are built and run here with TensorRT's Python API
+    local_trt = False
+    if trt and remote is None:
+        from edgekd.backends import tensorrt as trt_backend
+
+        if trt_backend.available()[0]:
+            local_trt = trt_backend.this_gpu()[1] == target.compute_capability
+
+    def on_this_gpu(path: Path, precision: str, stem: str) -> dict:
+        """Build the engine here and time it (batch 1, after warm-up) with the agent's runner."""
+        from edgekd import agent
+        from edgekd.backends import tensorrt as trt_backend
+
+        engine = run / f"device/{stem}.engine"
+        trt_backend.build_engine(path, engine, target, precision, shape)
+        device_runs[stem] = {"model": engine, "facts": agent.facts()}
+        r = agent.profile(str(engine), 1, cfg.latency_warmup, cfg.latency_iters)
+        keep = ("min_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "warmup", "iters")
+        return {k: r[k] for k in keep} | {
+            "throughput_ips": 1e3 / r["mean_ms"],
+            "batch": 1,
+            "threads": 0,
+            "runtime": f"{r['runtime']} on this machine's GPU",
+            "measured": True,
+        }
 
     def on_device(path: Path, precision: str, stem: str) -> dict:
         """Latency measured on the device (--remote): trtexec there for TensorRT targets,
@@ -705,6 +731,8 @@ def compress(
     def latency(path: Path, precision: str, stem: str = "") -> dict:
         if remote is not None:
             return on_device(path, precision, stem or f"{path.stem}-{precision}")
+        if local_trt:
+            return on_this_gpu(path, precision, stem or f"{path.stem}-{precision}")
         if target.measured:
             return ort_backend.profile(path, shape, **prof).to_dict()
         # TensorRT builds float layers of a Q/DQ graph in FP16 when it can (--int8 --fp16)
@@ -743,16 +771,23 @@ def compress(
                 "agreement": float((pred == t_pred).mean() * 100),
                 "latency": latency(path, p, f"student-{p}"),
             }
-            if remote is not None:  # the artifact as built on the device, on the val set
-                from edgekd.latency.remote import accuracy_remote
-
-                rep.message(f"validating the student ({p}) on {remote.dest}")
-                x_val, _ = stack_inputs(data.val)
+            if remote is not None or local_trt:  # the artifact as built on the device
                 dev = device_runs[f"student-{p}"]
-                got = accuracy_remote(
-                    remote, Path(dev["model"]), x_val.numpy(), y, python=cfg.remote_python
-                )
-                dev_pred = np.asarray(got["predictions"])
+                if local_trt:
+                    from edgekd.backends import tensorrt as trt_backend
+
+                    rep.message(f"validating the student ({p}) as a TensorRT engine here")
+                    dev_pred = trt_backend.predict(dev["model"], data.val).argmax(1)
+                    got = {"top1": float((dev_pred == y).mean() * 100), "runtime": "tensorrt"}
+                else:
+                    from edgekd.latency.remote import accuracy_remote
+
+                    rep.message(f"validating the student ({p}) on {remote.dest}")
+                    x_val, _ = stack_inputs(data.val)
+                    got = accuracy_remote(
+                        remote, Path(dev["model"]), x_val.numpy(), y, python=cfg.remote_python
+                    )
+                    dev_pred = np.asarray(got["predictions"])
                 arts[p].update(
                     device_accuracy=got["top1"],
                     device_agreement=float((dev_pred == pred).mean() * 100),
@@ -781,6 +816,8 @@ def compress(
             "latency_source": (
                 f"measured on the device {remote.dest} ({target.name})"
                 if remote is not None
+                else f"measured with TensorRT on this machine's GPU ({target.name})"
+                if local_trt
                 else f"measured on this machine ({target.name})"
                 if target.measured
                 else f"predicted by the cost model for {target.name} ({target.runtime} "
