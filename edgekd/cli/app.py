@@ -14,6 +14,7 @@ from edgekd.cli.losses import losses_command
 from edgekd.cli.profile import profile_command
 from edgekd.cli.quant_report import quant_report_command
 from edgekd.cli.report import report_command
+from edgekd.cli.search import search_command
 from edgekd.cli.targets import targets_app
 from edgekd.cli.verify import verify_command
 
@@ -37,6 +38,7 @@ app.command("report")(report_command)
 app.command("lint")(lint_command)
 app.command("losses")(losses_command)
 app.command("quant-report")(quant_report_command)
+app.command("search")(search_command)
 app.add_typer(targets_app, name="targets")
 
 

@@ -1,0 +1,100 @@
+"""`edgekd search TEACHER`: rank students for the target's latency budget without training."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgekd.cli._common import Debug, guarded
+
+
+def search_command(
+    teacher: Annotated[str, typer.Argument(help="Teacher file or timm:NAME (as for compress).")],
+    data: Annotated[str, typer.Option(help="digits, an image folder, or pkg.module:fn.")] = (
+        "digits"
+    ),
+    target: Annotated[str, typer.Option(help="Target profile name or YAML path.")] = "host",
+    latency_budget_ms: Annotated[
+        float | None,
+        typer.Option(help="Drop candidates slower than this (p90 on the host, else predicted)."),
+    ] = None,
+    families: Annotated[
+        list[str] | None, typer.Option("--family", help="Restrict to these families (repeat).")
+    ] = None,
+    candidate: Annotated[
+        list[str] | None,
+        typer.Option(help="Explicit candidates: timm names or pkg.module:fn factories (repeat)."),
+    ] = None,
+    arch: Annotated[str | None, typer.Option(help="Architecture of a state-dict teacher.")] = None,
+    input_shape: Annotated[str | None, typer.Option(help="C,H,W of one input.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images in the scoring batch.")] = 64,
+    few_shot_k: Annotated[
+        int, typer.Option(help="Distil the top K by DisWOT briefly and pick by val accuracy.")
+    ] = 0,
+    few_shot_epochs: Annotated[int, typer.Option(help="Epochs of each few-shot run.")] = 2,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Where search/candidates.json goes.")] = Path(
+        "runs/search"
+    ),
+    debug: Debug = False,
+) -> None:
+    """Rank candidate students (timm edge families) by training-free proxies within the latency
+    budget; DisWOT orders them, NASWOT / SynFlow / grad-norm / params are listed beside it."""
+
+    def body() -> None:
+        from edgekd.config import CompressConfig, build_config
+        from edgekd.pipeline.compress import _teacher_and_data
+        from edgekd.search.search import chosen, search, write_results
+        from edgekd.search.space import candidates
+        from edgekd.targets import get_target
+
+        cfg = build_config(
+            CompressConfig,
+            {
+                "teacher": teacher,
+                "data": data,
+                "target": target,
+                "arch": arch,
+                "input_shape": input_shape,
+                "augment": False,
+                "seed": seed,
+            },  # fmt: skip
+        )
+        prof = get_target(target)
+        loaded, bundle = _teacher_and_data(cfg)
+        names = candidates(families, candidate)
+        ranked = search(
+            loaded.module,
+            bundle,
+            prof,
+            names,
+            latency_budget_ms=latency_budget_ms,
+            batch_size=batch_size,
+            seed=seed,
+            few_shot_k=few_shot_k,
+            few_shot_epochs=few_shot_epochs,
+            progress=lambda m: sys.stderr.write(m + "\n"),
+        )
+        path = write_results(out / "search", ranked, latency_budget_ms)
+        kind = "measured" if ranked and ranked[0].latency_measured else "predicted"
+        lines = [
+            f"{'rank':>4s} {'candidate':28s} {'params':>9s} {kind + ' ms':>13s} {'diswot':>9s} "
+            f"{'naswot':>9s} {'synflow':>10s} {'gradnorm':>9s} {'few-shot':>8s}"
+        ]
+        for i, c in enumerate(ranked, 1):
+            s = c.scores
+            row = f"{i:4d} {c.name:28s} {c.params:9d} {c.latency_ms:13.3f} "
+            if s:
+                row += (f"{s['diswot']:9.4f} {s['naswot']:9.2f} {s['synflow']:10.3g} "
+                        f"{s['gradnorm']:9.3f} ")  # fmt: skip
+                row += f"{c.few_shot_acc:8.2f}" if c.few_shot_acc is not None else f"{'-':>8s}"
+            else:
+                row += "over budget" if not c.error else f"error: {c.error[:40]}"
+            lines.append(row)
+        lines.append(f"chosen: {chosen(ranked).name}; wrote {path} and {path.parent}/pareto.png")
+        sys.stdout.write("\n".join(lines) + "\n")
+
+    guarded(body, debug=debug)

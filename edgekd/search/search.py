@@ -1,0 +1,177 @@
+"""Latency-constrained, training-free student search.
+
+For every candidate (see `space`): build it at the teacher's input shape, export it to ONNX and
+cost it on the target (the cost model; measured with ONNX Runtime when the target is the
+host), cached by (architecture, input shape, target) in $EDGEKD_HOME/search-cache.json;
+candidates over the latency budget are dropped before any scoring. The rest are scored on one
+real batch by every proxy and ranked by DisWOT; with `few_shot_k`, the top k are distilled
+for `few_shot_epochs` each (the same budget) and the best validation accuracy wins.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from edgekd._io import write_json
+from edgekd.errors import ConfigError
+from edgekd.search import proxies
+from edgekd.search.space import build_candidate
+from edgekd.targets import TargetProfile, user_profiles_dir
+
+
+@dataclass
+class Candidate:
+    name: str
+    params: int
+    latency_ms: float
+    latency_measured: bool
+    within_budget: bool
+    scores: dict[str, float] = field(default_factory=dict)
+    few_shot_acc: float | None = None
+    error: str | None = None
+
+
+def _cache_path() -> Path:
+    return user_profiles_dir().parent / "search-cache.json"
+
+
+def candidate_latency(name: str, model, shape, target: TargetProfile, cache: dict) -> tuple:
+    """(p90 ms, measured?) of the candidate on the target, cached."""
+    key = f"{name}|{'x'.join(map(str, shape))}|{target.name}"
+    if key in cache:
+        return cache[key]["ms"], cache[key]["measured"]
+    from edgekd.export import export_onnx
+
+    with tempfile.TemporaryDirectory() as d:
+        path = export_onnx(model.eval(), Path(d) / "c.onnx", shape).path
+        if target.measured:
+            from edgekd.backends import onnxruntime as ortb
+
+            rep = ortb.profile(path, shape, threads=target.threads or 1, warmup=10, iters=50)
+            ms, measured = rep.p90_ms, True
+        else:
+            from edgekd.latency.cost import predict_latency
+
+            ms, measured = predict_latency(path, target).total_ms, False
+    cache[key] = {"ms": ms, "measured": measured}
+    return ms, measured
+
+
+def search(
+    teacher: torch.nn.Module,
+    data,
+    target: TargetProfile,
+    names: list[str],
+    *,
+    latency_budget_ms: float | None,
+    batch_size: int = 64,
+    seed: int = 0,
+    few_shot_k: int = 0,
+    few_shot_epochs: int = 2,
+    progress=None,
+) -> list[Candidate]:
+    """Rank `names` for distillation from `teacher` on `data` within the latency budget."""
+    say = progress or (lambda _m: None)
+    shape = data.input_shape
+    cache_file = _cache_path()
+    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(data.calib_source), generator=g)[:batch_size].tolist()
+    x = torch.stack([data.calib_source[i][0] for i in idx])
+    y = torch.as_tensor([int(data.calib_source[i][1]) for i in idx])
+    if (y < 0).any():  # label-free data: the teacher's classes
+        with torch.no_grad():
+            y = teacher.eval()(x).argmax(1)
+    out: list[Candidate] = []
+    for name in names:
+        torch.manual_seed(seed)
+        try:
+            model = build_candidate(name, data.num_classes, shape)
+        except Exception as e:  # one bad candidate does not stop the search
+            out.append(Candidate(name, 0, float("nan"), False, False, error=str(e)[:200]))
+            continue
+        ms, measured = candidate_latency(name, model, shape, target, cache)
+        fits = latency_budget_ms is None or ms <= latency_budget_ms
+        cand = Candidate(name, int(proxies.params_score(model)), ms, measured, fits)
+        out.append(cand)
+        if not fits:
+            say(f"{name}: {ms:.3f} ms > budget, dropped")
+            continue
+        t0 = time.perf_counter()
+        cand.scores = {
+            **proxies.diswot_score(teacher, model, x, y),
+            "naswot": proxies.naswot_score(model, x),
+            "synflow": proxies.synflow_score(model, shape),
+            "gradnorm": proxies.gradnorm_score(model, x, y),
+            "params": float(cand.params),
+        }
+        say(f"{name}: {ms:.3f} ms, diswot {cand.scores['diswot']:.4f} "
+            f"({time.perf_counter() - t0:.1f} s)")  # fmt: skip
+    from edgekd._io import write_json as _w
+
+    _w(cache_file, cache)
+    ranked = sorted(
+        (c for c in out if c.within_budget and c.scores),
+        key=lambda c: -c.scores["diswot"],
+    )
+    if few_shot_k:
+        from edgekd.distill import TrainConfig, distill
+
+        for cand in ranked[:few_shot_k]:
+            torch.manual_seed(seed)
+            model = build_candidate(cand.name, data.num_classes, shape)
+            with tempfile.TemporaryDirectory() as d:
+                res = distill(
+                    model, teacher, data, TrainConfig(few_shot_epochs, 1e-2, seed=seed), d
+                )
+            cand.few_shot_acc = res.best_val_acc
+            say(f"{cand.name}: few-shot val {res.best_val_acc:.2f}%")
+    return ranked + [c for c in out if c not in ranked]
+
+
+def chosen(ranked: list[Candidate]) -> Candidate:
+    """The winner: best few-shot accuracy when there is one, else the top DisWOT score."""
+    fit = [c for c in ranked if c.within_budget and c.scores]
+    if not fit:
+        raise ConfigError(
+            "no candidate meets the latency budget",
+            fix="raise --latency-budget-ms or add smaller candidates",
+        )
+    shot = [c for c in fit if c.few_shot_acc is not None]
+    return max(shot, key=lambda c: c.few_shot_acc) if shot else fit[0]
+
+
+def write_results(out_dir: Path, ranked: list[Candidate], budget: float | None) -> Path:
+    """search/candidates.json and search/pareto.png (latency vs DisWOT score)."""
+    path = write_json(
+        out_dir / "candidates.json",
+        {
+            "latency_budget_ms": budget,
+            "chosen": chosen(ranked).name,
+            "candidates": [asdict(c) for c in ranked],
+        },  # fmt: skip
+    )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    scored = [c for c in ranked if c.scores]
+    ax.scatter([c.latency_ms for c in scored], [c.scores["diswot"] for c in scored])
+    for c in scored:
+        ax.annotate(c.name, (c.latency_ms, c.scores["diswot"]), fontsize=6)
+    if budget:
+        ax.axvline(budget, linestyle="--", color="grey")
+    ax.set_xlabel("latency ms (p90 or predicted)")
+    ax.set_ylabel("DisWOT score (higher is better)")
+    fig.tight_layout()
+    fig.savefig(out_dir / "pareto.png", dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,92 @@
+"""Each proxy on tiny nets whose values are derived by hand from the definitions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from edgekd.search.proxies import (
+    gradnorm_score,
+    naswot_score,
+    params_score,
+    relation_distance,
+    synflow_score,
+)
+
+
+def _linear(weight, bias=False) -> nn.Linear:
+    w = torch.tensor(weight, dtype=torch.float32)
+    lin = nn.Linear(w.shape[1], w.shape[0], bias=bias)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+    return lin
+
+
+def test_naswot_on_codes_written_down():
+    # identity layer + ReLU: x1=[1,-1] -> code [1,0]; x2=[-1,1] -> [0,1]; x3=[1,1] -> [1,1]
+    # K = N_A - Hamming = [[2,0,1],[0,2,1],[1,1,2]]; det K = 2*3 - 0 + 1*(0-2) = 4
+    net = nn.Sequential(_linear([[1.0, 0.0], [0.0, 1.0]]), nn.ReLU())
+    x = torch.tensor([[1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]])
+    assert naswot_score(net, x) == pytest.approx(math.log(4.0))
+
+
+def test_naswot_identical_codes_are_singular():
+    net = nn.Sequential(_linear([[1.0, 0.0], [0.0, 1.0]]), nn.ReLU())
+    x = torch.tensor([[1.0, 1.0], [2.0, 3.0]])  # same code twice: det 0
+    assert naswot_score(net, x) == float("-inf")
+
+
+def test_synflow_one_layer_is_the_sum_of_absolute_weights():
+    w = [[1.0, -2.0, 3.0], [-0.5, 0.0, 4.0]]
+    assert synflow_score(_linear(w), (3,)) == pytest.approx(sum(abs(v) for r in w for v in r))
+
+
+def test_synflow_two_layers_count_the_path_sum_twice():
+    # R = 1^T |W2| |W1| 1; each layer's sum(theta * dR/dtheta) equals R, so the score is 2R
+    w1, w2 = [[1.0, -2.0], [3.0, 0.5]], [[-1.0, 2.0]]
+    r = sum(abs(w2[0][i]) * sum(abs(v) for v in w1[i]) for i in range(2))
+    net = nn.Sequential(_linear(w1), _linear(w2))
+    assert synflow_score(net, (2,)) == pytest.approx(2 * r)
+    assert net[0].weight[0, 1].item() == -2.0  # the scored model is a copy
+
+
+def test_gradnorm_is_the_norm_of_the_ce_gradient():
+    w = [[0.5, -1.0], [2.0, 0.0]]
+    x, y = [1.0, 2.0], 1
+    z = [sum(wi * xi for wi, xi in zip(row, x, strict=True)) for row in w]
+    p = [math.exp(v) / sum(math.exp(u) for u in z) for v in z]
+    g = [[(p[i] - (1.0 if i == y else 0.0)) * x[j] for j in range(2)] for i in range(2)]
+    expected = math.sqrt(sum(v * v for row in g for v in row))
+    got = gradnorm_score(_linear(w), torch.tensor([x]), torch.tensor([y]))
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_relation_distance_worked_example():
+    # teacher rows orthogonal: G_t = I. student rows equal: G_s = ones, rows -> 1/sqrt(2)
+    # squared Frobenius: 2 (1 - 1/sqrt2)^2 + 2 (1/sqrt2)^2, divided by B^2 = 4
+    f_t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    f_s = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])  # another width: fine
+    r = 1 / math.sqrt(2)
+    assert relation_distance(f_t, f_s) == pytest.approx((2 * (1 - r) ** 2 + 2 * r**2) / 4)
+    assert relation_distance(f_t, f_t) == pytest.approx(0.0)
+
+
+def test_params_baseline_counts_trainable_parameters():
+    net = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1, bias=False))
+    assert params_score(net) == 3 * 2 + 2 + 2
+
+
+def test_diswot_prefers_the_teacher_itself():
+    from edgekd.models import create_timm
+    from edgekd.search.proxies import diswot_score
+
+    torch.manual_seed(0)
+    teacher = create_timm("resnet10t", 10).eval()
+    x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 10
+    same = diswot_score(teacher, teacher, x, y)
+    other = diswot_score(teacher, create_timm("lcnet_050", 10).eval(), x, y)
+    assert same["diswot"] == pytest.approx(0.0, abs=1e-6)
+    assert other["diswot"] < 0 and other["d_rel"] > 0

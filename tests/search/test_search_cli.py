@@ -1,0 +1,41 @@
+"""`edgekd search` through the real CLI: budget filter, ranking, candidates.json, Pareto plot."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import assert_one_line_error, run_cli
+
+
+def test_search_ranks_within_the_budget(digits_teacher, tmp_path):
+    proc = run_cli(
+        "search", str(digits_teacher), "--target", "jetson-orin-nano-8gb",
+        "--latency-budget-ms", "0.5", "--candidate", "lcnet_050", "--candidate",
+        "mobilenetv3_small_050", "--candidate", "resnet18", "--batch-size", "16",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((tmp_path / "search/candidates.json").read_text())
+    by = {c["name"]: c for c in r["candidates"]}
+    assert not by["resnet18"]["within_budget"] and not by["resnet18"]["scores"]  # > 0.5 ms
+    fit = [c for c in r["candidates"] if c["within_budget"]]
+    assert {c["name"] for c in fit} == {"lcnet_050", "mobilenetv3_small_050"}
+    assert fit[0]["scores"]["diswot"] >= fit[1]["scores"]["diswot"]  # ranked by DisWOT
+    for c in fit:
+        assert c["latency_ms"] <= 0.5 and c["latency_measured"] is False  # predicted
+        assert set(c["scores"]) >= {"diswot", "naswot", "synflow", "gradnorm", "params"}
+    assert r["chosen"] == fit[0]["name"] and r["chosen"] in proc.stdout
+    assert (tmp_path / "search/pareto.png").stat().st_size > 1000
+
+
+def test_search_with_nothing_in_budget_is_one_line(digits_teacher, tmp_path):
+    proc = run_cli("search", str(digits_teacher), "--target", "jetson-orin-nano-8gb",
+                   "--latency-budget-ms", "0.0001", "--candidate", "resnet18",
+                   "--out", str(tmp_path))  # fmt: skip
+    assert_one_line_error(proc, "no candidate meets the latency budget")
+
+
+def test_unknown_family_is_one_line(digits_teacher, tmp_path):
+    proc = run_cli("search", str(digits_teacher), "--family", "transformerz", "--out",
+                   str(tmp_path))  # fmt: skip
+    assert_one_line_error(proc, "unknown model family", "transformerz", "mobilenetv3")
