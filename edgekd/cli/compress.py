@@ -50,8 +50,9 @@ def compress_command(
     student: Annotated[
         str,
         typer.Option(
-            help="Student: any timm model name, or auto (for now: the largest of a fixed list of "
-            "mobile models with at most 1/16 of the teacher's parameters; no search yet)."
+            help="Student: any timm model name; search (the best DisWOT score within the latency "
+            "budget, see `edgekd search`); or auto (the largest of a fixed list of mobile models "
+            "with at most 1/16 of the teacher's parameters)."
         ),
     ] = "auto",
     out: Annotated[Path, typer.Option(help="Run directory for artifacts and reports.")] = Path(

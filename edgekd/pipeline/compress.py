@@ -184,8 +184,18 @@ def compress(
     student_name = cfg.student
     auto_sizes: dict[str, int] = {}
     teacher_params = count_params(teacher.module)
+    searched = None
     if student_name == "auto":
         student_name, auto_sizes = pick_auto_student(teacher_params, data.num_classes)
+    elif student_name == "search":  # training-free search within the latency budget
+        from edgekd.search.search import chosen, search
+        from edgekd.search.space import candidates
+
+        ranked = search(
+            teacher.module, data, target, candidates(), latency_budget_ms=budgets.latency_ms
+        )
+        searched = chosen(ranked)
+        student_name = searched.name
     build_student(student_name, data.num_classes, data.input_shape)  # fail fast on a bad name
     # every input is checked before the run directory is touched
     run = RunDir(cfg.out)
@@ -202,6 +212,11 @@ def compress(
         f"{data.num_classes} classes, input {'x'.join(map(str, data.input_shape))}"
         + ("" if data.labeled else "; no labels: training on the teacher's outputs only")
     )
+    if searched is not None:
+        rep.message(
+            f"student search -> {student_name} (best DisWOT score among the candidates within "
+            f"{budgets.latency_ms} ms: {searched.latency_ms:.3f} ms)"
+        )
     if auto_sizes:
         rep.message(
             f"student auto -> {student_name} (largest of a fixed list with at most 1/16 "

@@ -39,3 +39,19 @@ def test_unknown_family_is_one_line(digits_teacher, tmp_path):
     proc = run_cli("search", str(digits_teacher), "--family", "transformerz", "--out",
                    str(tmp_path))  # fmt: skip
     assert_one_line_error(proc, "unknown model family", "transformerz", "mobilenetv3")
+
+
+def test_compress_student_search_uses_the_search(digits_teacher, tmp_path, monkeypatch):
+    import edgekd.search.space as space
+    from edgekd.config import Budgets, CompressConfig
+    from edgekd.pipeline.compress import compress
+
+    monkeypatch.setattr(space, "candidates", lambda *a, **k: ["lcnet_050", "resnet18"])
+    budgets = Budgets(latency_ms=0.5, max_accuracy_drop=100)
+    cfg = CompressConfig(
+        teacher=str(digits_teacher), target="jetson-orin-nano-8gb", student="search",
+        out=tmp_path / "run", epochs=1, qat_epochs=0, calib_size=32, budgets=budgets,
+    )  # fmt: skip
+    result = compress(cfg, budgets=budgets)
+    assert result.report["student"]["name"] == "lcnet_050"  # resnet18 is over 0.5 ms
+    assert "student search -> lcnet_050" in (tmp_path / "run/edgekd.log").read_text()
