@@ -39,6 +39,9 @@ def search_command(
     out: Annotated[Path, typer.Option(help="Where search/candidates.json goes.")] = Path(
         "runs/search"
     ),
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Print each candidate as it is scored.")
+    ] = False,
     debug: Debug = False,
 ) -> None:
     """Rank candidate students (timm edge families) by training-free proxies within the latency
@@ -76,7 +79,7 @@ def search_command(
             seed=seed,
             few_shot_k=few_shot_k,
             few_shot_epochs=few_shot_epochs,
-            progress=lambda m: sys.stderr.write(m + "\n"),
+            progress=(lambda m: sys.stderr.write(m + "\n")) if verbose else None,
         )
         path = write_results(out / "search", ranked, latency_budget_ms)
         kind = "measured" if ranked and ranked[0].latency_measured else "predicted"

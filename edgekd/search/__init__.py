@@ -1,0 +1,1 @@
+"""Training-free, latency-constrained student search (`edgekd search`, `--student search`)."""
