@@ -27,7 +27,7 @@ from edgekd.data.digits import digits_bundle
 from edgekd.distill import TrainConfig, distill, evaluate_torch
 from edgekd.models import create_timm
 from edgekd.quant import quantize_int8
-from edgekd.search import proxies
+from edgekd.search.search import score_candidate, scoring_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = [
@@ -50,23 +50,14 @@ def main() -> None:
 
     teacher, teacher_desc = teacher_model(None)
     data = digits_bundle(augment=False)
-    g = torch.Generator().manual_seed(0)
-    idx = torch.randperm(len(data.calib_source), generator=g)[:64].tolist()
-    x = torch.stack([data.calib_source[i][0] for i in idx])
-    y = torch.as_tensor([int(data.calib_source[i][1]) for i in idx])
+    x, y = scoring_batch(teacher, data, 64, 0)  # the batch `edgekd search` scores on
     calib = data.calibration_subset(256, 0)
     rows = []
     for name in args.candidates:
         torch.manual_seed(0)
         model = create_timm(name, data.num_classes)
         t0 = time.perf_counter()
-        scores = {
-            **proxies.diswot_score(teacher, model, x, y),
-            "naswot": proxies.naswot_score(model, x),
-            "synflow": proxies.synflow_score(model, (3, 32, 32)),
-            "gradnorm": proxies.gradnorm_score(model, x, y),
-            "params": proxies.params_score(model),
-        }
+        scores = score_candidate(teacher, model, x, y)
         score_s = time.perf_counter() - t0
         with tempfile.TemporaryDirectory() as d:
             res = distill(model, teacher, data, TrainConfig(args.epochs, 1e-2, seed=0), d)

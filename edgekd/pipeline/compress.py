@@ -693,14 +693,7 @@ def compress(
         trt_backend.build_engine(path, engine, target, precision, shape)
         device_runs[stem] = {"model": engine, "facts": agent.facts()}
         r = agent.profile(str(engine), 1, cfg.latency_warmup, cfg.latency_iters)
-        keep = ("min_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "warmup", "iters")
-        return {k: r[k] for k in keep} | {
-            "throughput_ips": 1e3 / r["mean_ms"],
-            "batch": 1,
-            "threads": 0,
-            "runtime": f"{r['runtime']} on this machine's GPU",
-            "measured": True,
-        }
+        return _agent_latency(r, f"{r['runtime']} on this machine's GPU", threads=0)
 
     def on_device(path: Path, precision: str, stem: str) -> dict:
         """Latency measured on the device (--remote): trtexec there for TensorRT targets,
@@ -735,13 +728,7 @@ def compress(
         )
         facts = (r.get("facts") or {}) | {"machine": r.get("machine"), "cpus": r.get("cpu_count")}
         device_runs[stem] = {"model": path, "facts": facts}
-        keep = ("min_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "threads", "warmup", "iters")
-        return {k: r[k] for k in keep} | {
-            "throughput_ips": 1e3 / r["mean_ms"],
-            "batch": 1,
-            "runtime": r["runtime"],
-            "measured": True,
-        }
+        return _agent_latency(r, r["runtime"], threads=r["threads"])
 
     def latency(path: Path, precision: str, stem: str = "") -> dict:
         if remote is not None:
@@ -895,6 +882,18 @@ def compress(
         auto_sizes=auto_sizes,
     )
     return CompressResult(run.root, run / "report.json", report, exit_code)
+
+
+def _agent_latency(r: dict, runtime: str, threads: int) -> dict:
+    """The agent's timing (edgekd/agent.py `profile`) as a measured LatencyReport record."""
+    keep = ("min_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "warmup", "iters")
+    return {k: r[k] for k in keep} | {
+        "throughput_ips": 1e3 / r["mean_ms"],
+        "batch": 1,
+        "threads": threads,
+        "runtime": runtime,
+        "measured": True,
+    }
 
 
 def predicted_latency(pred, target) -> dict:

@@ -37,6 +37,30 @@ class Candidate:
     error: str | None = None
 
 
+def scoring_batch(teacher, data, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one real batch every candidate is scored on: `batch_size` training images (eval
+    transform) drawn with `seed`, with their labels (the teacher's classes when unlabeled)."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(data.calib_source), generator=g)[:batch_size].tolist()
+    x = torch.stack([data.calib_source[i][0] for i in idx])
+    y = torch.as_tensor([int(data.calib_source[i][1]) for i in idx])
+    if (y < 0).any():  # label-free data: the teacher's classes
+        with torch.no_grad():
+            y = teacher.eval()(x).argmax(1)
+    return x, y
+
+
+def score_candidate(teacher, model, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Every proxy's score of `model` on the batch (x, y); all "higher is better"."""
+    return {
+        **proxies.diswot_score(teacher, model, x, y),
+        "naswot": proxies.naswot_score(model, x),
+        "synflow": proxies.synflow_score(model, tuple(x.shape[1:])),
+        "gradnorm": proxies.gradnorm_score(model, x, y),
+        "params": proxies.params_score(model),
+    }
+
+
 def _cache_path() -> Path:
     return user_profiles_dir().parent / "search-cache.json"
 
@@ -81,13 +105,7 @@ def search(
     shape = data.input_shape
     cache_file = _cache_path()
     cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(data.calib_source), generator=g)[:batch_size].tolist()
-    x = torch.stack([data.calib_source[i][0] for i in idx])
-    y = torch.as_tensor([int(data.calib_source[i][1]) for i in idx])
-    if (y < 0).any():  # label-free data: the teacher's classes
-        with torch.no_grad():
-            y = teacher.eval()(x).argmax(1)
+    x, y = scoring_batch(teacher, data, batch_size, seed)
     out: list[Candidate] = []
     for name in names:
         torch.manual_seed(seed)
@@ -104,13 +122,7 @@ def search(
             say(f"{name}: {ms:.3f} ms > budget, dropped")
             continue
         t0 = time.perf_counter()
-        cand.scores = {
-            **proxies.diswot_score(teacher, model, x, y),
-            "naswot": proxies.naswot_score(model, x),
-            "synflow": proxies.synflow_score(model, shape),
-            "gradnorm": proxies.gradnorm_score(model, x, y),
-            "params": float(cand.params),
-        }
+        cand.scores = score_candidate(teacher, model, x, y)
         say(f"{name}: {ms:.3f} ms, diswot {cand.scores['diswot']:.4f} "
             f"({time.perf_counter() - t0:.1f} s)")  # fmt: skip
     from edgekd._io import write_json as _w
