@@ -54,10 +54,13 @@ def _probe_outputs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, torch.T
                     )
                 )
             )
-    try:
+    was_training = model.training
+    try:  # eval: a probe must not move BatchNorm running statistics
+        model.eval()
         with torch.no_grad():
             model(x)
     finally:
+        model.train(was_training)
         for h in hooks:
             h.remove()
     return seen

@@ -15,6 +15,7 @@ from edgekd.search.proxies import (
     relation_distance,
     synflow_score,
 )
+from edgekd.search.proxies.diswot import classifier_gradient
 
 
 def _linear(weight, bias=False) -> nn.Linear:
@@ -79,14 +80,47 @@ def test_params_baseline_counts_trainable_parameters():
     assert params_score(net) == 3 * 2 + 2 + 2
 
 
-def test_diswot_prefers_the_teacher_itself():
-    from edgekd.models import create_timm
+def test_classifier_gradient_by_hand():
+    # z = W e; mean CE over 2 samples; dCE/dW[i, j] = mean_b (p_bi - [y_b = i]) e_bj
+    w = [[0.5, -1.0], [2.0, 0.0]]
+    e = [[1.0, 2.0], [-1.0, 0.5]]
+    y = [1, 0]
+    expected = [[0.0, 0.0], [0.0, 0.0]]
+    for b in range(2):
+        z = [sum(wi * ei for wi, ei in zip(row, e[b], strict=True)) for row in w]
+        p = [math.exp(v) / sum(math.exp(u) for u in z) for v in z]
+        for i in range(2):
+            for j in range(2):
+                expected[i][j] += (p[i] - (1.0 if i == y[b] else 0.0)) * e[b][j] / 2
+    et = torch.tensor(e)
+    got = classifier_gradient(et @ torch.tensor(w).T, et, torch.tensor(y))
+    assert got.flatten().tolist() == pytest.approx(sum(expected, []), rel=1e-5)
+
+
+def _small_cnn(width: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10),
+    )  # fmt: skip
+
+
+def test_diswot_is_zero_for_the_teacher_itself_and_leaves_the_student_alone():
     from edgekd.search.proxies import diswot_score
 
     torch.manual_seed(0)
-    teacher = create_timm("resnet10t", 10).eval()
-    x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 10
+    teacher = _small_cnn(8)
+    x, y = torch.randn(16, 3, 8, 8), torch.arange(16) % 10
+    teacher(x)  # running statistics = this batch's (momentum 1), so eval == batch statistics
+    teacher[1].momentum = 1.0
+    teacher(x)
+    teacher.eval()
     same = diswot_score(teacher, teacher, x, y)
-    other = diswot_score(teacher, create_timm("lcnet_050", 10).eval(), x, y)
-    assert same["diswot"] == pytest.approx(0.0, abs=1e-6)
-    assert other["diswot"] < 0 and other["d_rel"] > 0
+    assert same["diswot"] == pytest.approx(0.0, abs=1e-5)
+    student = _small_cnn(4)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    other = diswot_score(teacher, student, x, y)
+    assert other["diswot"] < 0 and other["d_rel"] > 0 and other["d_sem"] > 0
+    assert student.training  # mode restored
+    for k, v in student.state_dict().items():  # BatchNorm buffers untouched
+        assert torch.equal(v, before[k]), k

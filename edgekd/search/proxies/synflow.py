@@ -23,4 +23,4 @@ def synflow_score(model: nn.Module, input_shape) -> float:
     out = m(torch.ones(1, *input_shape, dtype=torch.float64))
     out = out[0] if isinstance(out, (tuple, list)) else out
     out.sum().backward()
-    return float(sum((p * p.grad).sum() for p in m.parameters() if p.grad is not None))
+    return float(sum((p.detach() * p.grad).sum() for p in m.parameters() if p.grad is not None))
