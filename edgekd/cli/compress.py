@@ -301,6 +301,8 @@ def compress_command(
         cfg = build_config(CompressConfig, merged | {"budgets": budgets})
         reporter = RichReporter(quiet=quiet, interactive=not ci)
         result = compress(cfg, reporter, budgets=budgets)
+        if result.follower:  # a rank > 0 under torchrun: rank 0 prints the verdict
+            return
         sys.stdout.write(summary_lines(result, compact=ci))
         if result.exit_code:
             raise typer.Exit(result.exit_code)

@@ -36,6 +36,16 @@ def search_command(
     ] = 0,
     few_shot_epochs: Annotated[int, typer.Option(help="Epochs of each few-shot run.")] = 2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[
+        str, typer.Option(help="Where the few-shot runs train: auto, cpu, cuda, cuda:N.")
+    ] = "auto",
+    nproc_per_node: Annotated[
+        int,
+        typer.Option(
+            help="Spread the few-shot runs over N processes (one candidate each; one GPU per "
+            "process when --device is a GPU) under torchrun; `torchrun -m edgekd search` too."
+        ),
+    ] = 1,
     out: Annotated[Path, typer.Option(help="Where search/candidates.json goes.")] = Path(
         "runs/search"
     ),
@@ -49,7 +59,13 @@ def search_command(
 
     def body() -> None:
         from edgekd.config import CompressConfig, build_config
-        from edgekd.pipeline.compress import _teacher_and_data
+        from edgekd.distributed import torchrun_launch
+        from edgekd.pipeline.compress import _teacher_and_data, resolve_device
+
+        launch = torchrun_launch()
+        if nproc_per_node > 1:
+            _relaunch(launch)
+        run_device = resolve_device(device)
         from edgekd.search.search import chosen, search, write_results
         from edgekd.search.space import candidates
         from edgekd.targets import get_target
@@ -79,8 +95,11 @@ def search_command(
             seed=seed,
             few_shot_k=few_shot_k,
             few_shot_epochs=few_shot_epochs,
+            device=run_device,
             progress=(lambda m: sys.stderr.write(m + "\n")) if verbose else None,
         )
+        if launch is not None and not launch.leader:  # rank 0 writes and prints
+            return
         path = write_results(out / "search", ranked, latency_budget_ms)
         kind = "measured" if ranked and ranked[0].latency_measured else "predicted"
         lines = [
@@ -99,5 +118,34 @@ def search_command(
             lines.append(row)
         lines.append(f"chosen: {chosen(ranked).name}; wrote {path} and {path.parent}/pareto.png")
         sys.stdout.write("\n".join(lines) + "\n")
+
+    def _relaunch(launch) -> None:
+        """This same search under `python -m torch.distributed.run --nproc-per-node N`."""
+        import os
+        import subprocess
+
+        from edgekd.errors import ConfigError
+
+        if launch is not None:
+            raise ConfigError(
+                f"already running under torchrun ({launch.world_size} ranks)",
+                value=f"--nproc-per-node {nproc_per_node}",
+                fix="drop --nproc-per-node: torchrun started the ranks",
+            )
+        argv = [teacher, "--data", data, "--target", target, "--batch-size", str(batch_size),
+                "--few-shot-k", str(few_shot_k), "--few-shot-epochs", str(few_shot_epochs),
+                "--seed", str(seed), "--out", str(out), "--device", device]  # fmt: skip
+        for flag, value in (("--latency-budget-ms", latency_budget_ms), ("--arch", arch),
+                            ("--input-shape", input_shape)):  # fmt: skip
+            if value is not None:
+                argv += [flag, str(value)]
+        for flag, values in (("--family", families), ("--candidate", candidate)):
+            for v in values or []:
+                argv += [flag, v]
+        argv += ["--verbose"] * verbose + ["--debug"] * debug
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc_per_node}", "-m", "edgekd", "search", *argv]  # fmt: skip
+        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+        raise typer.Exit(subprocess.call(cmd, env=env, stdin=subprocess.DEVNULL))
 
     guarded(body, debug=debug)

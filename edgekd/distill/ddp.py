@@ -32,16 +32,21 @@ def launch_command(
     return [*cmd, "-m", "edgekd.distill.ddp", str(spec_path)]
 
 
-def run_spec(spec: dict) -> dict | None:
-    """This rank's part of the distillation described by `spec` (see compress)."""
+def run_spec(spec: dict, say=None) -> dict | None:
+    """This rank's part of the distillation described by `spec` (see compress). Joins the
+    process group torchrun describes unless this process is already in one (an outer
+    `torchrun -m edgekd compress`), and leaves it only if it joined here."""
     from edgekd._io import write_json
     from edgekd.config import CompressConfig
     from edgekd.distill.trainer import TrainConfig, distill
     from edgekd.models import build_student
     from edgekd.pipeline.compress import _teacher_and_data
 
+    say = say or (lambda m: print(m, flush=True))
     cuda = spec["device"].startswith("cuda") and torch.cuda.is_available()
-    torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    joined_here = not torch.distributed.is_initialized()
+    if joined_here:
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
     rank = torch.distributed.get_rank()
     try:
         local = int(os.environ.get("LOCAL_RANK", 0))
@@ -66,10 +71,7 @@ def run_spec(spec: dict) -> dict | None:
 
         def show(record: dict) -> None:
             losses = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k.startswith("loss"))
-            print(
-                f"epoch {record['epoch']}/{train.epochs}: {losses}, val {record['val_acc']:.2f}%",
-                flush=True,
-            )
+            say(f"epoch {record['epoch']}/{train.epochs}: {losses}, val {record['val_acc']:.2f}%")
 
         res = distill(
             student,
@@ -82,7 +84,7 @@ def run_spec(spec: dict) -> dict | None:
             key=spec["key"],
             extra_state=extra_state,
             on_epoch=show,
-            on_message=lambda m: print(m, flush=True),
+            on_message=say,
         )
         out = {
             "best_path": str(res.best_path),
@@ -99,7 +101,8 @@ def run_spec(spec: dict) -> dict | None:
             write_json(spec["result"], out)
         return out
     finally:
-        torch.distributed.destroy_process_group()
+        if joined_here:
+            torch.distributed.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -283,6 +283,7 @@ def distill(
     on_step: Callable[[int, int, int], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     on_message: Callable[[str], None] | None = None,
+    distributed: bool = True,
 ) -> TrainResult:
     """Train `student` against `teacher` on `bundle.train`; validate on `bundle.val` each epoch.
 
@@ -297,8 +298,10 @@ def distill(
         on_step: called with (epoch, step, steps_per_epoch) after every step.
         on_epoch: called with each epoch's record.
         on_message: called with one-line notes (teacher cache decisions).
+        distributed: False trains this process alone even inside a process group (the
+            search's few-shot runs: one candidate per rank).
     """
-    world = _world()
+    world = _world() if distributed else _World()
     say = (on_message or (lambda _m: None)) if world.main else (lambda _m: None)
     if cfg.batch_size % world.size:
         raise ConfigError(

@@ -29,6 +29,7 @@ from edgekd.data import DataBundle, load_data, stack_inputs
 from edgekd.distill import FrozenTeacher, TrainConfig, TrainResult, distill, evaluate_torch
 from edgekd.distill.losses import create_loss, parse_loss_args
 from edgekd.distill.losses._registry import loss_defaults
+from edgekd.distributed import Launch, join, send, torchrun_launch
 from edgekd.errors import ConfigError, DataError, InputError, StageError
 from edgekd.export import DEFAULT_OPSET, export_onnx, parity
 from edgekd.export.onnx_export import export_onnx_fp16
@@ -58,6 +59,7 @@ class CompressResult:
     report_path: Path
     report: dict
     exit_code: int  # 0 budgets met, 2 artifact produced but a budget missed
+    follower: bool = False  # a rank > 0 under an outer torchrun: rank 0 wrote the report
 
 
 def versions() -> dict[str, str]:
@@ -164,7 +166,47 @@ def compress(
 
     Bad input raises an `EdgekdError` before anything in the run directory claims completion.
     `budgets` defaults to `cfg.budgets`; pass the target's defaults merged with user values.
+
+    Under an outer `torchrun -m edgekd compress` (see `edgekd.distributed`) rank 0 runs the
+    chain and shares distillation and QAT with the other ranks, which only follow.
     """
+    launch = torchrun_launch()
+    if launch is None:
+        return _compress(cfg, reporter, budgets, None)
+    if cfg.nproc_per_node > 1 or cfg.nnodes > 1:
+        raise ConfigError(
+            f"already running under torchrun ({launch.world_size} ranks)",
+            value=f"--nproc-per-node {cfg.nproc_per_node} --nnodes {cfg.nnodes}",
+            fix="drop --nproc-per-node/--nnodes/--rdzv-endpoint: torchrun started the ranks",
+        )
+    if cfg.batch_size % launch.world_size:
+        raise ConfigError(
+            "the batch size must split evenly over the torchrun ranks",
+            value=f"batch {cfg.batch_size} over {launch.world_size}",
+            fix=f"use a multiple of {launch.world_size} for --batch-size",
+        )
+    join(resolve_device(cfg.device))
+    if not launch.leader:
+        return _follow(cfg)
+    try:
+        return _compress(cfg, reporter, budgets, launch)
+    finally:
+        send(None)  # the followers stop, whatever happened here
+
+
+def _follow(cfg: CompressConfig) -> CompressResult:
+    """A rank > 0: run each training phase rank 0 sends, until it sends None."""
+    from edgekd.distill.ddp import run_spec
+
+    while (spec := send(None)) is not None:
+        run_spec(spec, say=lambda _m: None)
+    out = Path(cfg.out)
+    return CompressResult(out, out / "report.json", {}, 0, follower=True)
+
+
+def _compress(
+    cfg: CompressConfig, reporter: Reporter | None, budgets: Budgets | None, launch: Launch | None
+) -> CompressResult:
     rep = reporter or Reporter()
     target = get_target(cfg.target)
     if not target.measured and target.cost_model is None:
@@ -295,7 +337,7 @@ def compress(
             **kwargs,
         )
 
-    distributed = cfg.nproc_per_node > 1 or cfg.nnodes > 1
+    distributed = cfg.nproc_per_node > 1 or cfg.nnodes > 1 or launch is not None
 
     def distributed_phase(
         phase: str, tcfg: TrainConfig, key: str, prefix: str = "", init: str | None = None
@@ -305,7 +347,7 @@ def compress(
         from (QAT); None starts a fresh student (distillation)."""
         import subprocess
 
-        from edgekd.distill.ddp import launch_command
+        from edgekd.distill.ddp import launch_command, run_spec
 
         (run / "distill").mkdir(parents=True, exist_ok=True)
         spec_path = run / f"distill/{prefix}ddp_spec.json"
@@ -326,6 +368,14 @@ def compress(
                 "result": str(result_path),
             },
         )
+        if launch is not None:  # an outer torchrun: the ranks are already here
+            rep.message(f"{phase} over the {launch.world_size} torchrun ranks")
+            spec = json.loads(spec_path.read_text())
+            r = run_spec(send(spec), say=rep.message)
+            return TrainResult(
+                Path(r["best_path"]), Path(r["last_path"]), r["history"], r["best_val_acc"],
+                r["best_epoch"], r["resumed_from_epoch"], r["teacher_cache"], r["layers"],
+            )  # fmt: skip
         cmd = launch_command(spec_path, cfg.nproc_per_node, cfg.nnodes, cfg.rdzv_endpoint)
         rep.message(f"{phase} under torchrun: {cfg.nproc_per_node} process(es) per node, "
                     f"{cfg.nnodes} node(s)")  # fmt: skip

@@ -40,6 +40,9 @@ def _int8_config(method: str) -> dict:
     mtq = _mtq()
     cfg = copy.deepcopy(mtq.INT8_DEFAULT_CFG)
     if method == "max":
+        # calibration runs on one process; under torchrun (rank 0 alone) an amax all-reduce
+        # would wait forever for ranks that are not calibrating
+        cfg["algorithm"] = {"method": "max", "distributed_sync": False}
         return cfg
     for entry in cfg["quant_cfg"]:
         if entry.get("quantizer_name") == "*input_quantizer":

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from edgekd._io import write_json
+from edgekd.distributed import gather, join, rank_device, send, torchrun_launch
 from edgekd.errors import ConfigError
 from edgekd.search import proxies
 from edgekd.search.space import build_candidate
@@ -98,10 +99,64 @@ def search(
     seed: int = 0,
     few_shot_k: int = 0,
     few_shot_epochs: int = 2,
+    device: str = "cpu",
     progress=None,
 ) -> list[Candidate]:
-    """Rank `names` for distillation from `teacher` on `data` within the latency budget."""
+    """Rank `names` for distillation from `teacher` on `data` within the latency budget.
+
+    Inside a torch.distributed job (`torchrun -m edgekd search`, see `edgekd.distributed`)
+    rank 0 filters and scores, the few-shot runs are spread over the ranks (candidate i on
+    rank i mod world size, each trained alone on its own GPU or CPU) and their accuracies are
+    gathered on rank 0; the other ranks return an empty list."""
     say = progress or (lambda _m: None)
+    launch = torchrun_launch()
+    if launch is not None:
+        join(device)
+        device = rank_device(device, launch)
+        if not launch.leader:  # None: rank 0 failed before the few-shot runs
+            if (top := send(None)) is not None:
+                few_shot(top, teacher, data, few_shot_epochs, seed, device, launch, say)
+            return []
+    try:
+        ranked = _score_all(teacher, data, target, names, latency_budget_ms, batch_size, seed, say)
+    except BaseException:
+        if launch is not None:
+            send(None)
+        raise
+    top = [c.name for c in ranked if c.within_budget and c.scores][:few_shot_k]
+    if launch is not None:
+        top = send(top)
+    accs = few_shot(top, teacher, data, few_shot_epochs, seed, device, launch, say)
+    for cand in ranked:
+        cand.few_shot_acc = accs.get(cand.name, cand.few_shot_acc)
+    return ranked
+
+
+def few_shot(names, teacher, data, epochs, seed, device, launch=None, say=None) -> dict:
+    """{name: best val top-1 after `epochs` of KD}, each candidate from the same seed. With a
+    torchrun launch this rank trains its share and rank 0 returns every rank's results."""
+    say = say or (lambda _m: None)
+    from edgekd.distill import TrainConfig, distill
+
+    rank, world = (launch.rank, launch.world_size) if launch else (0, 1)
+    mine = {}
+    for name in names[rank::world]:
+        torch.manual_seed(seed)
+        model = build_candidate(name, data.num_classes, data.input_shape)
+        cfg = TrainConfig(epochs, 1e-2, seed=seed, device=device)
+        with tempfile.TemporaryDirectory() as d:
+            res = distill(model, teacher, data, cfg, d, distributed=False)
+        mine[name] = res.best_val_acc
+        say(f"{name}: few-shot val {res.best_val_acc:.2f}%"
+            + (f" (rank {rank})" if world > 1 else ""))  # fmt: skip
+    if launch is None:
+        return mine
+    parts = gather(mine) or []
+    return {k: v for part in parts for k, v in part.items()}
+
+
+def _score_all(teacher, data, target, names, latency_budget_ms, batch_size, seed, say):
+    """Every candidate costed, the ones within budget scored; ranked by DisWOT, then the rest."""
     shape = data.input_shape
     cache_file = _cache_path()
     cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
@@ -125,25 +180,11 @@ def search(
         cand.scores = score_candidate(teacher, model, x, y)
         say(f"{name}: {ms:.3f} ms, diswot {cand.scores['diswot']:.4f} "
             f"({time.perf_counter() - t0:.1f} s)")  # fmt: skip
-    from edgekd._io import write_json as _w
-
-    _w(cache_file, cache)
+    write_json(cache_file, cache)
     ranked = sorted(
         (c for c in out if c.within_budget and c.scores),
         key=lambda c: -c.scores["diswot"],
     )
-    if few_shot_k:
-        from edgekd.distill import TrainConfig, distill
-
-        for cand in ranked[:few_shot_k]:
-            torch.manual_seed(seed)
-            model = build_candidate(cand.name, data.num_classes, shape)
-            with tempfile.TemporaryDirectory() as d:
-                res = distill(
-                    model, teacher, data, TrainConfig(few_shot_epochs, 1e-2, seed=seed), d
-                )
-            cand.few_shot_acc = res.best_val_acc
-            say(f"{cand.name}: few-shot val {res.best_val_acc:.2f}%")
     return ranked + [c for c in out if c not in ranked]
 
 

@@ -68,3 +68,59 @@ def test_batch_must_split_over_processes(digits_teacher, tmp_path):
 def test_multi_node_needs_a_rendezvous(digits_teacher, tmp_path):
     proc = run_cli("compress", str(digits_teacher), "--out", str(tmp_path / "x"), "--nnodes", "2")
     assert_one_line_error(proc, "--rdzv-endpoint")
+
+
+def _torchrun(*args: str, nproc: int = 2, timeout: int = 1500):
+    """`torchrun --standalone --nproc-per-node N -m edgekd ARGS`, via torch.distributed.run."""
+    import os
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    env = dict(os.environ, PYTHONWARNINGS="ignore", COLUMNS="200", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={nproc}", "-m", "edgekd", *args]  # fmt: skip
+    return subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=timeout)  # fmt: skip
+
+
+def test_outer_torchrun_launch_is_detected(digits_teacher, tmp_path):
+    # `torchrun -m edgekd compress`: rank 0 leads, both ranks train, only rank 0 writes/prints
+    out = tmp_path / "outer"
+    proc = _torchrun("compress", str(digits_teacher), "--out", str(out), *ARGS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("verdict:") == 1, proc.stdout  # rank 1 prints nothing
+    assert (out / "build/model.ort.onnx").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"]["passed"] is True
+    for name in ("ddp_result.json", "qat_ddp_result.json"):
+        assert json.loads((out / "distill" / name).read_text())["world_size"] == 2
+    log = (out / "edgekd.log").read_text()
+    assert "distill over the 2 torchrun ranks" in log and "qat over the 2 torchrun ranks" in log
+
+
+def test_torchrun_launch_from_the_environment():
+    from edgekd.distributed import torchrun_launch
+
+    env = {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1", "MASTER_ADDR": "head"}
+    got = torchrun_launch(env)
+    assert (got.rank, got.world_size, got.local_rank, got.leader) == (3, 4, 1, False)
+    assert torchrun_launch({"WORLD_SIZE": "1", "RANK": "0", "MASTER_ADDR": "x"}) is None
+    assert torchrun_launch({}) is None  # a plain `edgekd compress`
+
+
+def test_nproc_inside_torchrun_is_one_line(digits_teacher, tmp_path, monkeypatch):
+    from edgekd.config import CompressConfig
+    from edgekd.errors import ConfigError
+    from edgekd.pipeline.compress import compress
+
+    for k, v in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                 "MASTER_PORT": "1"}.items():  # fmt: skip
+        monkeypatch.setenv(k, v)
+    out = tmp_path / "x"
+    cfg = CompressConfig(teacher=str(digits_teacher), out=out, nproc_per_node=2)
+    with pytest.raises(ConfigError, match="already running under torchrun"):
+        compress(cfg)
+    with pytest.raises(ConfigError, match="split evenly"):
+        compress(CompressConfig(teacher=str(digits_teacher), out=out, batch_size=63))
+    assert not out.exists()

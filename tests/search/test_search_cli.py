@@ -55,3 +55,32 @@ def test_compress_student_search_uses_the_search(digits_teacher, tmp_path, monke
     result = compress(cfg, budgets=budgets)
     assert result.report["student"]["name"] == "lcnet_050"  # resnet18 is over 0.5 ms
     assert "student search -> lcnet_050" in (tmp_path / "run/edgekd.log").read_text()
+
+
+def test_few_shot_spreads_over_two_ranks(digits_teacher, tmp_path, monkeypatch):
+    # one candidate per rank under torchrun; the accuracies are those of one process
+    # (each run is alone and seeded; both runs use 1 thread per process)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    common = ["search", str(digits_teacher), "--candidate", "lcnet_050", "--candidate",
+              "mobilenetv3_small_050", "--batch-size", "16", "--few-shot-k", "2",
+              "--few-shot-epochs", "1", "--device", "cpu"]  # fmt: skip
+    runs = {}
+    for n in (1, 2):
+        out = tmp_path / f"n{n}"
+        proc = run_cli(*common, "--out", str(out), "--nproc-per-node", str(n), "--verbose")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.count("chosen:") == 1, proc.stdout  # only rank 0 prints
+        r = json.loads((out / "search/candidates.json").read_text())
+        runs[n] = {c["name"]: c["few_shot_acc"] for c in r["candidates"]}
+        if n == 2:
+            assert "(rank 0)" in proc.stderr and "(rank 1)" in proc.stderr
+    assert None not in runs[2].values()
+    assert runs[2] == runs[1]
+
+
+def test_nproc_inside_torchrun_is_one_line_for_search(digits_teacher, tmp_path, monkeypatch):
+    for k, v in {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
+        monkeypatch.setenv(k, v)
+    proc = run_cli("search", str(digits_teacher), "--nproc-per-node", "2", "--out",
+                   str(tmp_path))  # fmt: skip
+    assert_one_line_error(proc, "already running under torchrun")

@@ -1,0 +1,83 @@
+"""Running under an outer torchrun: `torchrun --nproc-per-node N -m edgekd compress|search ...`.
+
+torchrun starts the same command once per rank with RANK, WORLD_SIZE, LOCAL_RANK and
+MASTER_ADDR/MASTER_PORT set. edgekd then joins one process group (NCCL when the run's device
+is a GPU, else gloo) and lets rank 0 lead: it runs the pipeline alone and, for each phase
+that scales out (distillation, QAT, the search's few-shot runs), sends the phase to every
+rank over a gloo control group; the other ranks follow until rank 0 says it is done. Only rank
+0 touches the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+
+# rank 0 may work alone between phases (teacher export, calibration): followers wait this long
+WAIT = timedelta(hours=6)
+
+
+@dataclass(frozen=True)
+class Launch:
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+
+def torchrun_launch(env: dict[str, str] | None = None) -> Launch | None:
+    """This process's place when an outer torchrun started it with more than one rank."""
+    env = os.environ if env is None else env
+    try:
+        world = int(env.get("WORLD_SIZE", "1"))
+        rank = int(env.get("RANK", "0"))
+        local = int(env.get("LOCAL_RANK", "0"))
+    except ValueError:
+        return None
+    if world <= 1 or "MASTER_ADDR" not in env:
+        return None
+    return Launch(rank, world, local)
+
+
+def rank_device(device: str, launch: Launch) -> str:
+    """cuda:LOCAL_RANK for a GPU run (one GPU per rank), else the device as given."""
+    return f"cuda:{launch.local_rank}" if device.startswith("cuda") else device
+
+
+_control = None
+
+
+def join(device: str) -> Any:
+    """Join the default process group (once) and return the gloo control group."""
+    global _control
+    dist = torch.distributed
+    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    if not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=WAIT)
+    if _control is None:
+        _control = dist.new_group(backend="gloo", timeout=WAIT)
+    return _control
+
+
+def send(message: Any) -> Any:
+    """Rank 0 sends `message` to every rank; every rank returns it."""
+    box = [message]
+    torch.distributed.broadcast_object_list(box, src=0, group=_control)
+    return box[0]
+
+
+def gather(value: Any) -> list[Any] | None:
+    """Every rank's `value`, in rank order, on rank 0 (None elsewhere)."""
+    dist = torch.distributed
+    out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(value, out, dst=0, group=_control)
+    return out
