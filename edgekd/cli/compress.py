@@ -52,7 +52,7 @@ def compress_command(
         typer.Option(
             help="Student: any timm model name; search (the best DisWOT score within the latency "
             "budget, see `edgekd search`); or auto (the largest of a fixed list of mobile models "
-            "with at most 1/16 of the teacher's parameters)."
+            "with at most 1/16 of the teacher's parameters that meets the latency budget)."
         ),
     ] = "auto",
     out: Annotated[Path, typer.Option(help="Run directory for artifacts and reports.")] = Path(

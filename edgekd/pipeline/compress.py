@@ -227,8 +227,14 @@ def _compress(
     auto_sizes: dict[str, int] = {}
     teacher_params = count_params(teacher.module)
     searched = None
+    auto_fits = None
     if student_name == "auto":
-        student_name, auto_sizes = pick_auto_student(teacher_params, data.num_classes)
+        if budgets.latency_ms is not None:
+            from edgekd.search.search import latency_check
+
+            auto_fits = latency_check(target, data.num_classes, data.input_shape,
+                                      budgets.latency_ms)  # fmt: skip
+        student_name, auto_sizes = pick_auto_student(teacher_params, data.num_classes, auto_fits)
     elif student_name == "search":  # training-free search within the latency budget
         from edgekd.search.search import chosen, search
         from edgekd.search.space import candidates
@@ -260,10 +266,18 @@ def _compress(
             f"{budgets.latency_ms} ms: {searched.latency_ms:.3f} ms)"
         )
     if auto_sizes:
-        rep.message(
-            f"student auto -> {student_name} (largest of a fixed list with at most 1/16 "
-            "of the teacher's parameters; no architecture search yet)"
-        )
+        why = "largest of a fixed list with at most 1/16 of the teacher's parameters"
+        if auto_fits is not None:
+            ms, measured = auto_fits.latency[student_name]
+            kind = "measured" if measured else "predicted"
+            skipped = [n for n, (t, _) in auto_fits.latency.items() if t > budgets.latency_ms]
+            if ms <= budgets.latency_ms:
+                why += f" whose {kind} latency fits {budgets.latency_ms} ms ({ms:.3f} ms)"
+            else:
+                why += f"; none fits {budgets.latency_ms} ms, so the smallest ({ms:.3f} ms)"
+            if skipped:
+                why += f"; over the budget: {', '.join(skipped)}"
+        rep.message(f"student auto -> {student_name} ({why})")
 
     manifest = Manifest.load(run.root) if cfg.resume else Manifest(run.root)
     manifest.run = {

@@ -17,6 +17,22 @@ def test_auto_picks_largest_under_one_sixteenth():
     assert pick_auto_student(1000, 10)[0] == min(sizes, key=sizes.get)
 
 
+def test_auto_skips_candidates_over_the_latency_budget():
+    sizes = {n: count_params(create_timm(n, 10)) for n in AUTO_CANDIDATES}
+    by_size = sorted(sizes, key=sizes.get, reverse=True)
+    teacher = 16 * sizes[by_size[0]]  # every candidate is under the size limit
+    tried = []
+
+    def fits(name):
+        tried.append(name)
+        return name not in by_size[:2]  # the two largest are too slow
+
+    assert pick_auto_student(teacher, 10, fits)[0] == by_size[2]
+    assert tried == by_size[:3]  # largest first, stopping at the first that fits
+    # nothing fits: the smallest under the limit (the report shows the budget missed)
+    assert pick_auto_student(teacher, 10, lambda _n: False)[0] == by_size[-1]
+
+
 def test_build_student_head_matches_classes():
     m = build_student("mobilenetv3_small_050", 7, (3, 32, 32))
     assert m.get_classifier().out_features == 7

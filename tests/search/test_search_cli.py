@@ -84,3 +84,25 @@ def test_nproc_inside_torchrun_is_one_line_for_search(digits_teacher, tmp_path, 
     proc = run_cli("search", str(digits_teacher), "--nproc-per-node", "2", "--out",
                    str(tmp_path))  # fmt: skip
     assert_one_line_error(proc, "already running under torchrun")
+
+
+def test_compress_auto_respects_the_latency_budget(digits_teacher, tmp_path, monkeypatch):
+    import edgekd.models.students as students
+    from edgekd.config import Budgets, CompressConfig
+    from edgekd.latency.cost import predict_latency
+    from edgekd.pipeline.compress import compress
+    from edgekd.targets import get_target
+
+    monkeypatch.setattr(students, "AUTO_MAX_PARAM_FRACTION", 1.0)  # resnet18 is under the cap
+    budgets = Budgets(latency_ms=0.5, max_accuracy_drop=100)
+    cfg = CompressConfig(
+        teacher=str(digits_teacher), target="jetson-orin-nano-8gb", out=tmp_path / "run",
+        epochs=1, qat_epochs=0, calib_size=32, budgets=budgets,
+    )  # fmt: skip
+    result = compress(cfg, budgets=budgets)
+    name = result.report["student"]["name"]
+    assert name != "resnet18"  # the param rule alone picks it; it is over 0.5 ms
+    log = (tmp_path / "run/edgekd.log").read_text()
+    assert f"student auto -> {name}" in log and "over the budget: resnet18" in log
+    fp32 = predict_latency(tmp_path / "run/export/model-fp32.onnx", get_target(cfg.target))
+    assert fp32.total_ms <= 0.5
