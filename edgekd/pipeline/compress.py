@@ -240,8 +240,9 @@ def _compress(
         from edgekd.search.space import candidates
 
         ranked = search(
-            teacher.module, data, target, candidates(), latency_budget_ms=budgets.latency_ms
-        )
+            teacher.module, data, target, candidates(), latency_budget_ms=budgets.latency_ms,
+            distributed=False,  # no few-shot runs: under torchrun rank 0 scores alone
+        )  # fmt: skip
         searched = chosen(ranked)
         student_name = searched.name
     build_student(student_name, data.num_classes, data.input_shape)  # fail fast on a bad name

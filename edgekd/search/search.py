@@ -118,15 +118,17 @@ def search(
     few_shot_epochs: int = 2,
     device: str = "cpu",
     progress=None,
+    distributed: bool = True,
 ) -> list[Candidate]:
     """Rank `names` for distillation from `teacher` on `data` within the latency budget.
 
     Inside a torch.distributed job (`torchrun -m edgekd search`, see `edgekd.distributed`)
     rank 0 filters and scores, the few-shot runs are spread over the ranks (candidate i on
     rank i mod world size, each trained alone on its own GPU or CPU) and their accuracies are
-    gathered on rank 0; the other ranks return an empty list."""
+    gathered on rank 0; the other ranks return an empty list. `distributed=False`: this
+    process searches alone (compress's rank 0 under torchrun)."""
     say = progress or (lambda _m: None)
-    launch = torchrun_launch()
+    launch = torchrun_launch() if distributed else None
     if launch is not None:
         join(device)
         device = rank_device(device, launch)
