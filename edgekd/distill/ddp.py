@@ -32,10 +32,11 @@ def launch_command(
     return [*cmd, "-m", "edgekd.distill.ddp", str(spec_path)]
 
 
-def run_spec(spec: dict, say=None) -> dict | None:
+def run_spec(spec: dict, say=None, loaded=None) -> dict | None:
     """This rank's part of the distillation described by `spec` (see compress). Joins the
     process group torchrun describes unless this process is already in one (an outer
-    `torchrun -m edgekd compress`), and leaves it only if it joined here."""
+    `torchrun -m edgekd compress`), and leaves it only if it joined here. `loaded`: the
+    (teacher, data) this process already holds (rank 0 in compress), else loaded here."""
     from edgekd._io import write_json
     from edgekd.config import CompressConfig
     from edgekd.distill.trainer import TrainConfig, distill
@@ -54,7 +55,7 @@ def run_spec(spec: dict, say=None) -> dict | None:
         if cuda:
             torch.cuda.set_device(local)
         cfg = CompressConfig(**spec["config"])
-        teacher, data = _teacher_and_data(cfg)
+        teacher, data = loaded or _teacher_and_data(cfg)
         torch.manual_seed(cfg.seed)
         student = build_student(spec["student"], data.num_classes, data.input_shape)
         extra_state = None

@@ -385,31 +385,29 @@ def _compress(
         )
         if launch is not None:  # an outer torchrun: the ranks are already here
             rep.message(f"{phase} over the {launch.world_size} torchrun ranks")
-            spec = json.loads(spec_path.read_text())
-            r = run_spec(send(spec), say=rep.message)
-            return TrainResult(
-                Path(r["best_path"]), Path(r["last_path"]), r["history"], r["best_val_acc"],
-                r["best_epoch"], r["resumed_from_epoch"], r["teacher_cache"], r["layers"],
-            )  # fmt: skip
-        cmd = launch_command(spec_path, cfg.nproc_per_node, cfg.nnodes, cfg.rdzv_endpoint)
-        rep.message(f"{phase} under torchrun: {cfg.nproc_per_node} process(es) per node, "
-                    f"{cfg.nnodes} node(s)")  # fmt: skip
-        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.strip():
-                rep.message(line.rstrip())
-        errors = [ln for ln in proc.stderr.read().splitlines() if ln.startswith("error: ")]
-        if proc.wait() != 0 or not result_path.exists():
-            raise StageError(
-                f"distributed {phase} failed",
-                value=errors[0].removeprefix("error: ") if errors else f"exit {proc.returncode}",
-                fix=f"rerun the worker alone: {' '.join(cmd)}",
+            run_spec(send(json.loads(spec_path.read_text())), rep.message, (teacher, data))
+        else:
+            cmd = launch_command(spec_path, cfg.nproc_per_node, cfg.nnodes, cfg.rdzv_endpoint)
+            rep.message(f"{phase} under torchrun: {cfg.nproc_per_node} process(es) per node, "
+                        f"{cfg.nnodes} node(s)")  # fmt: skip
+            env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
             )
-        r = json.loads(result_path.read_text())
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.strip():
+                    rep.message(line.rstrip())
+            errors = [ln for ln in proc.stderr.read().splitlines() if ln.startswith("error: ")]
+            if proc.wait() != 0 or not result_path.exists():
+                raise StageError(
+                    f"distributed {phase} failed",
+                    value=errors[0].removeprefix("error: ")
+                    if errors
+                    else f"exit {proc.returncode}",
+                    fix=f"rerun the worker alone: {' '.join(cmd)}",
+                )
+        r = json.loads(result_path.read_text())  # rank 0 wrote it
         return TrainResult(
             Path(r["best_path"]), Path(r["last_path"]), r["history"], r["best_val_acc"],
             r["best_epoch"], r["resumed_from_epoch"], r["teacher_cache"], r["layers"],
