@@ -70,7 +70,11 @@ class CompressConfig(BaseModel):
     teacher: str = Field(description="Teacher file (TorchScript, .pt2, state dict) or timm:NAME.")
     data: str = Field("digits", description="digits | image folder | pkg.module:function.")
     target: str = Field("host", description="Target profile name or YAML path.")
-    student: str = Field("auto", description="timm model name, or auto.")
+    student: str = Field("auto", description="timm model name, auto, or search.")
+    few_shot_k: int = Field(
+        0, ge=0, le=100, description="--student search: distil the top K briefly, keep the best."
+    )
+    few_shot_epochs: int = Field(2, ge=1, le=1000, description="Epochs of each few-shot run.")
     out: Path = Field(Path("runs/edgekd"), description="Run directory.")
     arch: str | None = Field(None, description="timm architecture of a plain state dict.")
     input_shape: tuple[int, int, int] | None = Field(None, description="C,H,W of one input.")
@@ -145,6 +149,10 @@ class CompressConfig(BaseModel):
 
     @model_validator(mode="after")
     def _rendezvous(self) -> CompressConfig:
+        if self.few_shot_k and self.student != "search":
+            raise ValueError(
+                f"--few-shot-k {self.few_shot_k} confirms a student search: add --student search"
+            )
         if self.nnodes > 1 and not self.rdzv_endpoint:
             raise ValueError("--nnodes > 1 needs --rdzv-endpoint host:port")
         world = self.nproc_per_node * self.nnodes

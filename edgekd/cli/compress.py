@@ -55,6 +55,14 @@ def compress_command(
             "with at most 1/16 of the teacher's parameters that meets the latency budget)."
         ),
     ] = "auto",
+    few_shot_k: Annotated[
+        int,
+        typer.Option(
+            help="With --student search: distil the top K by DisWOT for --few-shot-epochs each "
+            "and keep the best val accuracy (the most reliable pick measured; costs K short runs)."
+        ),
+    ] = 0,
+    few_shot_epochs: Annotated[int, typer.Option(help="Epochs of each few-shot run.")] = 2,
     out: Annotated[Path, typer.Option(help="Run directory for artifacts and reports.")] = Path(
         "runs/edgekd"
     ),

@@ -241,7 +241,8 @@ def _compress(
 
         ranked = search(
             teacher.module, data, target, candidates(), latency_budget_ms=budgets.latency_ms,
-            distributed=False,  # no few-shot runs: under torchrun rank 0 scores alone
+            few_shot_k=cfg.few_shot_k, few_shot_epochs=cfg.few_shot_epochs, seed=cfg.seed,
+            device=device, distributed=False,  # under torchrun rank 0 searches alone
         )  # fmt: skip
         searched = chosen(ranked)
         student_name = searched.name
@@ -262,8 +263,14 @@ def _compress(
         + ("" if data.labeled else "; no labels: training on the teacher's outputs only")
     )
     if searched is not None:
+        how = (
+            f"best of the top {cfg.few_shot_k} by DisWOT after {cfg.few_shot_epochs} epochs "
+            f"of KD: {searched.few_shot_acc:.2f}% val"
+            if searched.few_shot_acc is not None
+            else "best DisWOT score"
+        )
         rep.message(
-            f"student search -> {student_name} (best DisWOT score among the candidates within "
+            f"student search -> {student_name} ({how}; among the candidates within "
             f"{budgets.latency_ms} ms: {searched.latency_ms:.3f} ms)"
         )
     if auto_sizes:

@@ -106,3 +106,34 @@ def test_compress_auto_respects_the_latency_budget(digits_teacher, tmp_path, mon
     assert f"student auto -> {name}" in log and "over the budget: resnet18" in log
     fp32 = predict_latency(tmp_path / "run/export/model-fp32.onnx", get_target(cfg.target))
     assert fp32.total_ms <= 0.5
+
+
+def test_compress_search_confirms_with_few_shot(digits_teacher, tmp_path, monkeypatch):
+    import edgekd.search.space as space
+    from edgekd.config import Budgets, CompressConfig
+    from edgekd.pipeline.compress import _teacher_and_data, compress
+    from edgekd.search.search import few_shot
+
+    pair = ["lcnet_050", "mobilenetv3_small_050"]
+    monkeypatch.setattr(space, "candidates", lambda *a, **k: pair)
+    budgets = Budgets(latency_ms=0.5, max_accuracy_drop=100)
+    cfg = CompressConfig(
+        teacher=str(digits_teacher), target="jetson-orin-nano-8gb", student="search",
+        few_shot_k=2, few_shot_epochs=1, out=tmp_path / "run", epochs=1, qat_epochs=0,
+        calib_size=32, budgets=budgets, device="cpu",
+    )  # fmt: skip
+    result = compress(cfg, budgets=budgets)
+    teacher, data = _teacher_and_data(cfg)  # the same bundle compress trains on
+    accs = few_shot(pair, teacher.module, data, 1, cfg.seed, "cpu")
+    best = max(accs, key=accs.get)
+    assert result.report["student"]["name"] == best
+    log = (tmp_path / "run/edgekd.log").read_text()
+    assert f"student search -> {best} (best of the top 2 by DisWOT after 1 epochs" in log
+    assert f"{accs[best]:.2f}% val" in log
+
+
+def test_few_shot_k_needs_student_search(digits_teacher, tmp_path):
+    out = tmp_path / "x"
+    proc = run_cli("compress", str(digits_teacher), "--few-shot-k", "2", "--out", str(out))
+    assert_one_line_error(proc, "--few-shot-k 2", "--student search")
+    assert not out.exists()
