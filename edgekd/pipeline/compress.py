@@ -950,6 +950,7 @@ def _compress(
         export_info=e_info,
         validate_info=v_info,
         auto_sizes=auto_sizes,
+        searched=dataclasses.asdict(searched) if searched is not None else None,
     )
     return CompressResult(run.root, run / "report.json", report, exit_code)
 

@@ -91,6 +91,7 @@ def write_reports(
     export_info: dict,
     validate_info: dict,
     auto_sizes: dict,
+    searched: dict | None = None,
 ) -> tuple[dict, int]:
     """Write report.json and report.md; return the report and the exit code."""
     v = validate_info
@@ -118,7 +119,9 @@ def write_reports(
         student={
             "name": distill_info["student"],
             "params": distill_info["params"],
+            "chosen_by": "search" if searched else "auto" if auto_sizes else "given",
             "auto_candidates": auto_sizes,
+            "search": searched,  # the pick's latency, proxy scores and few-shot accuracy
         },
         variants=v["student"],
         artifact=art,

@@ -101,6 +101,7 @@ def test_compress_auto_respects_the_latency_budget(digits_teacher, tmp_path, mon
     )  # fmt: skip
     result = compress(cfg, budgets=budgets)
     name = result.report["student"]["name"]
+    assert result.report["student"]["chosen_by"] == "auto"
     assert name != "resnet18"  # the param rule alone picks it; it is over 0.5 ms
     log = (tmp_path / "run/edgekd.log").read_text()
     assert f"student auto -> {name}" in log and "over the budget: resnet18" in log
@@ -127,6 +128,8 @@ def test_compress_search_confirms_with_few_shot(digits_teacher, tmp_path, monkey
     accs = few_shot(pair, teacher.module, data, 1, cfg.seed, "cpu")
     best = max(accs, key=accs.get)
     assert result.report["student"]["name"] == best
+    assert result.report["student"]["chosen_by"] == "search"
+    assert result.report["student"]["search"]["few_shot_acc"] == accs[best]
     log = (tmp_path / "run/edgekd.log").read_text()
     assert f"student search -> {best} (best of the top 2 by DisWOT after 1 epochs" in log
     assert f"{accs[best]:.2f}% val" in log
