@@ -52,20 +52,36 @@ def rank_device(device: str, launch: Launch) -> str:
 
 
 _control = None
+_joined = False  # whether join() created the default group (then leave() destroys it)
 
 
 def join(device: str) -> Any:
     """Join the default process group (once) and return the gloo control group."""
-    global _control
+    global _control, _joined
     dist = torch.distributed
     cuda = device.startswith("cuda") and torch.cuda.is_available()
     if not dist.is_initialized():
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if cuda else "gloo", timeout=WAIT)
+        _joined = True
     if _control is None:
         _control = dist.new_group(backend="gloo", timeout=WAIT)
     return _control
+
+
+def leave() -> None:
+    """Every rank calls this when done: wait for the others, then tear the groups down. A
+    process that exits with its groups alive can abort in their destructors."""
+    global _control, _joined
+    dist = torch.distributed
+    if _control is not None and dist.is_initialized():
+        dist.barrier(group=_control)
+        if _joined:
+            dist.destroy_process_group()
+        else:
+            dist.destroy_process_group(_control)
+    _control, _joined = None, False
 
 
 def send(message: Any) -> Any:

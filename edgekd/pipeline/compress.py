@@ -29,7 +29,7 @@ from edgekd.data import DataBundle, load_data, stack_inputs
 from edgekd.distill import FrozenTeacher, TrainConfig, TrainResult, distill, evaluate_torch
 from edgekd.distill.losses import create_loss, parse_loss_args
 from edgekd.distill.losses._registry import loss_defaults
-from edgekd.distributed import Launch, join, send, torchrun_launch
+from edgekd.distributed import Launch, join, leave, send, torchrun_launch
 from edgekd.errors import ConfigError, DataError, InputError, StageError
 from edgekd.export import DEFAULT_OPSET, export_onnx, parity
 from edgekd.export.onnx_export import export_onnx_fp16
@@ -192,6 +192,7 @@ def compress(
         return _compress(cfg, reporter, budgets, launch)
     finally:
         send(None)  # the followers stop, whatever happened here
+        leave()
 
 
 def _follow(cfg: CompressConfig) -> CompressResult:
@@ -200,6 +201,7 @@ def _follow(cfg: CompressConfig) -> CompressResult:
 
     while (spec := send(None)) is not None:
         run_spec(spec, say=lambda _m: None)
+    leave()
     out = Path(cfg.out)
     return CompressResult(out, out / "report.json", {}, 0, follower=True)
 

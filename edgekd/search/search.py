@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from edgekd._io import write_json
-from edgekd.distributed import gather, join, rank_device, send, torchrun_launch
+from edgekd.distributed import gather, join, leave, rank_device, send, torchrun_launch
 from edgekd.errors import ConfigError
 from edgekd.search import proxies
 from edgekd.search.space import build_candidate
@@ -135,17 +135,21 @@ def search(
         if not launch.leader:  # None: rank 0 failed before the few-shot runs
             if (top := send(None)) is not None:
                 few_shot(top, teacher, data, few_shot_epochs, seed, device, launch, say)
+            leave()
             return []
     try:
         ranked = _score_all(teacher, data, target, names, latency_budget_ms, batch_size, seed, say)
     except BaseException:
         if launch is not None:
             send(None)
+            leave()
         raise
     top = [c.name for c in ranked if c.within_budget and c.scores][:few_shot_k]
     if launch is not None:
         top = send(top)
     accs = few_shot(top, teacher, data, few_shot_epochs, seed, device, launch, say)
+    if launch is not None:
+        leave()
     for cand in ranked:
         cand.few_shot_acc = accs.get(cand.name, cand.few_shot_acc)
     return ranked
