@@ -66,6 +66,11 @@ def _cache_path() -> Path:
     return user_profiles_dir().parent / "search-cache.json"
 
 
+def _load_cache() -> tuple[Path, dict]:
+    path = _cache_path()
+    return path, json.loads(path.read_text()) if path.exists() else {}
+
+
 def candidate_latency(name: str, model, shape, target: TargetProfile, cache: dict) -> tuple:
     """(p90 ms, measured?) of the candidate on the target, cached."""
     key = f"{name}|{'x'.join(map(str, shape))}|{target.name}"
@@ -91,8 +96,7 @@ def candidate_latency(name: str, model, shape, target: TargetProfile, cache: dic
 def latency_check(target: TargetProfile, num_classes: int, shape, budget_ms: float):
     """`fits(name) -> bool`: the candidate's latency on `target` is within `budget_ms` (costed
     and cached like the search's); `fits.latency[name]` keeps (ms, measured)."""
-    cache_file = _cache_path()
-    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    cache_file, cache = _load_cache()
 
     def fits(name: str) -> bool:
         model = build_candidate(name, num_classes, shape)
@@ -181,8 +185,7 @@ def few_shot(names, teacher, data, epochs, seed, device, launch=None, say=None) 
 def _score_all(teacher, data, target, names, latency_budget_ms, batch_size, seed, say):
     """Every candidate costed, the ones within budget scored; ranked by DisWOT, then the rest."""
     shape = data.input_shape
-    cache_file = _cache_path()
-    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    cache_file, cache = _load_cache()
     x, y = scoring_batch(teacher, data, batch_size, seed)
     out: list[Candidate] = []
     for name in names:
