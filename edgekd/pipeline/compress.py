@@ -6,6 +6,7 @@ so `resume=True` skips every stage whose inputs are unchanged and re-runs the re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -189,10 +190,15 @@ def compress(
     if not launch.leader:
         return _follow(cfg)
     try:
-        return _compress(cfg, reporter, budgets, launch)
-    finally:
-        send(None)  # the followers stop, whatever happened here
-        leave()
+        result = _compress(cfg, reporter, budgets, launch)
+    except BaseException:
+        with contextlib.suppress(Exception):  # stop the followers; report our own error
+            send(None)
+            leave()
+        raise
+    send(None)  # the followers stop
+    leave()
+    return result
 
 
 def _follow(cfg: CompressConfig) -> CompressResult:

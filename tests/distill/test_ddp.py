@@ -124,3 +124,18 @@ def test_nproc_inside_torchrun_is_one_line(digits_teacher, tmp_path, monkeypatch
     with pytest.raises(ConfigError, match="split evenly"):
         compress(CompressConfig(teacher=str(digits_teacher), out=out, batch_size=63))
     assert not out.exists()
+
+
+def test_rank0_failure_under_torchrun_stops_every_rank(digits_teacher, tmp_path):
+    # only rank 0 touches the run directory: its refusal must not leave rank 1 waiting
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"an": "earlier run"}')
+    proc = _torchrun("compress", str(digits_teacher), "--out", str(out), *ARGS, timeout=300)
+    assert proc.returncode == 1  # torchrun's code for a failed rank
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr[-2000:]  # rank 0's line; rank 1 stopped quietly
+    assert "already holds a run" in errors[0]
+    assert "exitcode  : 1" in proc.stderr  # rank 0 exited with its error, not a signal
+    assert (out / "manifest.json").read_text() == '{"an": "earlier run"}'
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
