@@ -32,6 +32,8 @@ Trtexec = Annotated[
 RemotePython = Annotated[
     str, typer.Option(help="Python on the device (numpy + onnxruntime, or tensorrt).")
 ]
+# the student search's confirmation runs (edgekd search, compress --student search)
+FewShotEpochs = Annotated[int, typer.Option(help="Epochs of each few-shot run.")]
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
 

@@ -11,6 +11,7 @@ import typer
 from edgekd.cli._common import (
     DEFAULT_TRTEXEC,
     Debug,
+    FewShotEpochs,
     Quiet,
     RemotePython,
     SshOptions,
@@ -62,7 +63,7 @@ def compress_command(
             "and keep the best val accuracy (the most reliable pick measured; costs K short runs)."
         ),
     ] = 0,
-    few_shot_epochs: Annotated[int, typer.Option(help="Epochs of each few-shot run.")] = 2,
+    few_shot_epochs: FewShotEpochs = 2,
     out: Annotated[Path, typer.Option(help="Run directory for artifacts and reports.")] = Path(
         "runs/edgekd"
     ),

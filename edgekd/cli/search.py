@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from edgekd.cli._common import Debug, guarded
+from edgekd.cli._common import Debug, FewShotEpochs, guarded
 
 
 def search_command(
@@ -34,7 +34,7 @@ def search_command(
     few_shot_k: Annotated[
         int, typer.Option(help="Distil the top K by DisWOT briefly and pick by val accuracy.")
     ] = 0,
-    few_shot_epochs: Annotated[int, typer.Option(help="Epochs of each few-shot run.")] = 2,
+    few_shot_epochs: FewShotEpochs = 2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[
         str, typer.Option(help="Where the few-shot runs train: auto, cpu, cuda, cuda:N.")
