@@ -3,6 +3,7 @@ proxy's score and the final INT8 accuracy of every candidate, fully distilled th
 
     python benchmarks/search_proxies.py --threads 1 [--epochs 8] [--seeds 0 1]
         [--reuse benchmarks/results/search_proxies.json] [--out ...]
+        [--teacher PATH] [--device cpu|cuda] [--jobs N] [--no-stability]
 
 Teacher: the example resnet18 (10 epochs, examples/digits/train_teacher.py; trained here with
 the given thread count). Each candidate: proxies on one seeded batch of 64 training images,
@@ -19,15 +20,28 @@ are always recomputed. The params baseline is in the same table: a proxy matters
 it. Goal (issue 4): DisWOT tau >= 0.5 and above the baseline. The `few_shot` row is not
 training-free: it is the val top-1 after the 2 epochs of KD `edgekd search --few-shot-k` runs,
 to show what the confirmation step adds.
+
+`--jobs N` runs N candidate/seed trainings at once, each in its own process with
+`--threads` threads (`--device cuda`: all on the one GPU). `--teacher PATH` loads a teacher
+checkpoint instead of training the example one.
+
+Proxy stability (skip with `--no-stability`): `edgekd search` scores one random student
+initialisation on one batch of 64. The two DisWOT halves are also computed for 4
+initialisations x 3 batches at batch size 64 and 256, to show how much of a proxy's ranking
+is the draw: the tau of each single draw (min / median / max), the tau of the mean over the
+draws, and the spread of each half within a candidate against the spread between candidates.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
+import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -36,8 +50,9 @@ from scipy.stats import kendalltau
 from edgekd._io import write_json
 from edgekd.data.digits import digits_bundle
 from edgekd.distill import TrainConfig, distill, evaluate_torch
-from edgekd.models import create_timm
+from edgekd.models import create_timm, load_teacher, save_checkpoint
 from edgekd.quant import quantize_int8
+from edgekd.search.proxies import diswot_score
 from edgekd.search.search import candidate_latency, few_shot, score_candidate, scoring_batch
 from edgekd.targets import get_target
 
@@ -51,6 +66,7 @@ CANDIDATES = [
 PROXIES = ("diswot", "d_sem", "d_rel", "naswot", "synflow", "gradnorm", "params", "few_shot")
 PICKERS = ("diswot", "naswot", "params", "few_shot")
 BUDGETS_MS = (0.15, 0.2, 0.3, 0.5, 0.8, None)  # p90 on this host, 1 ORT thread
+STABILITY = {"batch_sizes": (64, 256), "batch_seeds": (0, 1, 2), "init_seeds": (0, 1, 2, 3)}
 
 
 def picks(rows: list[dict]) -> list[dict]:
@@ -89,14 +105,80 @@ def previous_accuracies(path: Path | None, epochs: int, teacher_desc: str) -> di
     return out
 
 
-def distilled_int8_accuracy(name: str, seed: int, epochs: int, data, teacher) -> float:
+def distilled_int8_accuracy(name, seed, epochs, data, teacher, device="cpu") -> float:
+    """KD on `device`, then INT8 PTQ and the fake-quant model's val top-1 on the CPU."""
     torch.manual_seed(seed)
     model = create_timm(name, data.num_classes)
     with tempfile.TemporaryDirectory() as d:
-        res = distill(model, teacher, data, TrainConfig(epochs, 1e-2, seed=seed), d)
-        model.load_state_dict(torch.load(res.best_path, weights_only=True)["model"])
+        res = distill(model, teacher, data, TrainConfig(epochs, 1e-2, seed=seed, device=device), d)
+        ck = torch.load(res.best_path, weights_only=True, map_location="cpu")
+    model = model.cpu()
+    model.load_state_dict(ck["model"])
     q = quantize_int8(model, data.calibration_subset(256, 0), 64, method="max")
     return evaluate_torch(q, data.val)[0]
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(teacher_path: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER["teacher"] = load_teacher(teacher_path).module.eval()
+    _WORKER["data"] = digits_bundle(augment=False)
+
+
+def _train_job(job: tuple) -> tuple:
+    name, seed, epochs, device = job
+    t0 = time.perf_counter()
+    acc = distilled_int8_accuracy(name, seed, epochs, _WORKER["data"], _WORKER["teacher"], device)
+    print(f"  {name} seed {seed}: int8 {acc:.2f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return job, acc
+
+
+def train_all(jobs: list[tuple], teacher, data, n: int, threads: int, teacher_path=None) -> dict:
+    """{(name, seed): INT8 top-1} for every (name, seed, epochs, device) job, n at a time."""
+    if n <= 1:
+        return {(j[0], j[1]): distilled_int8_accuracy(j[0], j[1], j[2], data, teacher, j[3])
+                for j in jobs}  # fmt: skip
+    with tempfile.TemporaryDirectory() as d:
+        if teacher_path is None:  # the example teacher trained in this process
+            teacher_path = Path(d) / "teacher.pt"
+            save_checkpoint(teacher_path, teacher, "resnet18", data.num_classes, data.input_shape)
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(n, ctx, _init_worker, (str(teacher_path), threads)) as pool:
+            return {(j[0], j[1]): acc for j, acc in pool.map(_train_job, jobs)}
+
+
+def proxy_stability(teacher, data, names: list[str], acc: list[float]) -> dict:
+    """The DisWOT halves over several student initialisations and scoring batches."""
+    out = {}
+    for bs in STABILITY["batch_sizes"]:
+        draws = {n: [] for n in names}  # [(d_sem, d_rel)] per candidate
+        for b in STABILITY["batch_seeds"]:
+            x, y = scoring_batch(teacher, data, bs, b)
+            for i in STABILITY["init_seeds"]:
+                for n in names:
+                    torch.manual_seed(i)
+                    s = diswot_score(teacher, create_timm(n, data.num_classes), x, y)
+                    draws[n].append((s["d_sem"], s["d_rel"]))
+        entry = {}
+        for key, f in (("diswot", lambda d: d[0] + d[1]), ("d_sem", lambda d: d[0]),
+                       ("d_rel", lambda d: d[1])):  # fmt: skip
+            per = [[f(d) for d in draws[n]] for n in names]
+            single = sorted(kendalltau([-p[k] for p in per], acc)[0] for k in range(len(per[0])))
+            means = [statistics.mean(p) for p in per]
+            entry[key] = {
+                "tau_single_draw": {
+                    "min": single[0],
+                    "median": statistics.median(single),
+                    "max": single[-1],
+                },  # fmt: skip
+                "tau_of_mean": float(kendalltau([-m for m in means], acc)[0]),
+                "sd_within_candidate": statistics.mean(statistics.stdev(p) for p in per),
+                "sd_between_candidates": statistics.stdev(means),
+            }
+        out[str(bs)] = entry
+    return out
 
 
 def main() -> None:
@@ -106,18 +188,22 @@ def main() -> None:
     ap.add_argument("--candidates", nargs="+", default=CANDIDATES)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--reuse", type=Path, default=None)
+    ap.add_argument("--teacher", type=Path, default=None)
+    ap.add_argument("--device", default="cpu", help="where the KD runs train")
+    ap.add_argument("--jobs", type=int, default=1, help="KD runs at once")
+    ap.add_argument("--stability", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/search_proxies.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from kd_losses import teacher_model  # benchmarks/ is on sys.path when run as a script
 
-    teacher, teacher_desc = teacher_model(None)
+    teacher, teacher_desc = teacher_model(args.teacher)
     teacher.eval()
     data = digits_bundle(augment=False)
     x, y = scoring_batch(teacher, data, 64, 0)  # the batch `edgekd search` scores on
     known = previous_accuracies(args.reuse, args.epochs, teacher_desc)
     host = get_target("host")
-    rows = []
+    scored = {}
     for name in args.candidates:
         torch.manual_seed(0)
         model = create_timm(name, data.num_classes)
@@ -129,14 +215,20 @@ def main() -> None:
         if "few_shot" in known.get(name, {}):
             scores["few_shot"] = known[name]["few_shot"]
         else:
-            scores["few_shot"] = few_shot([name], teacher, data, 2, 0, "cpu")[name]
-        by_seed, reused = {}, []
-        for seed in args.seeds:
-            if seed in known.get(name, {}):
-                by_seed[seed] = known[name][seed]
-                reused.append(seed)
-            else:
-                by_seed[seed] = distilled_int8_accuracy(name, seed, args.epochs, data, teacher)
+            scores["few_shot"] = few_shot([name], teacher, data, 2, 0, args.device)[name]
+        scored[name] = (scores, score_s, latency_ms)
+    jobs = [(n, s, args.epochs, args.device) for n in args.candidates for s in args.seeds
+            if s not in known.get(n, {})]  # fmt: skip
+    t0 = time.perf_counter()
+    trained = train_all(jobs, teacher, data, args.jobs, args.threads, args.teacher)
+    print(f"{len(jobs)} KD runs on {args.device}, {args.jobs} at once: "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+    rows = []
+    for name in args.candidates:
+        scores, score_s, latency_ms = scored[name]
+        by_seed = {s: known[name][s] if s in known.get(name, {}) else trained[(name, s)]
+                   for s in args.seeds}  # fmt: skip
+        reused = [s for s in args.seeds if s in known.get(name, {})]
         acc = sum(by_seed.values()) / len(by_seed)
         rows.append({"candidate": name, "int8_top1": acc, "int8_top1_by_seed": by_seed,
                      "reused_seeds": reused, "scores": scores, "score_s": score_s,
@@ -166,14 +258,30 @@ def main() -> None:
     regret["random"] = sum(e["oracle"] - e["random"] for e in chosen) / len(chosen)
     print("  mean regret (points below the oracle): "
           + ", ".join(f"{p} {v:.2f}" for p, v in regret.items()))  # fmt: skip
+    stability = None
+    if args.stability:
+        stability = proxy_stability(teacher, data, args.candidates, acc)
+        print("\nDisWOT halves over 4 student inits x 3 batches (tau vs INT8 top-1; sd of a "
+              "candidate's draws vs sd between candidates' means):")  # fmt: skip
+        for bs, entry in stability.items():
+            for k, e in entry.items():
+                t = e["tau_single_draw"]
+                print(f"  batch {bs:>3s} {k:7s} single draw {t['min']:+.3f} / "
+                      f"{t['median']:+.3f} / {t['max']:+.3f}  mean of draws "
+                      f"{e['tau_of_mean']:+.3f}  sd within {e['sd_within_candidate']:.4f} "
+                      f"between {e['sd_between_candidates']:.4f}")  # fmt: skip
     write_json(args.out, {
         "command": "python benchmarks/search_proxies.py --threads "
-        f"{args.threads} --epochs {args.epochs} --seeds {' '.join(map(str, args.seeds))}",
+        f"{args.threads} --epochs {args.epochs} --seeds {' '.join(map(str, args.seeds))}"
+        + (f" --device {args.device}" if args.device != "cpu" else "")
+        + (f" --jobs {args.jobs}" if args.jobs > 1 else ""),
         "machine": {"platform": platform.platform(), "torch": torch.__version__,
-                    "threads": args.threads},  # fmt: skip
+                    "threads": args.threads, "kd_device": args.device,
+                    "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda")
+                    else None},  # fmt: skip
         "teacher": teacher_desc, "epochs": args.epochs, "seeds": args.seeds, "rows": rows,
         "kendall_tau": taus, "note": "d_sem and d_rel are the two halves of DisWOT, negated",
-        "picks_by_budget": chosen, "mean_regret": regret,
+        "picks_by_budget": chosen, "mean_regret": regret, "proxy_stability": stability,
         "goal_diswot_tau_ge_0_5_and_above_params": taus["diswot"]["tau"] >= 0.5
         and taus["diswot"]["tau"] > taus["params"]["tau"],
     })  # fmt: skip

@@ -46,6 +46,22 @@ def torchrun_launch(env: dict[str, str] | None = None) -> Launch | None:
     return Launch(rank, world, local)
 
 
+def check_gpus(device: str, processes: int, flag: str) -> None:
+    """One GPU per process: a GPU run with more processes on a node than it has GPUs is bad
+    input (`flag` names what asked for them), raised before anything starts or is written."""
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return
+    n = torch.cuda.device_count()
+    if processes > n:
+        from edgekd.errors import InputError
+
+        raise InputError(
+            "more processes on this node than GPUs (each process trains on its own GPU)",
+            value=f"{flag} {processes} with {n} visible GPU(s)",
+            fix=f"use at most {n} process(es) per node, or --device cpu",
+        )
+
+
 def rank_device(device: str, launch: Launch) -> str:
     """cuda:LOCAL_RANK for a GPU run (one GPU per rank), else the device as given."""
     return f"cuda:{launch.local_rank}" if device.startswith("cuda") else device

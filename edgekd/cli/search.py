@@ -59,13 +59,16 @@ def search_command(
 
     def body() -> None:
         from edgekd.config import CompressConfig, build_config
-        from edgekd.distributed import torchrun_launch
+        from edgekd.distributed import check_gpus, torchrun_launch
         from edgekd.pipeline.compress import _teacher_and_data, resolve_device
 
         launch = torchrun_launch()
-        if nproc_per_node > 1:
-            _relaunch(launch)
         run_device = resolve_device(device)
+        if nproc_per_node > 1:
+            check_gpus(run_device, nproc_per_node, "--nproc-per-node")
+            _relaunch(launch)
+        if launch is not None:
+            check_gpus(run_device, launch.local_rank + 1, "torchrun LOCAL_RANK + 1 =")
         from edgekd.search.search import chosen, search, write_results
         from edgekd.search.space import candidates
         from edgekd.targets import get_target

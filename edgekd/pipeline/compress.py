@@ -30,7 +30,7 @@ from edgekd.data import DataBundle, load_data, stack_inputs
 from edgekd.distill import FrozenTeacher, TrainConfig, TrainResult, distill, evaluate_torch
 from edgekd.distill.losses import create_loss, parse_loss_args
 from edgekd.distill.losses._registry import loss_defaults
-from edgekd.distributed import Launch, join, leave, send, torchrun_launch
+from edgekd.distributed import Launch, check_gpus, join, leave, send, torchrun_launch
 from edgekd.errors import ConfigError, DataError, InputError, StageError
 from edgekd.export import DEFAULT_OPSET, export_onnx, parity
 from edgekd.export.onnx_export import export_onnx_fp16
@@ -186,6 +186,7 @@ def compress(
             value=f"batch {cfg.batch_size} over {launch.world_size}",
             fix=f"use a multiple of {launch.world_size} for --batch-size",
         )
+    check_gpus(resolve_device(cfg.device), launch.local_rank + 1, "torchrun LOCAL_RANK + 1 =")
     join(resolve_device(cfg.device))
     if not launch.leader:
         return _follow(cfg)
@@ -224,6 +225,7 @@ def _compress(
         )
     budgets = budgets or cfg.budgets
     device = resolve_device(cfg.device)
+    check_gpus(device, cfg.nproc_per_node, "--nproc-per-node")
     recipe = resolve_calib(cfg.calib, cfg.calib_size, cfg.calib_percentile)
     t_start = time.perf_counter()
 

@@ -219,3 +219,30 @@ def test_unknown_calibration_method(tmp_path):
         "entropy",
     )
     assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture
+def one_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+
+def test_more_processes_than_gpus(tmp_path, one_gpu):
+    out = tmp_path / "r"
+    args = ("timm:resnet10t", "--device", "cuda", "--nproc-per-node", "2", "--out", str(out))
+    one_line(invoke("compress", *args), "--nproc-per-node 2 with 1 visible GPU", "--device cpu")
+    one_line(invoke("search", *args), "--nproc-per-node 2 with 1 visible GPU", "--device cpu")
+    assert not out.exists()
+
+
+def test_torchrun_rank_without_its_gpu(tmp_path, one_gpu, monkeypatch):
+    """Rank 1 of a 2-rank torchrun on a node with one GPU: no cuda:1 to train on."""
+    env = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": "29555"}  # fmt: skip
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    out = tmp_path / "r"
+    args = ("timm:resnet10t", "--device", "cuda", "--out", str(out))
+    one_line(invoke("compress", *args), "LOCAL_RANK + 1 = 2 with 1 visible GPU")
+    one_line(invoke("search", *args), "LOCAL_RANK + 1 = 2 with 1 visible GPU")
+    assert not out.exists()
