@@ -11,15 +11,17 @@ exactly as `edgekd search` computes them (`score_candidate`), then for every see
 loss, AdamW one-cycle lr 1e-2, batch 64, `--epochs`, deterministic transform so the teacher
 is cached, student initialised with that seed) and INT8 PTQ with Model Optimizer (max, 256
 images); ground truth = the INT8 fake-quant model's top-1 on the 360 val images, averaged
-over the seeds (one seed's accuracy moves by about a point between runs: see the per-seed
-values in the JSON).
+over the seeds (one candidate's accuracy moves by up to 4 points between seeds: see the
+per-seed values in the JSON).
 
-`--reuse FILE` takes the per-seed accuracies (and few-shot accuracies) of an earlier run of
-the same recipe (epochs, teacher) from FILE instead of retraining; the training-free proxies
-are always recomputed. The params baseline is in the same table: a proxy matters only above
-it. Goal (issue 4): DisWOT tau >= 0.5 and above the baseline. The `few_shot` row is not
-training-free: it is the val top-1 after the 2 epochs of KD `edgekd search --few-shot-k` runs,
-to show what the confirmation step adds.
+`--reuse FILE` takes the per-seed accuracies, few-shot accuracies and host latencies of an
+earlier run of the same recipe (epochs, teacher) from FILE instead of retraining and
+re-measuring (on a shared machine a candidate's p90 moves by tens of microseconds between
+runs, enough to move it across a budget); the training-free proxies are always recomputed.
+The params baseline is in the same table: a proxy matters only above it. Goal (issue 4):
+DisWOT tau >= 0.5 and above the baseline. The `few_shot` row is not training-free: it is the
+val top-1 after the 2 epochs of KD `edgekd search --few-shot-k` runs, to show what the
+confirmation step adds.
 
 `--jobs N` runs N candidate/seed trainings at once, each in its own process with
 `--threads` threads (`--device cuda`: all on the one GPU). `--teacher PATH` loads a teacher
@@ -29,7 +31,10 @@ Proxy stability (skip with `--no-stability`): `edgekd search` scores one random 
 initialisation on one batch of 64. The two DisWOT halves are also computed for 4
 initialisations x 3 batches at batch size 64 and 256, to show how much of a proxy's ranking
 is the draw: the tau of each single draw (min / median / max), the tau of the mean over the
-draws, and the spread of each half within a candidate against the spread between candidates.
+draws, and the spread of each half within a candidate against the spread between candidates;
+and, per batch, the share of the teacher's three largest per-sample errors in its total (the
+teacher's classifier gradient is the error-weighted sum of the embeddings: a teacher that fits
+the batch almost perfectly leaves d_sem to a few near-misses).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from scipy.stats import kendalltau
 
 from edgekd._io import write_json
@@ -102,6 +108,8 @@ def previous_accuracies(path: Path | None, epochs: int, teacher_desc: str) -> di
         out[r["candidate"]] = {int(s): a for s, a in seeds.items()}
         if "few_shot" in r["scores"]:
             out[r["candidate"]]["few_shot"] = r["scores"]["few_shot"]
+        if "latency_ms" in r:
+            out[r["candidate"]]["latency_ms"] = r["latency_ms"]
     return out
 
 
@@ -149,13 +157,25 @@ def train_all(jobs: list[tuple], teacher, data, n: int, threads: int, teacher_pa
             return {(j[0], j[1]): acc for j, acc in pool.map(_train_job, jobs)}
 
 
+def teacher_error_share(teacher, x: torch.Tensor, y: torch.Tensor, top: int = 3) -> float:
+    """Share of the 3 largest per-sample errors |softmax(z) - onehot(y)|_1 in the batch's
+    total: the teacher's classifier gradient (d_sem) is the error-weighted sum of the samples'
+    embeddings, so a share near 1 means a handful of near-misses decide it."""
+    with torch.no_grad():
+        p = teacher.eval()(x).float().softmax(1)
+    err = (p - F.one_hot(y, p.shape[1])).abs().sum(1).sort(descending=True).values
+    return float(err[:top].sum() / err.sum())
+
+
 def proxy_stability(teacher, data, names: list[str], acc: list[float]) -> dict:
     """The DisWOT halves over several student initialisations and scoring batches."""
     out = {}
     for bs in STABILITY["batch_sizes"]:
         draws = {n: [] for n in names}  # [(d_sem, d_rel)] per candidate
+        shares = []
         for b in STABILITY["batch_seeds"]:
             x, y = scoring_batch(teacher, data, bs, b)
+            shares.append(teacher_error_share(teacher, x, y))
             for i in STABILITY["init_seeds"]:
                 for n in names:
                     torch.manual_seed(i)
@@ -177,6 +197,7 @@ def proxy_stability(teacher, data, names: list[str], acc: list[float]) -> dict:
                 "sd_within_candidate": statistics.mean(statistics.stdev(p) for p in per),
                 "sd_between_candidates": statistics.stdev(means),
             }
+        entry["teacher_top3_error_share"] = shares
         out[str(bs)] = entry
     return out
 
@@ -210,12 +231,16 @@ def main() -> None:
         t0 = time.perf_counter()
         scores = score_candidate(teacher, model, x, y)
         score_s = time.perf_counter() - t0
-        latency_ms, _ = candidate_latency(name, model, data.input_shape, host, {})
+        if "latency_ms" in known.get(name, {}):  # re-measuring would move the budget picks
+            latency_ms = known[name]["latency_ms"]
+        else:
+            latency_ms, _ = candidate_latency(name, model, data.input_shape, host, {})
         # not training-free: what `edgekd search --few-shot-k` confirms with (2 epochs of KD)
         if "few_shot" in known.get(name, {}):
             scores["few_shot"] = known[name]["few_shot"]
         else:
             scores["few_shot"] = few_shot([name], teacher, data, 2, 0, args.device)[name]
+            teacher.cpu()  # distill moved it to --device; the proxies score on the CPU
         scored[name] = (scores, score_s, latency_ms)
     jobs = [(n, s, args.epochs, args.device) for n in args.candidates for s in args.seeds
             if s not in known.get(n, {})]  # fmt: skip
@@ -264,7 +289,11 @@ def main() -> None:
         print("\nDisWOT halves over 4 student inits x 3 batches (tau vs INT8 top-1; sd of a "
               "candidate's draws vs sd between candidates' means):")  # fmt: skip
         for bs, entry in stability.items():
+            shares = ", ".join(f"{v:.2f}" for v in entry["teacher_top3_error_share"])
+            print(f"  batch {bs:>3s} the teacher's 3 largest errors carry {shares} of its error")
             for k, e in entry.items():
+                if k == "teacher_top3_error_share":
+                    continue
                 t = e["tau_single_draw"]
                 print(f"  batch {bs:>3s} {k:7s} single draw {t['min']:+.3f} / "
                       f"{t['median']:+.3f} / {t['max']:+.3f}  mean of draws "
