@@ -6,13 +6,14 @@ proxy's score and the final INT8 accuracy of every candidate, fully distilled th
         [--teacher PATH] [--device cpu|cuda] [--jobs N] [--no-stability]
 
 Teacher: the example resnet18 (10 epochs, examples/digits/train_teacher.py; trained here with
-the given thread count). Each candidate: proxies on one seeded batch of 64 training images,
-exactly as `edgekd search` computes them (`score_candidate`), then for every seed: KD (kd
-loss, AdamW one-cycle lr 1e-2, batch 64, `--epochs`, deterministic transform so the teacher
-is cached, student initialised with that seed) and INT8 PTQ with Model Optimizer (max, 256
-images); ground truth = the INT8 fake-quant model's top-1 on the 360 val images, averaged
-over the seeds (one candidate's accuracy moves by up to 4 points between seeds: see the
-per-seed values in the JSON).
+the given thread count). Each candidate: the proxies exactly as `edgekd search` computes them
+(`diswot_reference` + `score_candidate`: DisWOT averaged over 4 random inits x 3 batches of
+64 training images against the teacher's architecture at the same init; the others on init 0
+and batch 0), then for every seed: KD (kd loss, AdamW one-cycle lr 1e-2, batch 64,
+`--epochs`, deterministic transform so the teacher is cached, student initialised with that
+seed) and INT8 PTQ with Model Optimizer (max, 256 images); ground truth = the INT8 fake-quant
+model's top-1 on the 360 val images, averaged over the seeds (one candidate's accuracy moves
+by up to 4 points between seeds: see the per-seed values in the JSON).
 
 `--reuse FILE` takes the per-seed accuracies, few-shot accuracies and host latencies of an
 earlier run of the same recipe (epochs, teacher) from FILE instead of retraining and
@@ -27,14 +28,20 @@ confirmation step adds.
 `--threads` threads (`--device cuda`: all on the one GPU). `--teacher PATH` loads a teacher
 checkpoint instead of training the example one.
 
-Proxy stability (skip with `--no-stability`): `edgekd search` scores one random student
-initialisation on one batch of 64. The two DisWOT halves are also computed for 4
-initialisations x 3 batches at batch size 64 and 256, to show how much of a proxy's ranking
-is the draw: the tau of each single draw (min / median / max), the tau of the mean over the
-draws, and the spread of each half within a candidate against the spread between candidates;
-and, per batch, the share of the teacher's three largest per-sample errors in its total (the
-teacher's classifier gradient is the error-weighted sum of the embeddings: a teacher that fits
-the batch almost perfectly leaves d_sem to a few near-misses).
+Proxy stability (skip with `--no-stability`): the two DisWOT halves for each single draw
+(4 inits x 3 batches, at batch size 64 and 256) against two references: the trained teacher
+(`trained`) and the teacher's architecture at the draw's random init (`random_init`, what
+`edgekd search` uses). Reported: the tau of each single draw (min / median / max), the tau of
+the mean over the draws, the spread of each half within a candidate against the spread
+between candidates; and, per batch, the share of the trained teacher's three largest
+per-sample errors in its total (its classifier gradient is the error-weighted sum of the
+embeddings: a teacher that fits the batch almost perfectly leaves d_sem to a few
+near-misses).
+
+`--rescore FILE` recomputes only the training-free proxies for FILE's rows, keeping its
+accuracies, few-shot accuracies and latencies (the proxies depend on the teacher's
+architecture, not on its weights, when the data is labelled), and writes FILE's taus and
+picks anew.
 """
 
 from __future__ import annotations
@@ -59,7 +66,15 @@ from edgekd.distill import TrainConfig, distill, evaluate_torch
 from edgekd.models import create_timm, load_teacher, save_checkpoint
 from edgekd.quant import quantize_int8
 from edgekd.search.proxies import diswot_score
-from edgekd.search.search import candidate_latency, few_shot, score_candidate, scoring_batch
+from edgekd.search.search import (
+    candidate_at,
+    candidate_latency,
+    diswot_reference,
+    few_shot,
+    score_candidate,
+    scoring_batch,
+)
+from edgekd.search.space import build_candidate
 from edgekd.targets import get_target
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,39 +182,126 @@ def teacher_error_share(teacher, x: torch.Tensor, y: torch.Tensor, top: int = 3)
     return float(err[:top].sum() / err.sum())
 
 
-def proxy_stability(teacher, data, names: list[str], acc: list[float]) -> dict:
-    """The DisWOT halves over several student initialisations and scoring batches."""
-    out = {}
+def proxy_stability(teacher, arch: str, data, names: list[str], acc: list[float]) -> dict:
+    """The DisWOT halves per draw, against the trained teacher and its architecture at the
+    draw's random init."""
+    out: dict = {"trained": {}, "random_init": {}}
     for bs in STABILITY["batch_sizes"]:
-        draws = {n: [] for n in names}  # [(d_sem, d_rel)] per candidate
+        draws = {ref: {n: [] for n in names} for ref in out}  # [(d_sem, d_rel)] per candidate
         shares = []
         for b in STABILITY["batch_seeds"]:
             x, y = scoring_batch(teacher, data, bs, b)
             shares.append(teacher_error_share(teacher, x, y))
             for i in STABILITY["init_seeds"]:
+                torch.manual_seed(i)
+                at_init = create_timm(arch, data.num_classes)
                 for n in names:
-                    torch.manual_seed(i)
-                    s = diswot_score(teacher, create_timm(n, data.num_classes), x, y)
-                    draws[n].append((s["d_sem"], s["d_rel"]))
-        entry = {}
-        for key, f in (("diswot", lambda d: d[0] + d[1]), ("d_sem", lambda d: d[0]),
-                       ("d_rel", lambda d: d[1])):  # fmt: skip
-            per = [[f(d) for d in draws[n]] for n in names]
-            single = sorted(kendalltau([-p[k] for p in per], acc)[0] for k in range(len(per[0])))
-            means = [statistics.mean(p) for p in per]
-            entry[key] = {
-                "tau_single_draw": {
-                    "min": single[0],
-                    "median": statistics.median(single),
-                    "max": single[-1],
-                },  # fmt: skip
-                "tau_of_mean": float(kendalltau([-m for m in means], acc)[0]),
-                "sd_within_candidate": statistics.mean(statistics.stdev(p) for p in per),
-                "sd_between_candidates": statistics.stdev(means),
-            }
-        entry["teacher_top3_error_share"] = shares
-        out[str(bs)] = entry
+                    for ref, t in (("trained", teacher), ("random_init", at_init)):
+                        torch.manual_seed(i)
+                        s = diswot_score(t, build_candidate(n, data.num_classes, data.input_shape),
+                                         x, y)  # fmt: skip
+                        draws[ref][n].append((s["d_sem"], s["d_rel"]))
+        for ref in out:
+            entry = {}
+            for key, f in (("diswot", lambda d: d[0] + d[1]), ("d_sem", lambda d: d[0]),
+                           ("d_rel", lambda d: d[1])):  # fmt: skip
+                per = [[f(d) for d in draws[ref][n]] for n in names]
+                single = sorted(kendalltau([-p[k] for p in per], acc)[0]
+                                for k in range(len(per[0])))  # fmt: skip
+                means = [statistics.mean(p) for p in per]
+                entry[key] = {
+                    "tau_single_draw": {
+                        "min": single[0],
+                        "median": statistics.median(single),
+                        "max": single[-1],
+                    },  # fmt: skip
+                    "tau_of_mean": float(kendalltau([-m for m in means], acc)[0]),
+                    "sd_within_candidate": statistics.mean(statistics.stdev(p) for p in per),
+                    "sd_between_candidates": statistics.stdev(means),
+                }
+            out[ref][str(bs)] = entry
+        out["trained"][str(bs)]["teacher_top3_error_share"] = shares
     return out
+
+
+def print_stability(stability: dict) -> None:
+    print("\nDisWOT per draw, 4 inits x 3 batches (tau vs INT8 top-1: single draws min / median / "
+          "max, and of the mean over draws; sd of a candidate's draws vs sd between "
+          "candidates):")  # fmt: skip
+    for ref, by_bs in stability.items():
+        for bs, entry in by_bs.items():
+            if "teacher_top3_error_share" in entry:
+                shares = ", ".join(f"{v:.2f}" for v in entry["teacher_top3_error_share"])
+                print(f"  batch {bs:>3s}: the trained teacher's 3 largest errors carry {shares} "
+                      "of its error")  # fmt: skip
+            for k, e in entry.items():
+                if k == "teacher_top3_error_share":
+                    continue
+                t = e["tau_single_draw"]
+                print(f"  {ref:11s} batch {bs:>3s} {k:7s} {t['min']:+.3f} / {t['median']:+.3f} / "
+                      f"{t['max']:+.3f}  mean {e['tau_of_mean']:+.3f}  sd within "
+                      f"{e['sd_within_candidate']:.4f} between "
+                      f"{e['sd_between_candidates']:.4f}")  # fmt: skip
+
+
+def analyse(rows: list[dict], label: str) -> tuple[dict, list[dict], dict]:
+    """(Kendall taus, picks by budget, mean regret) of the rows, printed."""
+    acc = [r["int8_top1"] for r in rows]
+    taus = {}
+    for p in PROXIES:
+        sign = -1 if p in ("d_sem", "d_rel") else 1  # distances: lower is better
+        tau, pval = kendalltau([sign * r["scores"][p] for r in rows], acc)
+        taus[p] = {"tau": float(tau), "p_value": float(pval)}
+    print(f"\nKendall tau vs INT8 top-1 over {len(rows)} candidates ({label}):")
+    for p, t in taus.items():
+        print(f"  {p:9s} tau {t['tau']:+.3f} (p {t['p_value']:.3f})")
+    chosen = picks(rows)
+    print("\nWhat each score would ship (INT8 top-1 of its pick) under a host p90 budget:")
+    print(f"  {'budget':>8s} {'n':>3s} {'oracle':>7s} {'random':>7s} "
+          + " ".join(f"{p:>9s}" for p in PICKERS))  # fmt: skip
+    for e in chosen:
+        b = "none" if e["budget_ms"] is None else f"{e['budget_ms']} ms"
+        print(f"  {b:>8s} {e['candidates']:3d} {e['oracle']:7.2f} {e['random']:7.2f} "
+              + " ".join(f"{e[p]['int8_top1']:9.2f}" for p in PICKERS))  # fmt: skip
+    regret = {p: sum(e["oracle"] - e[p]["int8_top1"] for e in chosen) / len(chosen)
+              for p in PICKERS}  # fmt: skip
+    regret["random"] = sum(e["oracle"] - e["random"] for e in chosen) / len(chosen)
+    print("  mean regret (points below the oracle): "
+          + ", ".join(f"{p} {v:.2f}" for p, v in regret.items()))  # fmt: skip
+    return taus, chosen, regret
+
+
+def training_free(reference, name: str, data) -> tuple[dict, float]:
+    """(scores, seconds) of one candidate, as `edgekd search` computes them."""
+    t0 = time.perf_counter()
+    scores = score_candidate(reference, candidate_at(name, data.num_classes, data.input_shape))
+    return scores, time.perf_counter() - t0
+
+
+def rescore(path: Path, teacher, arch: str, data, stability: bool) -> None:
+    """New training-free scores for the rows of an earlier run; everything else kept."""
+    old = json.loads(path.read_text())
+    reference = diswot_reference(teacher, arch, data, 64, 0)
+    for r in old["rows"]:
+        scores, r["score_s"] = training_free(reference, r["candidate"], data)
+        r["scores"] = {**scores, "few_shot": r["scores"]["few_shot"]}
+    label = f"{old['teacher']}, {old['epochs']} epochs KD, seeds {old['seeds']}"
+    old["kendall_tau"], old["picks_by_budget"], old["mean_regret"] = analyse(old["rows"], label)
+    old["diswot_reference"] = reference.source
+    if stability:
+        acc = [r["int8_top1"] for r in old["rows"]]
+        names = [r["candidate"] for r in old["rows"]]
+        old["proxy_stability"] = proxy_stability(teacher, arch, data, names, acc)
+        print_stability(old["proxy_stability"])
+    old["goal_diswot_tau_ge_0_5_and_above_params"] = goal(old["kendall_tau"])
+    old["rescored"] = {"command": f"python benchmarks/search_proxies.py --rescore {path}",
+                       "machine": platform.platform(), "torch": torch.__version__}  # fmt: skip
+    write_json(path, old)
+    print(f"rewrote {path}")
+
+
+def goal(taus: dict) -> bool:
+    return taus["diswot"]["tau"] >= 0.5 and taus["diswot"]["tau"] > taus["params"]["tau"]
 
 
 def main() -> None:
@@ -209,6 +311,7 @@ def main() -> None:
     ap.add_argument("--candidates", nargs="+", default=CANDIDATES)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--reuse", type=Path, default=None)
+    ap.add_argument("--rescore", type=Path, default=None)
     ap.add_argument("--teacher", type=Path, default=None)
     ap.add_argument("--device", default="cpu", help="where the KD runs train")
     ap.add_argument("--jobs", type=int, default=1, help="KD runs at once")
@@ -219,21 +322,21 @@ def main() -> None:
     from kd_losses import teacher_model  # benchmarks/ is on sys.path when run as a script
 
     teacher, teacher_desc = teacher_model(args.teacher)
+    arch = load_teacher(str(args.teacher)).arch if args.teacher else "resnet18"
     teacher.eval()
     data = digits_bundle(augment=False)
-    x, y = scoring_batch(teacher, data, 64, 0)  # the batch `edgekd search` scores on
+    if args.rescore:
+        return rescore(args.rescore, teacher, arch, data, args.stability)
+    reference = diswot_reference(teacher, arch, data, 64, 0)
     known = previous_accuracies(args.reuse, args.epochs, teacher_desc)
     host = get_target("host")
     scored = {}
     for name in args.candidates:
-        torch.manual_seed(0)
-        model = create_timm(name, data.num_classes)
-        t0 = time.perf_counter()
-        scores = score_candidate(teacher, model, x, y)
-        score_s = time.perf_counter() - t0
+        scores, score_s = training_free(reference, name, data)
         if "latency_ms" in known.get(name, {}):  # re-measuring would move the budget picks
             latency_ms = known[name]["latency_ms"]
         else:
+            model = candidate_at(name, data.num_classes, data.input_shape)(0)
             latency_ms, _ = candidate_latency(name, model, data.input_shape, host, {})
         # not training-free: what `edgekd search --few-shot-k` confirms with (2 epochs of KD)
         if "few_shot" in known.get(name, {}):
@@ -260,45 +363,13 @@ def main() -> None:
                      "latency_ms": latency_ms})  # fmt: skip
         print(f"{name:28s} int8 {acc:6.2f}% {list(by_seed.values())}  diswot "
               f"{scores['diswot']:.4f}  params {scores['params']:.0f}", flush=True)  # fmt: skip
-    acc = [r["int8_top1"] for r in rows]
-    taus = {}
-    for p in PROXIES:
-        sign = -1 if p in ("d_sem", "d_rel") else 1  # distances: lower is better
-        tau, pval = kendalltau([sign * r["scores"][p] for r in rows], acc)
-        taus[p] = {"tau": float(tau), "p_value": float(pval)}
-    print(f"\nKendall tau vs INT8 top-1 (mean of seeds {args.seeds}) over {len(rows)} "
-          f"candidates ({teacher_desc}, {args.epochs} epochs KD):")  # fmt: skip
-    for p, t in taus.items():
-        print(f"  {p:9s} tau {t['tau']:+.3f} (p {t['p_value']:.3f})")
-    chosen = picks(rows)
-    print("\nWhat each score would ship (INT8 top-1 of its pick) under a host p90 budget:")
-    print(f"  {'budget':>8s} {'n':>3s} {'oracle':>7s} {'random':>7s} "
-          + " ".join(f"{p:>9s}" for p in PICKERS))  # fmt: skip
-    for e in chosen:
-        b = "none" if e["budget_ms"] is None else f"{e['budget_ms']} ms"
-        print(f"  {b:>8s} {e['candidates']:3d} {e['oracle']:7.2f} {e['random']:7.2f} "
-              + " ".join(f"{e[p]['int8_top1']:9.2f}" for p in PICKERS))  # fmt: skip
-    regret = {p: sum(e["oracle"] - e[p]["int8_top1"] for e in chosen) / len(chosen)
-              for p in PICKERS}  # fmt: skip
-    regret["random"] = sum(e["oracle"] - e["random"] for e in chosen) / len(chosen)
-    print("  mean regret (points below the oracle): "
-          + ", ".join(f"{p} {v:.2f}" for p, v in regret.items()))  # fmt: skip
+    label = f"{teacher_desc}, {args.epochs} epochs KD, mean of seeds {args.seeds}"
+    taus, chosen, regret = analyse(rows, label)
     stability = None
     if args.stability:
-        stability = proxy_stability(teacher, data, args.candidates, acc)
-        print("\nDisWOT halves over 4 student inits x 3 batches (tau vs INT8 top-1; sd of a "
-              "candidate's draws vs sd between candidates' means):")  # fmt: skip
-        for bs, entry in stability.items():
-            shares = ", ".join(f"{v:.2f}" for v in entry["teacher_top3_error_share"])
-            print(f"  batch {bs:>3s} the teacher's 3 largest errors carry {shares} of its error")
-            for k, e in entry.items():
-                if k == "teacher_top3_error_share":
-                    continue
-                t = e["tau_single_draw"]
-                print(f"  batch {bs:>3s} {k:7s} single draw {t['min']:+.3f} / "
-                      f"{t['median']:+.3f} / {t['max']:+.3f}  mean of draws "
-                      f"{e['tau_of_mean']:+.3f}  sd within {e['sd_within_candidate']:.4f} "
-                      f"between {e['sd_between_candidates']:.4f}")  # fmt: skip
+        acc = [r["int8_top1"] for r in rows]
+        stability = proxy_stability(teacher, arch, data, args.candidates, acc)
+        print_stability(stability)
     write_json(args.out, {
         "command": "python benchmarks/search_proxies.py --threads "
         f"{args.threads} --epochs {args.epochs} --seeds {' '.join(map(str, args.seeds))}"
@@ -309,10 +380,10 @@ def main() -> None:
                     "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda")
                     else None},  # fmt: skip
         "teacher": teacher_desc, "epochs": args.epochs, "seeds": args.seeds, "rows": rows,
+        "diswot_reference": reference.source,
         "kendall_tau": taus, "note": "d_sem and d_rel are the two halves of DisWOT, negated",
         "picks_by_budget": chosen, "mean_regret": regret, "proxy_stability": stability,
-        "goal_diswot_tau_ge_0_5_and_above_params": taus["diswot"]["tau"] >= 0.5
-        and taus["diswot"]["tau"] > taus["params"]["tau"],
+        "goal_diswot_tau_ge_0_5_and_above_params": goal(taus),
     })  # fmt: skip
     print(f"wrote {args.out}")
 

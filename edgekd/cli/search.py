@@ -100,6 +100,7 @@ def search_command(
             few_shot_epochs=few_shot_epochs,
             device=run_device,
             progress=(lambda m: sys.stderr.write(m + "\n")) if verbose else None,
+            teacher_arch=loaded.arch,
         )
         if launch is not None and not launch.leader:  # rank 0 writes and prints
             return
@@ -119,6 +120,9 @@ def search_command(
             else:
                 row += "over budget" if not c.error else f"error: {c.error[:40]}"
             lines.append(row)
+        ref = next((c.diswot_reference for c in ranked if c.diswot_reference), None)
+        if ref:
+            lines.append(f"diswot: against {ref}")
         lines.append(f"chosen: {chosen(ranked).name}; wrote {path} and {path.parent}/pareto.png")
         sys.stdout.write("\n".join(lines) + "\n")
 

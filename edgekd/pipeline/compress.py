@@ -253,6 +253,7 @@ def _compress(
             teacher.module, data, target, candidates(), latency_budget_ms=budgets.latency_ms,
             few_shot_k=cfg.few_shot_k, few_shot_epochs=cfg.few_shot_epochs, seed=cfg.seed,
             device=device, distributed=False,  # under torchrun rank 0 searches alone
+            teacher_arch=teacher.arch,
         )  # fmt: skip
         searched = chosen(ranked)
         student_name = searched.name

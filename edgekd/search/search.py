@@ -3,9 +3,12 @@
 For every candidate (see `space`): build it at the teacher's input shape, export it to ONNX and
 cost it on the target (the cost model; measured with ONNX Runtime when the target is the
 host), cached by (architecture, input shape, target) in $EDGEKD_HOME/search-cache.json;
-candidates over the latency budget are dropped before any scoring. The rest are scored on one
-real batch by every proxy and ranked by DisWOT; with `few_shot_k`, the top k are distilled
-for `few_shot_epochs` each (the same budget) and the best validation accuracy wins.
+candidates over the latency budget are dropped before any scoring. The rest are scored by
+every proxy and ranked by DisWOT: averaged over DISWOT_INITS random inits x DISWOT_BATCHES real
+batches, against the teacher's architecture at the same random init (see
+`proxies.diswot.DiswotReference`); NASWOT, SynFlow, grad-norm and params score the candidate
+at `seed` on the first batch. With `few_shot_k`, the top k are distilled for
+`few_shot_epochs` each (the same budget) and the best validation accuracy wins.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from edgekd._io import write_json
 from edgekd.distributed import gather, join, leave, rank_device, send, torchrun_launch
 from edgekd.errors import ConfigError
 from edgekd.search import proxies
+from edgekd.search.proxies import DiswotReference
 from edgekd.search.space import build_candidate
 from edgekd.targets import TargetProfile, user_profiles_dir
 
@@ -36,6 +40,7 @@ class Candidate:
     scores: dict[str, float] = field(default_factory=dict)
     few_shot_acc: float | None = None
     error: str | None = None
+    diswot_reference: str | None = None  # what DisWOT compared against (see diswot_reference)
 
 
 def scoring_batch(teacher, data, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,15 +56,61 @@ def scoring_batch(teacher, data, batch_size: int, seed: int) -> tuple[torch.Tens
     return x, y
 
 
-def score_candidate(teacher, model, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    """Every proxy's score of `model` on the batch (x, y); all "higher is better"."""
+DISWOT_INITS = 4  # random inits of teacher and student per DisWOT score
+DISWOT_BATCHES = 3  # real scoring batches per DisWOT score
+
+
+def diswot_reference(teacher, teacher_arch: str | None, data, batch_size: int, seed: int):
+    """The teacher's side of DisWOT for a search: `teacher_arch` (a timm name) at random init
+    with seeds seed..seed+DISWOT_INITS-1, on DISWOT_BATCHES scoring batches (seeds seed, ...);
+    the trained `teacher` itself when its architecture is unknown. `.source` says which."""
+    batches = [scoring_batch(teacher, data, batch_size, seed + b) for b in range(DISWOT_BATCHES)]
+    seeds = [seed + i for i in range(DISWOT_INITS)]
+    draws = f"{DISWOT_INITS} inits x {DISWOT_BATCHES} batches of {batch_size}"
+    if teacher_arch:
+        from edgekd.models import create_timm
+
+        def teacher_at(s: int):
+            torch.manual_seed(s)
+            return create_timm(teacher_arch, data.num_classes, in_chans=data.input_shape[0])
+
+        try:
+            ref = DiswotReference(teacher_at, batches, seeds)
+            ref.source = f"{teacher_arch} at random init, {draws}"
+            return ref
+        except Exception as e:  # e.g. an architecture name timm does not build at this shape
+            why = f" ({teacher_arch!r} does not build here: {str(e).splitlines()[0][:80]})"
+    else:
+        why = " (its architecture is unknown)"
+    teacher.eval()
+    ref = DiswotReference(lambda _s: teacher, batches, seeds, trained=True)
+    ref.source = f"the trained teacher{why}, {draws}"
+    return ref
+
+
+def score_candidate(reference: DiswotReference, model_at) -> dict[str, float]:
+    """Every proxy's score of a candidate; all "higher is better". `model_at(seed)` builds
+    the candidate at random init with that seed: DisWOT over the reference's draws, the other
+    proxies on the model at the first seed and the first batch."""
+    model = model_at(reference.seeds[0])
+    x, y = reference.batches[0]
     return {
-        **proxies.diswot_score(teacher, model, x, y),
+        **reference.score(model_at),
         "naswot": proxies.naswot_score(model, x),
         "synflow": proxies.synflow_score(model, tuple(x.shape[1:])),
         "gradnorm": proxies.gradnorm_score(model, x, y),
         "params": proxies.params_score(model),
     }
+
+
+def candidate_at(name: str, num_classes: int, shape):
+    """`model_at(seed)`: the candidate built at random init with `seed`."""
+
+    def model_at(seed: int):
+        torch.manual_seed(seed)
+        return build_candidate(name, num_classes, shape)
+
+    return model_at
 
 
 def _cache_path() -> Path:
@@ -123,8 +174,11 @@ def search(
     device: str = "cpu",
     progress=None,
     distributed: bool = True,
+    teacher_arch: str | None = None,
 ) -> list[Candidate]:
     """Rank `names` for distillation from `teacher` on `data` within the latency budget.
+    `teacher_arch`: the teacher's timm architecture (`LoadedModel.arch`), for DisWOT's
+    random-init reference; without it DisWOT compares against the trained teacher.
 
     Inside a torch.distributed job (`torchrun -m edgekd search`, see `edgekd.distributed`)
     rank 0 filters and scores, the few-shot runs are spread over the ranks (candidate i on
@@ -142,7 +196,9 @@ def search(
             leave()
             return []
     try:
-        ranked = _score_all(teacher, data, target, names, latency_budget_ms, batch_size, seed, say)
+        ranked = _score_all(
+            teacher, teacher_arch, data, target, names, latency_budget_ms, batch_size, seed, say
+        )
     except BaseException:
         if launch is not None:
             send(None)
@@ -182,16 +238,18 @@ def few_shot(names, teacher, data, epochs, seed, device, launch=None, say=None) 
     return {k: v for part in parts for k, v in part.items()}
 
 
-def _score_all(teacher, data, target, names, latency_budget_ms, batch_size, seed, say):
+def _score_all(
+    teacher, teacher_arch, data, target, names, latency_budget_ms, batch_size, seed, say
+):
     """Every candidate costed, the ones within budget scored; ranked by DisWOT, then the rest."""
     shape = data.input_shape
     cache_file, cache = _load_cache()
-    x, y = scoring_batch(teacher, data, batch_size, seed)
+    reference = None  # built at the first candidate within budget
     out: list[Candidate] = []
     for name in names:
-        torch.manual_seed(seed)
+        model_at = candidate_at(name, data.num_classes, shape)
         try:
-            model = build_candidate(name, data.num_classes, shape)
+            model = model_at(seed)
         except Exception as e:  # one bad candidate does not stop the search
             out.append(Candidate(name, 0, float("nan"), False, False, error=str(e)[:200]))
             continue
@@ -202,8 +260,12 @@ def _score_all(teacher, data, target, names, latency_budget_ms, batch_size, seed
         if not fits:
             say(f"{name}: {ms:.3f} ms > budget, dropped")
             continue
+        if reference is None:
+            reference = diswot_reference(teacher, teacher_arch, data, batch_size, seed)
+            say(f"DisWOT against {reference.source}")
         t0 = time.perf_counter()
-        cand.scores = score_candidate(teacher, model, x, y)
+        cand.scores = score_candidate(reference, model_at)
+        cand.diswot_reference = reference.source
         say(f"{name}: {ms:.3f} ms, diswot {cand.scores['diswot']:.4f} "
             f"({time.perf_counter() - t0:.1f} s)")  # fmt: skip
     write_json(cache_file, cache)
@@ -233,6 +295,9 @@ def write_results(out_dir: Path, ranked: list[Candidate], budget: float | None) 
         {
             "latency_budget_ms": budget,
             "chosen": chosen(ranked).name,
+            "diswot_reference": next(
+                (c.diswot_reference for c in ranked if c.diswot_reference), None
+            ),  # fmt: skip
             "candidates": [asdict(c) for c in ranked],
         },  # fmt: skip
     )

@@ -124,3 +124,43 @@ def test_diswot_is_zero_for_the_teacher_itself_and_leaves_the_student_alone():
     assert student.training  # mode restored
     for k, v in student.state_dict().items():  # BatchNorm buffers untouched
         assert torch.equal(v, before[k]), k
+
+
+def _at(width: int):
+    """`model_at(seed)`: the small CNN of `width` at random init with that seed."""
+
+    def model_at(seed: int) -> nn.Sequential:
+        torch.manual_seed(seed)
+        return _small_cnn(width)
+
+    return model_at
+
+
+def test_diswot_reference_gives_the_teachers_own_architecture_zero():
+    """Random-init reference: a candidate with the teacher's architecture is, at every seed,
+    the very network the teacher side was computed from, so both distances are 0 (the best
+    score); any other architecture is below it."""
+    from edgekd.search.proxies import DiswotReference
+
+    batches = [(torch.randn(16, 3, 8, 8), torch.arange(16) % 10) for _ in range(2)]
+    ref = DiswotReference(_at(8), batches, seeds=[0, 1, 2])
+    assert len(ref.draws) == 6
+    same = ref.score(_at(8))
+    assert same == pytest.approx({"diswot": 0.0, "d_sem": 0.0, "d_rel": 0.0}, abs=1e-6)
+    other = ref.score(_at(4))
+    assert other["diswot"] < 0 and other["d_sem"] > 0 and other["d_rel"] > 0
+
+
+def test_diswot_reference_is_the_mean_of_single_draws():
+    """Against a trained teacher, the reference's score is the plain mean over (seed, batch)
+    of the one-draw DisWOT of the student built at that seed."""
+    from edgekd.search.proxies import DiswotReference, diswot_score
+
+    torch.manual_seed(0)
+    teacher = _small_cnn(8).eval()
+    batches = [(torch.randn(16, 3, 8, 8), torch.arange(16) % 10) for _ in range(3)]
+    ref = DiswotReference(lambda _s: teacher, batches, seeds=[5, 6], trained=True)
+    single = [diswot_score(teacher, _at(4)(s), x, y) for s in (5, 6) for x, y in batches]
+    got = ref.score(_at(4))
+    for k in ("diswot", "d_sem", "d_rel"):
+        assert got[k] == pytest.approx(sum(d[k] for d in single) / 6, rel=1e-5), k

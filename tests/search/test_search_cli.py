@@ -25,6 +25,8 @@ def test_search_ranks_within_the_budget(digits_teacher, tmp_path):
         assert c["latency_ms"] <= 0.5 and c["latency_measured"] is False  # predicted
         assert set(c["scores"]) >= {"diswot", "naswot", "synflow", "gradnorm", "params"}
     assert r["chosen"] == fit[0]["name"] and r["chosen"] in proc.stdout
+    assert r["diswot_reference"].startswith("resnet18 at random init, 4 inits x 3 batches")
+    assert "diswot: against resnet18 at random init" in proc.stdout
     assert (tmp_path / "search/pareto.png").stat().st_size > 1000
 
 
@@ -140,3 +142,26 @@ def test_few_shot_k_needs_student_search(digits_teacher, tmp_path):
     proc = run_cli("compress", str(digits_teacher), "--few-shot-k", "2", "--out", str(out))
     assert_one_line_error(proc, "--few-shot-k 2", "--student search")
     assert not out.exists()
+
+
+def test_diswot_reference_is_the_teachers_architecture_at_random_init(digits_teacher):
+    """A checkpoint that names its timm architecture: DisWOT compares against that
+    architecture at random init; a teacher without one: against the trained teacher."""
+    import torch
+
+    from edgekd.data.digits import digits_bundle
+    from edgekd.models import load_teacher
+    from edgekd.search.proxies.diswot import features
+    from edgekd.search.search import DISWOT_BATCHES, DISWOT_INITS, diswot_reference
+
+    loaded = load_teacher(str(digits_teacher))
+    data = digits_bundle(augment=False)
+    ref = diswot_reference(loaded.module, loaded.arch, data, 8, 0)
+    assert ref.source.startswith("resnet18 at random init") and not ref.trained
+    assert len(ref.draws) == DISWOT_INITS * DISWOT_BATCHES
+    fallback = diswot_reference(loaded.module, None, data, 8, 0)
+    assert fallback.trained and "trained teacher" in fallback.source
+    assert "architecture is unknown" in fallback.source
+    x, y = fallback.batches[0]
+    f_eval, _ = features(loaded.module, x, y, None, batch_stats=False)  # eval mode
+    assert torch.equal(fallback.draws[0][3], f_eval)

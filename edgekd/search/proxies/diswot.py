@@ -11,14 +11,26 @@ and the classes of a real batch the way the trained teacher does.
   d_sem = ||S_t - S_s||_F^2 / K^2.
 score = -(d_sem + d_rel): higher is better.
 
-The teacher runs in eval mode. A randomly initialised student has no running statistics
-worth the name, so it runs with batch statistics (train-mode BatchNorm), as it will at the
-start of distillation, on a copy: the caller's model and its buffers are left untouched.
+`diswot_score` is one draw: one teacher, one student, one batch. A trained teacher runs in
+eval mode. A randomly initialised network has no running statistics worth the name, so it
+runs with batch statistics (train-mode BatchNorm), as it will at the start of distillation, on
+a copy: the caller's model and its buffers are left untouched.
+
+`DiswotReference` is what `edgekd search` ranks by: the paper compares randomly initialised
+teacher and student networks, so the teacher's side is its architecture at random init (seed
+i), against the student at the same seed i, averaged over several seeds and scoring batches.
+Two things measured on the digits benchmark (benchmarks/search_proxies.py) make this the
+default. A trained teacher that fits the scoring batch leaves its classifier gradient to a
+few near-misses (its 3 largest per-sample errors carry about half of its error), so d_sem
+against it is noise. And one draw decides little: a candidate's d_sem moves between batches
+by more than the candidates differ. When the teacher's architecture is unknown (TorchScript,
+torch.export or pickled teachers without a timm name), the trained teacher is the reference.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,10 +58,16 @@ def classifier_gradient(logits: torch.Tensor, emb: torch.Tensor, y: torch.Tensor
 
 @torch.no_grad()
 def features(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer: str | None, batch_stats: bool
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    layer: str | None,
+    batch_stats: bool,
+    keep: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(last-stage map [B, ...], classifier gradient [K, C]) of `model` on (x, y)."""
-    if batch_stats:
+    """(last-stage map [B, ...], classifier gradient [K, C]) of `model` on (x, y). With
+    `batch_stats` the forward runs in train mode, on a copy unless `keep` is False."""
+    if batch_stats and keep:
         model = copy.deepcopy(model)
     was_training = model.training
     taps = Taps(model, features=True, embeddings=True, layer=layer, sample=x, role="model")
@@ -76,3 +94,42 @@ def diswot_score(
     d_rel = relation_distance(f_t, f_s)
     d_sem = relation_distance(g_t, g_s)
     return {"diswot": -(d_sem + d_rel), "d_sem": d_sem, "d_rel": d_rel}
+
+
+class DiswotReference:
+    """The teacher's side of every DisWOT draw, computed once per search.
+
+    `teacher_at(seed)` returns the teacher network for a draw: its architecture at random
+    init with that seed, or (`trained=True`) the one trained teacher for every seed. A draw
+    is (seed, batch) for each seed in `seeds` and each (x, y) in `batches`."""
+
+    def __init__(
+        self,
+        teacher_at: Callable[[int], nn.Module],
+        batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        seeds: Sequence[int],
+        trained: bool = False,
+    ) -> None:
+        self.seeds, self.batches, self.trained = list(seeds), list(batches), trained
+        self.draws = []
+        for seed in self.seeds:
+            teacher = teacher_at(seed)
+            for x, y in self.batches:
+                # a network built for this draw needs no copy (train mode does not read the
+                # running statistics it updates)
+                f_t, g_t = features(teacher, x, y, None, batch_stats=not trained, keep=False)
+                self.draws.append((seed, x, y, f_t, g_t))
+
+    def score(self, student_at: Callable[[int], nn.Module]) -> dict[str, float]:
+        """{"diswot", "d_sem", "d_rel"} averaged over the draws; `student_at(seed)` builds
+        the candidate at random init with that seed (a fresh model each call)."""
+        d_sem = d_rel = 0.0
+        student, built = None, None
+        for seed, x, y, f_t, g_t in self.draws:
+            if built != seed:
+                student, built = student_at(seed), seed
+            f_s, g_s = features(student, x, y, None, batch_stats=True, keep=False)
+            d_sem += relation_distance(g_t, g_s)
+            d_rel += relation_distance(f_t, f_s)
+        n = len(self.draws)
+        return {"diswot": -(d_sem + d_rel) / n, "d_sem": d_sem / n, "d_rel": d_rel / n}
