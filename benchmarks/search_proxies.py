@@ -38,10 +38,11 @@ per-sample errors in its total (its classifier gradient is the error-weighted su
 embeddings: a teacher that fits the batch almost perfectly leaves d_sem to a few
 near-misses).
 
-`--rescore FILE` recomputes only the training-free proxies for FILE's rows, keeping its
-accuracies, few-shot accuracies and latencies (the proxies depend on the teacher's
-architecture, not on its weights, when the data is labelled), and writes FILE's taus and
-picks anew.
+`--latencies FILE` takes the host latencies of an earlier run on this machine (they do not
+depend on the teacher). `--rescore FILE` recomputes only the training-free proxies for FILE's
+rows, keeping its accuracies, few-shot accuracies and latencies (the proxies depend on the
+teacher's architecture, not on its weights, when the data is labelled), and writes FILE's taus
+and picks anew.
 """
 
 from __future__ import annotations
@@ -194,12 +195,12 @@ def proxy_stability(teacher, arch: str, data, names: list[str], acc: list[float]
             shares.append(teacher_error_share(teacher, x, y))
             for i in STABILITY["init_seeds"]:
                 torch.manual_seed(i)
-                at_init = create_timm(arch, data.num_classes)
+                at_init = create_timm(arch, data.num_classes, in_chans=data.input_shape[0])
                 for n in names:
                     for ref, t in (("trained", teacher), ("random_init", at_init)):
                         torch.manual_seed(i)
-                        s = diswot_score(t, build_candidate(n, data.num_classes, data.input_shape),
-                                         x, y)  # fmt: skip
+                        student = build_candidate(n, data.num_classes, data.input_shape)
+                        s = diswot_score(t, student, x, y, teacher_batch_stats=t is at_init)
                         draws[ref][n].append((s["d_sem"], s["d_rel"]))
         for ref in out:
             entry = {}
@@ -312,6 +313,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--reuse", type=Path, default=None)
     ap.add_argument("--rescore", type=Path, default=None)
+    ap.add_argument(
+        "--latencies",
+        type=Path,
+        default=None,
+        help="take the host latencies from this earlier result (same machine)",
+    )
     ap.add_argument("--teacher", type=Path, default=None)
     ap.add_argument("--device", default="cpu", help="where the KD runs train")
     ap.add_argument("--jobs", type=int, default=1, help="KD runs at once")
@@ -329,6 +336,9 @@ def main() -> None:
         return rescore(args.rescore, teacher, arch, data, args.stability)
     reference = diswot_reference(teacher, arch, data, 64, 0)
     known = previous_accuracies(args.reuse, args.epochs, teacher_desc)
+    if args.latencies:  # latency does not depend on the teacher
+        for r in json.loads(args.latencies.read_text())["rows"]:
+            known.setdefault(r["candidate"], {})["latency_ms"] = r["latency_ms"]
     host = get_target("host")
     scored = {}
     for name in args.candidates:

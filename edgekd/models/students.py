@@ -4,9 +4,10 @@
 candidate with at most 1/16 of the teacher's parameters (at the data's class count), or the
 smallest candidate when none is that small. With a latency budget, candidates whose latency
 on the target (measured on the host, predicted elsewhere) is over it are skipped, largest
-first. The training-free search (`--student search`, `edgekd search`) did not rank students
-better than parameter count on the digits benchmark (benchmarks/results/search_proxies.json),
-so it is not the default.
+first. The training-free search (`--student search`, `edgekd search`) is not the default:
+on the digits benchmark DisWOT ranked students above parameter count for the resnet18
+teacher but well below it for an efficientnet_b0 teacher
+(benchmarks/results/search_proxies*.json).
 """
 
 from __future__ import annotations

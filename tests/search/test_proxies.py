@@ -164,3 +164,28 @@ def test_diswot_reference_is_the_mean_of_single_draws():
     got = ref.score(_at(4))
     for k in ("diswot", "d_sem", "d_rel"):
         assert got[k] == pytest.approx(sum(d[k] for d in single) / 6, rel=1e-5), k
+    # random-init reference: the teacher at each seed, with batch statistics like the student
+    ref = DiswotReference(_at(8), batches, seeds=[5, 6])
+    single = [diswot_score(_at(8)(s), _at(4)(s), x, y, teacher_batch_stats=True)
+              for s in (5, 6) for x, y in batches]  # fmt: skip
+    got = ref.score(_at(4))
+    for k in ("diswot", "d_sem", "d_rel"):
+        assert got[k] == pytest.approx(sum(d[k] for d in single) / 6, rel=1e-5), k
+
+
+def test_random_init_proxies_use_batch_statistics_without_dropout():
+    """Batch statistics for BatchNorm, but no dropout noise: the score of a network with
+    dropout does not depend on the random state at scoring time."""
+    from edgekd.search.proxies import diswot_score, naswot_score
+
+    torch.manual_seed(0)
+    net = _small_cnn(8)
+    net.insert(7, nn.Dropout(0.5))  # before the classifier
+    teacher = _small_cnn(8).eval()
+    x, y = torch.randn(16, 3, 8, 8), torch.arange(16) % 10
+    scores = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        scores.append((diswot_score(teacher, net, x, y), naswot_score(net, x)))
+    assert scores[0] == scores[1]
+    assert net.training and net[7].training  # the caller's modes are restored

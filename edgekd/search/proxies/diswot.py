@@ -13,8 +13,9 @@ score = -(d_sem + d_rel): higher is better.
 
 `diswot_score` is one draw: one teacher, one student, one batch. A trained teacher runs in
 eval mode. A randomly initialised network has no running statistics worth the name, so it
-runs with batch statistics (train-mode BatchNorm), as it will at the start of distillation, on
-a copy: the caller's model and its buffers are left untouched.
+runs with batch statistics (train-mode BatchNorm, everything else in eval mode: no dropout
+noise), as it will at the start of distillation, on a copy: the caller's model and its
+buffers are left untouched.
 
 `DiswotReference` is what `edgekd search` ranks by: the paper compares randomly initialised
 teacher and student networks, so the teacher's side is its architecture at random init (seed
@@ -37,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgekd.distill.taps import Taps
+from edgekd.search.proxies._modes import batch_statistics
 
 
 def _relation(a: torch.Tensor) -> torch.Tensor:
@@ -72,7 +74,7 @@ def features(
     was_training = model.training
     taps = Taps(model, features=True, embeddings=True, layer=layer, sample=x, role="model")
     try:
-        model.train(batch_stats)
+        batch_statistics(model) if batch_stats else model.eval()
         logits, fmap, emb = taps.run(x)
     finally:
         taps.remove()
@@ -87,9 +89,12 @@ def diswot_score(
     y: torch.Tensor,
     teacher_layer: str | None = None,
     student_layer: str | None = None,
+    teacher_batch_stats: bool = False,
 ) -> dict[str, float]:
-    """{"diswot": -(d_sem + d_rel), "d_sem": ..., "d_rel": ...} on the batch (x, y)."""
-    f_t, g_t = features(teacher, x, y, teacher_layer, batch_stats=False)
+    """{"diswot": -(d_sem + d_rel), "d_sem": ..., "d_rel": ...} on the batch (x, y).
+    `teacher_batch_stats`: the teacher is at random init too, so it runs with batch
+    statistics like the student (as `DiswotReference` runs it)."""
+    f_t, g_t = features(teacher, x, y, teacher_layer, batch_stats=teacher_batch_stats)
     f_s, g_s = features(student, x, y, student_layer, batch_stats=True)
     d_rel = relation_distance(f_t, f_s)
     d_sem = relation_distance(g_t, g_s)

@@ -4,7 +4,7 @@ For a batch of N inputs, each input's binary code c_i is whether every rectifier
 is active (its output > 0; ReLU, ReLU6, LeakyReLU, GELU, SiLU, Hardswish modules). With N_A
 units, K[i, j] = N_A - Hamming(c_i, c_j); the score is log|det K|. A randomly initialised
 network has only its initial running statistics, so it runs with batch statistics
-(train-mode BatchNorm), on a copy: the caller's model is untouched.
+(train-mode BatchNorm; dropout stays off), on a copy: the caller's model is untouched.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ import copy
 import torch
 from torch import nn
 
+from edgekd.search.proxies._modes import batch_statistics
+
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Hardswish)
 
 
 @torch.no_grad()
 def naswot_score(model: nn.Module, x: torch.Tensor) -> float:
     codes: list[torch.Tensor] = []
-    model = copy.deepcopy(model).train()
+    model = batch_statistics(copy.deepcopy(model))
     hooks = [
         m.register_forward_hook(
             lambda _m, _i, out: codes.append((out.detach() > 0).flatten(1).float())
