@@ -36,6 +36,13 @@ ARGS = [
 ]
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C's default disposition. A shell without job control starts
+    background jobs with SIGINT ignored, and Python then installs no KeyboardInterrupt handler;
+    the Ctrl-C test must not depend on how the test run itself was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(teacher: Path, out: Path, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     return subprocess.Popen(
@@ -56,6 +63,7 @@ def _start(teacher: Path, out: Path, *extra: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
 
 
