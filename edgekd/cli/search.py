@@ -30,7 +30,9 @@ def search_command(
     ] = None,
     arch: Annotated[str | None, typer.Option(help="Architecture of a state-dict teacher.")] = None,
     input_shape: Annotated[str | None, typer.Option(help="C,H,W of one input.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images in the scoring batch.")] = 64,
+    batch_size: Annotated[
+        int, typer.Option(help="Images per scoring batch (DisWOT averages 3 batches).")
+    ] = 64,
     few_shot_k: Annotated[
         int, typer.Option(help="Distil the top K by DisWOT briefly and pick by val accuracy.")
     ] = 0,
