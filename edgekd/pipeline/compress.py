@@ -186,8 +186,9 @@ def compress(
             value=f"batch {cfg.batch_size} over {launch.world_size}",
             fix=f"use a multiple of {launch.world_size} for --batch-size",
         )
-    check_gpus(resolve_device(cfg.device), launch.local_rank + 1, "torchrun LOCAL_RANK + 1 =")
-    join(resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
+    check_gpus(device, launch.local_rank + 1, "torchrun LOCAL_RANK + 1 =")
+    join(device)
     if not launch.leader:
         return _follow(cfg)
     try:

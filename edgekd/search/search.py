@@ -75,17 +75,15 @@ def diswot_reference(teacher, teacher_arch: str | None, data, batch_size: int, s
             return create_timm(teacher_arch, data.num_classes, in_chans=data.input_shape[0])
 
         try:
-            ref = DiswotReference(teacher_at, batches, seeds)
-            ref.source = f"{teacher_arch} at random init, {draws}"
-            return ref
+            return DiswotReference(teacher_at, batches, seeds,
+                                   source=f"{teacher_arch} at random init, {draws}")  # fmt: skip
         except Exception as e:  # e.g. an architecture name timm does not build at this shape
             why = f" ({teacher_arch!r} does not build here: {str(e).splitlines()[0][:80]})"
     else:
         why = " (its architecture is unknown)"
     teacher.eval()
-    ref = DiswotReference(lambda _s: teacher, batches, seeds, trained=True)
-    ref.source = f"the trained teacher{why}, {draws}"
-    return ref
+    return DiswotReference(lambda _s: teacher, batches, seeds, trained=True,
+                           source=f"the trained teacher{why}, {draws}")  # fmt: skip
 
 
 def score_candidate(reference: DiswotReference, model_at) -> dict[str, float]:

@@ -20,12 +20,14 @@ buffers are left untouched.
 `DiswotReference` is what `edgekd search` ranks by: the paper compares randomly initialised
 teacher and student networks, so the teacher's side is its architecture at random init (seed
 i), against the student at the same seed i, averaged over several seeds and scoring batches.
-Two things measured on the digits benchmark (benchmarks/search_proxies.py) make this the
-default. A trained teacher that fits the scoring batch leaves its classifier gradient to a
-few near-misses (its 3 largest per-sample errors carry about half of its error), so d_sem
-against it is noise. And one draw decides little: a candidate's d_sem moves between batches
-by more than the candidates differ. When the teacher's architecture is unknown (TorchScript,
-torch.export or pickled teachers without a timm name), the trained teacher is the reference.
+Measured on the digits benchmark (benchmarks/search_proxies.py): a trained teacher that fits
+the scoring batch leaves its classifier gradient to a few near-misses (its 3 largest
+per-sample errors carry 56-89% of its error), so d_sem against it is noise; and one draw
+decides little (a candidate's d_sem moves between draws by more than the candidates differ).
+This form ranked better than parameter count for the resnet18 teacher it was chosen on, not
+for a held-out efficientnet_b0 teacher (README, "Student search"). When the teacher's
+architecture is unknown (TorchScript, torch.export or pickled teachers without a timm name),
+the trained teacher is the reference.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def features(
     keep: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(last-stage map [B, ...], classifier gradient [K, C]) of `model` on (x, y). With
-    `batch_stats` the forward runs in train mode, on a copy unless `keep` is False."""
+    `batch_stats` the forward uses batch statistics (`batch_statistics`), on a copy unless
+    `keep` is False; else eval mode."""
     if batch_stats and keep:
         model = copy.deepcopy(model)
     was_training = model.training
@@ -114,14 +117,16 @@ class DiswotReference:
         batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
         seeds: Sequence[int],
         trained: bool = False,
+        source: str = "",
     ) -> None:
         self.seeds, self.batches, self.trained = list(seeds), list(batches), trained
+        self.source = source  # what the teacher side is, for reports
         self.draws = []
         for seed in self.seeds:
             teacher = teacher_at(seed)
             for x, y in self.batches:
-                # a network built for this draw needs no copy (train mode does not read the
-                # running statistics it updates)
+                # a network built for this draw needs no copy (batch statistics do not read
+                # the running statistics they update)
                 f_t, g_t = features(teacher, x, y, None, batch_stats=not trained, keep=False)
                 self.draws.append((seed, x, y, f_t, g_t))
 
