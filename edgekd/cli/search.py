@@ -71,7 +71,7 @@ def search_command(
             _relaunch(launch)
         if launch is not None:
             check_gpus(run_device, launch.local_rank + 1, "torchrun LOCAL_RANK + 1 =")
-        from edgekd.search.search import chosen, search, write_results
+        from edgekd.search.search import chosen, diswot_source, search, write_results
         from edgekd.search.space import candidates
         from edgekd.targets import get_target
 
@@ -122,7 +122,7 @@ def search_command(
             else:
                 row += "over budget" if not c.error else f"error: {c.error[:40]}"
             lines.append(row)
-        ref = next((c.diswot_reference for c in ranked if c.diswot_reference), None)
+        ref = diswot_source(ranked)
         if ref:
             lines.append(f"diswot: against {ref}")
         lines.append(f"chosen: {chosen(ranked).name}; wrote {path} and {path.parent}/pareto.png")

@@ -86,11 +86,12 @@ def diswot_reference(teacher, teacher_arch: str | None, data, batch_size: int, s
                            source=f"the trained teacher{why}, {draws}")  # fmt: skip
 
 
-def score_candidate(reference: DiswotReference, model_at) -> dict[str, float]:
+def score_candidate(reference: DiswotReference, model_at, model=None) -> dict[str, float]:
     """Every proxy's score of a candidate; all "higher is better". `model_at(seed)` builds
     the candidate at random init with that seed: DisWOT over the reference's draws, the other
-    proxies on the model at the first seed and the first batch."""
-    model = model_at(reference.seeds[0])
+    proxies on the model at the first seed (`model`, when the caller already built it) and
+    the first batch."""
+    model = model if model is not None else model_at(reference.seeds[0])
     x, y = reference.batches[0]
     return {
         **reference.score(model_at),
@@ -262,7 +263,7 @@ def _score_all(
             reference = diswot_reference(teacher, teacher_arch, data, batch_size, seed)
             say(f"DisWOT against {reference.source}")
         t0 = time.perf_counter()
-        cand.scores = score_candidate(reference, model_at)
+        cand.scores = score_candidate(reference, model_at, model)
         cand.diswot_reference = reference.source
         say(f"{name}: {ms:.3f} ms, diswot {cand.scores['diswot']:.4f} "
             f"({time.perf_counter() - t0:.1f} s)")  # fmt: skip
@@ -286,6 +287,11 @@ def chosen(ranked: list[Candidate]) -> Candidate:
     return max(shot, key=lambda c: c.few_shot_acc) if shot else fit[0]
 
 
+def diswot_source(ranked: list[Candidate]) -> str | None:
+    """What the search's DisWOT compared against (None when nothing was scored)."""
+    return next((c.diswot_reference for c in ranked if c.diswot_reference), None)
+
+
 def write_results(out_dir: Path, ranked: list[Candidate], budget: float | None) -> Path:
     """search/candidates.json and search/pareto.png (latency vs DisWOT score)."""
     path = write_json(
@@ -293,9 +299,7 @@ def write_results(out_dir: Path, ranked: list[Candidate], budget: float | None) 
         {
             "latency_budget_ms": budget,
             "chosen": chosen(ranked).name,
-            "diswot_reference": next(
-                (c.diswot_reference for c in ranked if c.diswot_reference), None
-            ),  # fmt: skip
+            "diswot_reference": diswot_source(ranked),
             "candidates": [asdict(c) for c in ranked],
         },  # fmt: skip
     )
