@@ -42,7 +42,7 @@ from edgekd.data import load_data, stack_inputs
 from edgekd.distill import TrainConfig, distill
 from edgekd.export import export_onnx
 from edgekd.latency.cost import predict_latency
-from edgekd.models import count_params, create_timm, load_teacher, pick_auto_student
+from edgekd.models import create_timm, load_teacher
 from edgekd.pipeline.compress import compress
 from edgekd.quant import quantize_int8
 from edgekd.quant.ort_layout import _Reader
@@ -144,7 +144,17 @@ def main() -> None:
                         t_pred, args.threads)[0])  # fmt: skip
 
         t0 = time.perf_counter()
-        student_name, _ = pick_auto_student(count_params(teacher), data.num_classes)
+        result = compress(CompressConfig(teacher=str(tpath), data=args.data, out=tmp / "edgekd",
+                                         threads=args.threads, epochs=args.epochs))  # fmt: skip
+        art = result.report["artifact"]
+        path = result.run_dir / art["path"]
+        r = row(f"edgekd ({art['precision']})", path, time.perf_counter() - t0, data, y, t_pred,
+                args.threads)[0]  # fmt: skip
+        r["student"] = result.report["student"]["name"]
+        rows.append(r)
+
+        t0 = time.perf_counter()
+        student_name = result.report["student"]["name"]  # the same student, trained on labels
         torch.manual_seed(0)
         student = create_timm(student_name, data.num_classes)
         cfg = TrainConfig(epochs=args.epochs, lr=1e-2, seed=0, loss="ce")
@@ -154,16 +164,6 @@ def main() -> None:
         path = ort_static_int8(s_onnx, tmp / "student-labels-int8.onnx", calib)
         rows.append(row("student-labels-int8", path, time.perf_counter() - t0, data, y, t_pred,
                         args.threads)[0])  # fmt: skip
-
-        t0 = time.perf_counter()
-        result = compress(CompressConfig(teacher=str(tpath), data=args.data, out=tmp / "edgekd",
-                                         threads=args.threads, epochs=args.epochs))  # fmt: skip
-        art = result.report["artifact"]
-        path = result.run_dir / art["path"]
-        r = row(f"edgekd ({art['precision']})", path, time.perf_counter() - t0, data, y, t_pred,
-                args.threads)[0]  # fmt: skip
-        r["student"] = result.report["student"]["name"]
-        rows.append(r)
 
     teacher_top1 = rows[0]["top1"]
     near = [r for r in rows if teacher_top1 - r["top1"] <= 1.0]

@@ -71,8 +71,12 @@ class CompressConfig(BaseModel):
     data: str = Field("digits", description="digits | image folder | pkg.module:function.")
     target: str = Field("host", description="Target profile name or YAML path.")
     student: str = Field("auto", description="timm model name, auto, or search.")
-    few_shot_k: int = Field(
-        0, ge=0, le=100, description="--student search: distil the top K briefly, keep the best."
+    few_shot_k: int | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="--student auto/search: distil the top K by DisWOT and by params briefly, "
+        "keep the best (default: 3 for auto, 0 for search).",
     )
     few_shot_epochs: int = Field(2, ge=1, le=1000, description="Epochs of each few-shot run.")
     out: Path = Field(Path("runs/edgekd"), description="Run directory.")
@@ -149,9 +153,10 @@ class CompressConfig(BaseModel):
 
     @model_validator(mode="after")
     def _rendezvous(self) -> CompressConfig:
-        if self.few_shot_k and self.student != "search":
+        if self.few_shot_k is not None and self.student not in ("auto", "search"):
             raise ValueError(
-                f"--few-shot-k {self.few_shot_k} confirms a student search: add --student search"
+                f"--few-shot-k {self.few_shot_k} confirms a student search, not a given "
+                f"--student {self.student}: use --student auto or search"
             )
         if self.nnodes > 1 and not self.rdzv_endpoint:
             raise ValueError("--nnodes > 1 needs --rdzv-endpoint host:port")

@@ -51,18 +51,23 @@ def compress_command(
     student: Annotated[
         str,
         typer.Option(
-            help="Student: any timm model name; search (the best DisWOT score within the latency "
-            "budget, see `edgekd search`); or auto (the largest of a fixed list of mobile models "
-            "with at most 1/16 of the teacher's parameters that meets the latency budget)."
+            help="Student: a timm model name; auto (the student search: every candidate of "
+            "`edgekd search` within the latency budget, or with at most 1/16 of the teacher's "
+            "parameters when there is none, ranked without training, then the top 3 by DisWOT "
+            "and by parameter count distilled for --few-shot-epochs: the best val accuracy "
+            "wins); or search (the same over the whole space, ranked by DisWOT alone unless "
+            "--few-shot-k is given)."
         ),
     ] = "auto",
     few_shot_k: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="With --student search: distil the top K by DisWOT for --few-shot-epochs each "
-            "and keep the best val accuracy (the most reliable pick measured; costs K short runs)."
+            help="With --student auto or search: how many to nominate per ranking (DisWOT, "
+            "parameter count) for the few-shot runs [default: 3 for auto, 0 for search]; 0 "
+            "picks the top DisWOT score without training.",
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
     few_shot_epochs: FewShotEpochs = 2,
     out: Annotated[Path, typer.Option(help="Run directory for artifacts and reports.")] = Path(
         "runs/edgekd"

@@ -34,7 +34,11 @@ def search_command(
         int, typer.Option(help="Images per scoring batch (DisWOT averages 3 batches).")
     ] = 64,
     few_shot_k: Annotated[
-        int, typer.Option(help="Distil the top K by DisWOT briefly and pick by val accuracy.")
+        int,
+        typer.Option(
+            help="Distil the top K by DisWOT and the top K by parameter count briefly; the "
+            "best val accuracy wins."
+        ),
     ] = 0,
     few_shot_epochs: FewShotEpochs = 2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -120,7 +124,7 @@ def search_command(
                         f"{s['gradnorm']:9.3f} ")  # fmt: skip
                 row += f"{c.few_shot_acc:8.2f}" if c.few_shot_acc is not None else f"{'-':>8s}"
             else:
-                row += "over budget" if not c.error else f"error: {c.error[:40]}"
+                row += f"error: {c.error[:40]}" if c.error else c.dropped or "not scored"
             lines.append(row)
         ref = diswot_source(ranked)
         if ref:

@@ -6,7 +6,7 @@ import torch
 
 from edgekd.errors import InputError
 from edgekd.models.loading import LoadedModel, create_timm, load_teacher, save_checkpoint
-from edgekd.models.students import build_student, count_params, pick_auto_student
+from edgekd.models.students import build_student, count_params
 
 __all__ = [
     "LoadedModel",
@@ -15,7 +15,6 @@ __all__ = [
     "count_params",
     "create_timm",
     "load_teacher",
-    "pick_auto_student",
     "save_checkpoint",
     "teacher_classes",
 ]

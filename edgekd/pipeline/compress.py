@@ -41,7 +41,6 @@ from edgekd.models import (
     check_teacher,
     count_params,
     load_teacher,
-    pick_auto_student,
     teacher_classes,
 )
 from edgekd.pipeline.events import LogFileReporter, Reporter
@@ -235,30 +234,10 @@ def _compress(
     loss_args = loss_arguments(cfg, data.labeled)
     torch.manual_seed(cfg.seed)
     student_name = cfg.student
-    auto_sizes: dict[str, int] = {}
     teacher_params = count_params(teacher.module)
-    searched = None
-    auto_fits = None
-    if student_name == "auto":
-        if budgets.latency_ms is not None:
-            from edgekd.search.search import latency_check
-
-            auto_fits = latency_check(target, data.num_classes, data.input_shape,
-                                      budgets.latency_ms)  # fmt: skip
-        student_name, auto_sizes = pick_auto_student(teacher_params, data.num_classes, auto_fits)
-    elif student_name == "search":  # training-free search within the latency budget
-        from edgekd.search.search import chosen, search
-        from edgekd.search.space import candidates
-
-        ranked = search(
-            teacher.module, data, target, candidates(), latency_budget_ms=budgets.latency_ms,
-            few_shot_k=cfg.few_shot_k, few_shot_epochs=cfg.few_shot_epochs, seed=cfg.seed,
-            device=device, distributed=False,  # under torchrun rank 0 searches alone
-            teacher_arch=teacher.arch,
-        )  # fmt: skip
-        searched = chosen(ranked)
-        student_name = searched.name
-    build_student(student_name, data.num_classes, data.input_shape)  # fail fast on a bad name
+    searching = student_name in ("auto", "search")
+    if not searching:
+        build_student(student_name, data.num_classes, data.input_shape)  # fail fast on a bad name
     # every input is checked before the run directory is touched
     run = RunDir(cfg.out)
     run.prepare(resume=cfg.resume, force=cfg.force)
@@ -274,30 +253,6 @@ def _compress(
         f"{data.num_classes} classes, input {'x'.join(map(str, data.input_shape))}"
         + ("" if data.labeled else "; no labels: training on the teacher's outputs only")
     )
-    if searched is not None:
-        how = (
-            f"best of the top {cfg.few_shot_k} by DisWOT after {cfg.few_shot_epochs} epochs "
-            f"of KD: {searched.few_shot_acc:.2f}% val"
-            if searched.few_shot_acc is not None
-            else "best DisWOT score"
-        )
-        rep.message(
-            f"student search -> {student_name} ({how}; among the candidates within "
-            f"{budgets.latency_ms} ms: {searched.latency_ms:.3f} ms)"
-        )
-    if auto_sizes:
-        why = "largest of a fixed list with at most 1/16 of the teacher's parameters"
-        if auto_fits is not None:
-            ms, measured = auto_fits.latency[student_name]
-            kind = "measured" if measured else "predicted"
-            skipped = [n for n, (t, _) in auto_fits.latency.items() if t > budgets.latency_ms]
-            if ms <= budgets.latency_ms:
-                why += f" whose {kind} latency fits {budgets.latency_ms} ms ({ms:.3f} ms)"
-            else:
-                why += f"; none fits {budgets.latency_ms} ms, so the smallest ({ms:.3f} ms)"
-            if skipped:
-                why += f"; over the budget: {', '.join(skipped)}"
-        rep.message(f"student auto -> {student_name} ({why})")
 
     manifest = Manifest.load(run.root) if cfg.resume else Manifest(run.root)
     manifest.run = {
@@ -312,6 +267,13 @@ def _compress(
     runner = StageRunner(manifest, rep, resume=cfg.resume)
     teacher_sha = sha256_file(cfg.teacher) if teacher.kind != "timm" else cfg.teacher
     shape = data.input_shape
+    searched = None
+    if searching:  # the student search is a stage: a resumed run keeps its pick
+        searched = _search_stage(
+            cfg, runner, run, teacher, teacher_sha, teacher_params, data, target, budgets,
+            device, rep,
+        )  # fmt: skip
+        student_name = searched["name"]
 
     # -- teacher: its FP32 ONNX is the reference every student artifact is measured against
     teacher_onnx = run / "export/teacher.onnx"
@@ -961,10 +923,84 @@ def _compress(
         quant_info=q_info,
         export_info=e_info,
         validate_info=v_info,
-        auto_sizes=auto_sizes,
-        searched=dataclasses.asdict(searched) if searched is not None else None,
+        searched=searched,
     )
     return CompressResult(run.root, run / "report.json", report, exit_code)
+
+
+def _search_stage(
+    cfg, runner, run, teacher, teacher_sha, teacher_params, data, target, budgets, device, rep
+) -> dict:
+    """`--student auto|search`: the student search (edgekd.search) as the run's `search`
+    stage; returns the pick's record (Candidate fields, plus `how` and `candidates_file`).
+
+    auto: every candidate of the search space under `size_cap`, the nominees of the top
+    `AUTO_FEW_SHOT_K` by DisWOT and by params distilled for --few-shot-epochs; when no
+    candidate meets the latency budget the fastest is kept and the report shows the budget
+    missed. search: the whole space, ranked by DisWOT, few-shot only with --few-shot-k; no
+    candidate within the budget is an error."""
+    from edgekd.search import space
+    from edgekd.search.search import (
+        AUTO_FEW_SHOT_K,
+        chosen,
+        diswot_source,
+        search,
+        size_cap,
+        write_results,
+    )
+
+    auto = cfg.student == "auto"
+    budget = budgets.latency_ms
+    k = cfg.few_shot_k if cfg.few_shot_k is not None else AUTO_FEW_SHOT_K if auto else 0
+    cap = size_cap(teacher_params, budget) if auto else None
+    names = space.candidates()
+    inputs = {
+        "teacher": teacher_sha, "arch": teacher.arch, "data": data.fingerprint,
+        "target": target.name, "latency_ms": budget, "mode": cfg.student, "candidates": names,
+        "max_params": cap, "few_shot_k": k, "few_shot_epochs": cfg.few_shot_epochs,
+        "seed": cfg.seed, "device": device,
+    }  # fmt: skip
+    parts = [f"within {budget} ms"] if budget is not None else []
+    parts += [f"with at most {cap / 1e6:.2f}M params"] if cap is not None else []
+    within = " and ".join(parts) + (" (no latency budget)" if budget is None else "")
+
+    def stage(key: str):
+        ranked = search(
+            teacher.module, data, target, names, latency_budget_ms=budget,
+            few_shot_k=k, few_shot_epochs=cfg.few_shot_epochs, seed=cfg.seed, device=device,
+            distributed=False,  # under torchrun rank 0 searches alone
+            teacher_arch=teacher.arch, max_params=cap,
+        )  # fmt: skip
+        pick = chosen(ranked, fastest_if_none=auto)
+        path = write_results(run / "search", ranked, budget, pick)
+        fit = [c for c in ranked if c.within_budget and c.scores]
+        shot = [c.name for c in fit if c.few_shot_acc is not None]
+        kind = "measured" if pick.latency_measured else "predicted"
+        if not pick.within_budget:
+            how = f"no candidate meets {budget} ms: the fastest, {pick.latency_ms:.3f} ms {kind}"
+        elif pick.few_shot_acc is not None:
+            how = (
+                f"best val {pick.few_shot_acc:.2f}% after {cfg.few_shot_epochs} epoch(s) of KD "
+                f"among {', '.join(shot)}: the top {k} by DisWOT and by params of the {len(fit)} "
+                f"candidates {within}; {pick.latency_ms:.3f} ms {kind}"
+            )
+        else:
+            how = (
+                f"best DisWOT score of the {len(fit)} candidates {within}; "
+                f"{pick.latency_ms:.3f} ms {kind}"
+            )
+        record = dataclasses.asdict(pick) | {
+            "mode": cfg.student,
+            "how": how,
+            "candidates_file": "search/candidates.json",
+            "diswot_reference": diswot_source(ranked),
+            "few_shot": {c.name: c.few_shot_acc for c in fit if c.few_shot_acc is not None},
+        }
+        return [path, path.parent / "pareto.png"], {"pick": record, "summary": pick.name}
+
+    info = runner.run("search", f"student {cfg.student}: search {within}", inputs, stage)
+    rep.message(f"student {cfg.student} -> {info['pick']['name']} ({info['pick']['how']})")
+    return info["pick"]
 
 
 def _agent_latency(r: dict, runtime: str, threads: int) -> dict:

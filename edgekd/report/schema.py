@@ -78,7 +78,7 @@ class Report(_Model):
     budgets: dict
     verdict: Verdict
     teacher: ModelMetrics
-    student: dict  # name, params, chosen_by (given|auto|search), auto candidates, search pick
+    student: dict  # name, params, chosen_by (given|auto|search), the search's pick
     variants: dict[str, ModelMetrics]
     artifact: ModelMetrics
     selection_reason: str

@@ -90,7 +90,6 @@ def write_reports(
     quant_info: dict,
     export_info: dict,
     validate_info: dict,
-    auto_sizes: dict,
     searched: dict | None = None,
 ) -> tuple[dict, int]:
     """Write report.json and report.md; return the report and the exit code."""
@@ -119,9 +118,9 @@ def write_reports(
         student={
             "name": distill_info["student"],
             "params": distill_info["params"],
-            "chosen_by": "search" if searched else "auto" if auto_sizes else "given",
-            "auto_candidates": auto_sizes,
-            "search": searched,  # the pick's latency, proxy scores and few-shot accuracy
+            "chosen_by": searched["mode"] if searched else "given",
+            # the pick's latency, proxy scores, few-shot accuracy and how it was chosen
+            "search": searched,
         },
         variants=v["student"],
         artifact=art,

@@ -66,7 +66,19 @@ def test_compress_exit_0_and_prints_paths(demo_run):
 def test_report_holds_accuracies_latencies_sizes_and_artifact(demo_run):
     out, _ = demo_run
     r = json.loads((out / "report.json").read_text())
-    assert r["target"] == "host" and r["student"]["name"] == "mobilenetv3_small_050"
+    assert r["target"] == "host"
+    # --student auto with no latency budget: the search space's models with at most 1/16 of
+    # resnet18's 11,181,642 params (mobilenetv3_small_050 578,474; lcnet_050 612,666; the
+    # next smallest, tinynet_e, has 774,782), both distilled briefly, the better one kept
+    pick = r["student"]["search"]
+    assert r["student"]["chosen_by"] == "auto"
+    assert set(pick["few_shot"]) == {"mobilenetv3_small_050", "lcnet_050"}
+    assert r["student"]["name"] == pick["name"] == max(pick["few_shot"], key=pick["few_shot"].get)
+    cands = json.loads((out / "search/candidates.json").read_text())
+    assert cands["chosen"] == pick["name"] and cands["latency_budget_ms"] is None
+    capped = [c for c in cands["candidates"] if c["dropped"]]
+    assert capped and all("over the size cap" in c["dropped"] for c in capped)
+    assert all(c["params"] > 11181642 // 16 for c in capped)
     for m in [r["teacher"], r["artifact"], *r["variants"].values()]:
         assert 0 <= m["accuracy"] <= 100
         lat = m["latency"]
@@ -91,6 +103,8 @@ def test_report_holds_accuracies_latencies_sizes_and_artifact(demo_run):
 def test_run_directory_and_manifest(demo_run):
     out, _ = demo_run
     for rel in [
+        "search/candidates.json",
+        "search/pareto.png",
         "distill/best.pt",
         "distill/last.pt",
         "distill/history.json",
@@ -105,7 +119,7 @@ def test_run_directory_and_manifest(demo_run):
         assert (out / rel).is_file(), rel
     m = json.loads((out / "manifest.json").read_text())
     names = [s["name"] for s in m["stages"]]
-    assert names == ["teacher", "distill", "quantize", "export", "build", "validate"]
+    assert names == ["search", "teacher", "distill", "quantize", "export", "build", "validate"]
     for s in m["stages"]:
         assert s["status"] == "finished" and s["wall_s"] >= 0
         for rel, digest in s["outputs"].items():
@@ -145,17 +159,20 @@ def test_resume_reuses_every_stage_then_budget_miss_exits_2(demo_run, digits_tea
     proc = resume()
     assert proc.returncode == 0, proc.stderr
     m = json.loads((out / "manifest.json").read_text())
-    assert m["run"]["stages_ran"] == [] and len(m["run"]["stages_reused"]) == 6
+    assert m["run"]["stages_ran"] == [] and len(m["run"]["stages_reused"]) == 7
     after = json.loads((out / "report.json").read_text())
     assert after["artifact"]["sha256"] == before["artifact"]["sha256"]
-    # an impossible latency budget: only validation re-runs, and the run exits 2
-    proc = resume("--latency-budget-ms", "0.000001")
+    assert after["student"] == before["student"]  # the search's pick is kept, not redone
+    # an impossible size budget: only validation re-runs, and the run exits 2 (a new latency
+    # budget would re-run the auto student search, which it steers; a new accuracy budget the
+    # quantize stage, which keeps PTQ when it meets the budget)
+    proc = resume("--max-model-mb", "0.001")
     assert proc.returncode == 2, proc.stderr
-    assert "BUDGET MISSED" in proc.stdout and "latency" in proc.stdout
+    assert "BUDGET MISSED" in proc.stdout and "size" in proc.stdout
     m = json.loads((out / "manifest.json").read_text())
     assert m["run"]["stages_ran"] == ["validate"]
     r = json.loads((out / "report.json").read_text())
-    gate = next(g for g in r["verdict"]["gates"] if g["name"] == "latency")
+    gate = next(g for g in r["verdict"]["gates"] if g["name"] == "size")
     assert not gate["passed"] and r["verdict"]["exit_code"] == 2
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 from tests.conftest import assert_one_line_error, run_cli
 
 QUICK = [
+    "--student", "mobilenetv3_small_050",
     "--epochs", "1", "--qat-epochs", "0", "--latency-warmup", "2", "--latency-iters", "10",
     "--calib-size", "32", "--max-accuracy-drop", "100", "--quiet",
 ]  # fmt: skip

@@ -16,6 +16,7 @@ def test_compress_validates_on_the_device(digits_teacher, loopback_ssh, tmp_path
     out = tmp_path / "run"
     proc = run_cli(
         "compress", str(digits_teacher), "--target", "raspberry-pi-5", "--out", str(out),
+        "--student", "mobilenetv3_small_050",
         "--device", loopback_ssh.dest, *loopback_ssh.cli_options(),
         "--remote-python", sys.executable, *QUICK,
     )  # fmt: skip

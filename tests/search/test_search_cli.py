@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import assert_one_line_error, run_cli
 
 
@@ -88,27 +90,107 @@ def test_nproc_inside_torchrun_is_one_line_for_search(digits_teacher, tmp_path, 
     assert_one_line_error(proc, "already running under torchrun")
 
 
-def test_compress_auto_respects_the_latency_budget(digits_teacher, tmp_path, monkeypatch):
-    import edgekd.models.students as students
+def test_compress_auto_searches_within_the_budget_and_resume_keeps_the_pick(
+    digits_teacher, tmp_path, monkeypatch
+):
+    import edgekd.search.space as space
     from edgekd.config import Budgets, CompressConfig
     from edgekd.latency.cost import predict_latency
-    from edgekd.pipeline.compress import compress
+    from edgekd.pipeline.compress import _teacher_and_data, compress
+    from edgekd.search.search import few_shot
     from edgekd.targets import get_target
 
-    monkeypatch.setattr(students, "AUTO_MAX_PARAM_FRACTION", 1.0)  # resnet18 is under the cap
+    names = ["lcnet_050", "mobilenetv3_small_050", "resnet10t", "resnet18"]
+    monkeypatch.setattr(space, "candidates", lambda *a, **k: names)
     budgets = Budgets(latency_ms=0.5, max_accuracy_drop=100)
     cfg = CompressConfig(
         teacher=str(digits_teacher), target="jetson-orin-nano-8gb", out=tmp_path / "run",
-        epochs=1, qat_epochs=0, calib_size=32, budgets=budgets,
+        epochs=1, qat_epochs=0, calib_size=32, budgets=budgets, few_shot_epochs=1,
+        device="cpu",
     )  # fmt: skip
     result = compress(cfg, budgets=budgets)
-    name = result.report["student"]["name"]
-    assert result.report["student"]["chosen_by"] == "auto"
-    assert name != "resnet18"  # the param rule alone picks it; it is over 0.5 ms
+    student = result.report["student"]
+    assert student["chosen_by"] == "auto"
+    cands = json.loads((tmp_path / "run/search/candidates.json").read_text())
+    by = {c["name"]: c for c in cands["candidates"]}
+    # resnet18 is the teacher's size: no student; resnet10t is predicted over 0.5 ms
+    assert by["resnet18"]["dropped"].startswith("over the size cap")
+    assert by["resnet10t"]["dropped"].startswith("over the latency budget")
+    assert by["resnet10t"]["latency_ms"] > 0.5
+    # the other two are the nominees (top 3 by DisWOT and by params: both); the better
+    # few-shot accuracy wins, as computed here on the same data and seed
+    teacher, data = _teacher_and_data(cfg)
+    accs = few_shot(["lcnet_050", "mobilenetv3_small_050"], teacher.module, data, 1, 0, "cpu")
+    best = max(accs, key=accs.get)
+    assert student["search"]["few_shot"] == accs
+    assert student["name"] == best == cands["chosen"]
     log = (tmp_path / "run/edgekd.log").read_text()
-    assert f"student auto -> {name}" in log and "over the budget: resnet18" in log
+    assert f"student auto -> {best} (best val {accs[best]:.2f}% after 1 epoch(s)" in log
     fp32 = predict_latency(tmp_path / "run/export/model-fp32.onnx", get_target(cfg.target))
     assert fp32.total_ms <= 0.5
+    # resume: the search stage is reused, not redone
+    again = compress(cfg.model_copy(update={"resume": True}), budgets=budgets)
+    assert again.report["student"] == student
+    m = json.loads((tmp_path / "run/manifest.json").read_text())
+    assert "search" in m["run"]["stages_reused"] and m["run"]["stages_ran"] == []
+
+
+def test_auto_keeps_the_fastest_when_nothing_fits():
+    from edgekd.errors import ConfigError
+    from edgekd.search.search import Candidate, chosen
+
+    ranked = [
+        Candidate("slow", 10, 2.0, True, False, dropped="over the latency budget"),
+        Candidate("fast", 20, 1.5, True, False, dropped="over the latency budget"),
+        Candidate("big", 99, float("nan"), False, False, dropped="over the size cap"),
+    ]
+    assert chosen(ranked, fastest_if_none=True).name == "fast"
+    with pytest.raises(ConfigError, match="no candidate meets the latency budget"):
+        chosen(ranked)
+
+
+def test_nominees_are_the_top_k_by_diswot_and_by_params():
+    from edgekd.search.search import nominees
+
+    scores = {
+        "a": {"diswot": -0.1, "params": 5},
+        "b": {"diswot": -0.2, "params": 9},
+        "c": {"diswot": -0.3, "params": 7},
+        "d": {"diswot": -0.4, "params": 1},
+    }
+    assert nominees(scores, 1) == ["a", "b"]  # DisWOT's best, then the largest
+    assert nominees(scores, 2) == ["a", "b", "c"]  # {a, b} by DisWOT, {b, c} by params
+    assert nominees(scores, 9) == ["a", "b", "c", "d"]
+    assert nominees(scores, 0) == []
+
+
+def test_size_cap():
+    from edgekd.search.search import size_cap
+
+    assert size_cap(16_000, None) == 1_000  # no latency budget: 1/16 of the teacher
+    assert size_cap(16_000, 2.0) == 15_999  # a budget decides; only smaller than the teacher
+
+
+def test_search_drops_candidates_over_the_size_cap_keeping_the_smallest(digits_teacher):
+    from edgekd.data.digits import digits_bundle
+    from edgekd.models import load_teacher
+    from edgekd.search.search import search
+    from edgekd.targets import get_target
+
+    loaded = load_teacher(str(digits_teacher))
+    data = digits_bundle(augment=False)
+    target = get_target("jetson-orin-nano-8gb")
+    names = ["lcnet_050", "mobilenetv3_small_050"]  # 612,666 and 578,474 params
+    ranked = search(loaded.module, data, target, names, latency_budget_ms=None, batch_size=8,
+                    teacher_arch=loaded.arch, max_params=600_000)  # fmt: skip
+    by = {c.name: c for c in ranked}
+    assert by["mobilenetv3_small_050"].scores and by["mobilenetv3_small_050"].within_budget
+    assert by["lcnet_050"].dropped == "over the size cap (612666 > 600000 params)"
+    assert not by["lcnet_050"].scores and by["lcnet_050"].latency_ms != by["lcnet_050"].latency_ms
+    # nothing under the cap: the smallest stays
+    ranked = search(loaded.module, data, target, names, latency_budget_ms=None, batch_size=8,
+                    teacher_arch=loaded.arch, max_params=1)  # fmt: skip
+    assert [c.name for c in ranked if c.scores] == ["mobilenetv3_small_050"]
 
 
 def test_compress_search_confirms_with_few_shot(digits_teacher, tmp_path, monkeypatch):
@@ -133,14 +215,14 @@ def test_compress_search_confirms_with_few_shot(digits_teacher, tmp_path, monkey
     assert result.report["student"]["chosen_by"] == "search"
     assert result.report["student"]["search"]["few_shot_acc"] == accs[best]
     log = (tmp_path / "run/edgekd.log").read_text()
-    assert f"student search -> {best} (best of the top 2 by DisWOT after 1 epochs" in log
-    assert f"{accs[best]:.2f}% val" in log
+    assert f"student search -> {best} (best val {accs[best]:.2f}% after 1 epoch(s)" in log
 
 
-def test_few_shot_k_needs_student_search(digits_teacher, tmp_path):
+def test_few_shot_k_needs_a_student_search(digits_teacher, tmp_path):
     out = tmp_path / "x"
-    proc = run_cli("compress", str(digits_teacher), "--few-shot-k", "2", "--out", str(out))
-    assert_one_line_error(proc, "--few-shot-k 2", "--student search")
+    proc = run_cli("compress", str(digits_teacher), "--student", "lcnet_050", "--few-shot-k",
+                   "2", "--out", str(out))  # fmt: skip
+    assert_one_line_error(proc, "--few-shot-k 2", "--student lcnet_050", "auto or search")
     assert not out.exists()
 
 
