@@ -38,6 +38,13 @@ per-sample errors in its total (its classifier gradient is the error-weighted su
 embeddings: a teacher that fits the batch almost perfectly leaves d_sem to a few
 near-misses).
 
+The `nominated` picker is the rule of `compress --student auto`: few-shot KD only for the
+nominees (the top 3 by DisWOT and the top 3 by params within the budget,
+`edgekd.search.search.nominees`), the best few-shot accuracy wins; `few_shot` trains every
+candidate within the budget. (Without a latency budget auto also caps the student at 1/16 of
+the teacher's parameters, `size_cap`; the `none` row here has no cap.)
+`--summarize FILE` recomputes FILE's taus, picks and regret from its rows alone.
+
 `--latencies FILE` takes the host latencies of an earlier run on this machine (they do not
 depend on the teacher). `--rescore FILE` recomputes only the training-free proxies for FILE's
 rows, keeping its accuracies, few-shot accuracies and latencies (the proxies depend on the
@@ -68,10 +75,12 @@ from edgekd.models import create_timm, load_teacher, save_checkpoint
 from edgekd.quant import quantize_int8
 from edgekd.search.proxies import diswot_score
 from edgekd.search.search import (
+    AUTO_FEW_SHOT_K,
     candidate_at,
     candidate_latency,
     diswot_reference,
     few_shot,
+    nominees,
     score_candidate,
     scoring_batch,
 )
@@ -86,7 +95,7 @@ CANDIDATES = [
     "tinynet_c", "regnetx_004",
 ]  # fmt: skip
 PROXIES = ("diswot", "d_sem", "d_rel", "naswot", "synflow", "gradnorm", "params", "few_shot")
-PICKERS = ("diswot", "naswot", "params", "few_shot")
+PICKERS = ("diswot", "naswot", "params", "few_shot", "nominated")
 BUDGETS_MS = (0.15, 0.2, 0.3, 0.5, 0.8, None)  # p90 on this host, 1 ORT thread
 STABILITY = {"batch_sizes": (64, 256), "batch_seeds": (0, 1, 2), "init_seeds": (0, 1, 2, 3)}
 
@@ -102,9 +111,16 @@ def picks(rows: list[dict]) -> list[dict]:
         entry = {"budget_ms": budget, "candidates": len(fit),
                  "oracle": max(r["int8_top1"] for r in fit),
                  "random": sum(r["int8_top1"] for r in fit) / len(fit)}  # fmt: skip
-        for p in PICKERS:
+        for p in PICKERS[:-1]:
             best = max(fit, key=lambda r, p=p: r["scores"][p])
             entry[p] = {"pick": best["candidate"], "int8_top1": best["int8_top1"]}
+        # `compress --student auto`'s rule: few-shot KD of the nominees only (top 3 by DisWOT
+        # and by params), the best few-shot accuracy wins
+        by_name = {r["candidate"]: r for r in fit}
+        tried = nominees({n: r["scores"] for n, r in by_name.items()}, AUTO_FEW_SHOT_K)
+        best = max((by_name[n] for n in tried), key=lambda r: r["scores"]["few_shot"])
+        entry["nominated"] = {"pick": best["candidate"], "int8_top1": best["int8_top1"],
+                         "few_shot_runs": len(tried)}  # fmt: skip
         out.append(entry)
     return out
 
@@ -301,6 +317,16 @@ def rescore(path: Path, teacher, arch: str, data, stability: bool) -> None:
     print(f"rewrote {path}")
 
 
+def summarize(path: Path) -> None:
+    """Taus, picks and regret of FILE's rows anew (new pickers; nothing recomputed)."""
+    old = json.loads(path.read_text())
+    label = f"{old['teacher']}, {old['epochs']} epochs KD, seeds {old['seeds']}"
+    old["kendall_tau"], old["picks_by_budget"], old["mean_regret"] = analyse(old["rows"], label)
+    old["goal_diswot_tau_ge_0_5_and_above_params"] = goal(old["kendall_tau"])
+    write_json(path, old)
+    print(f"rewrote {path}")
+
+
 def goal(taus: dict) -> bool:
     return taus["diswot"]["tau"] >= 0.5 and taus["diswot"]["tau"] > taus["params"]["tau"]
 
@@ -313,6 +339,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--reuse", type=Path, default=None)
     ap.add_argument("--rescore", type=Path, default=None)
+    ap.add_argument("--summarize", type=Path, default=None, help="re-analyse FILE's rows only")
     ap.add_argument(
         "--latencies",
         type=Path,
@@ -325,6 +352,8 @@ def main() -> None:
     ap.add_argument("--stability", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/search_proxies.json")
     args = ap.parse_args()
+    if args.summarize:
+        return summarize(args.summarize)
     torch.set_num_threads(args.threads)
     from kd_losses import teacher_model  # benchmarks/ is on sys.path when run as a script
 

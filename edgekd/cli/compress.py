@@ -51,12 +51,12 @@ def compress_command(
     student: Annotated[
         str,
         typer.Option(
-            help="Student: a timm model name; auto (the student search: every candidate of "
+            help="Student: a timm model name; auto (the student search: the candidates of "
             "`edgekd search` within the latency budget, or with at most 1/16 of the teacher's "
             "parameters when there is none, ranked without training, then the top 3 by DisWOT "
             "and by parameter count distilled for --few-shot-epochs: the best val accuracy "
-            "wins); or search (the same over the whole space, ranked by DisWOT alone unless "
-            "--few-shot-k is given)."
+            "wins; the fastest when none fits); or search (ranked by DisWOT alone unless "
+            "--few-shot-k is given; none within the budget is an error)."
         ),
     ] = "auto",
     few_shot_k: Annotated[
