@@ -305,6 +305,19 @@ def _latency_label(lat: dict, percentile: int) -> str:
     return f"p{percentile} measured at {lat['threads']} thread(s)"
 
 
+def _student_lines(r: dict) -> list[str]:
+    """How the student was chosen, when a search chose it (--student auto|search)."""
+    pick = r["student"].get("search")
+    if not pick:
+        return []
+    return [
+        f"**Why this student**: `{r['student']['name']}` by the student search "
+        f"(--student {pick.get('mode', 'search')}): {pick.get('how', '')}. Every candidate: "
+        f"`{pick.get('candidates_file', 'search/candidates.json')}`.",
+        "",
+    ]
+
+
 def _device_lines(r: dict) -> list[str]:
     """The device reached with --remote: accuracy there, its facts, a clock warning."""
     art = r["artifact"]
@@ -386,6 +399,7 @@ def render_markdown(r: dict) -> str:
         f"teacher {r['distill'].get('teacher_cache') or 'live'}; accuracy is "
         f"{r['data'].get('accuracy_metric', 'top-1 accuracy on the labeled val set')}.",
         "",
+        *_student_lines(r),
         f"**Why this precision**: {r['selection_reason']}.",
         "",
         *_device_lines(r),

@@ -97,7 +97,9 @@ def test_report_holds_accuracies_latencies_sizes_and_artifact(demo_run):
     assert r["variants"]["fp32"]["parity"] >= 99.0
     assert r["variants"]["int8"]["parity"] == r["parity"]["int8-ort"]["top1_agreement"]
     assert r["verdict"]["passed"] and r["verdict"]["exit_code"] == 0
-    assert (out / "report.md").read_text().startswith("# edgekd report")
+    md = (out / "report.md").read_text()
+    assert md.startswith("# edgekd report")
+    assert f"**Why this student**: `{pick['name']}` by the student search (--student auto)" in md
 
 
 def test_run_directory_and_manifest(demo_run):
