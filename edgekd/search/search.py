@@ -11,8 +11,8 @@ at `seed` on the first batch. With `few_shot_k`, the nominees (`nominees`: the t
 DisWOT and the top k by parameter count) are distilled for `few_shot_epochs` each (the same
 budget) and the best validation accuracy wins.
 
-`--student auto` (compress) is this search over the whole space with `AUTO_FEW_SHOT_K` and a
-size cap (`size_cap`).
+`--student auto` (compress) is this search over the whole space with `AUTO_FEW_SHOT_K`, capped
+at 1/16 of the teacher's parameters when there is no latency budget (`size_cap`).
 """
 
 from __future__ import annotations
