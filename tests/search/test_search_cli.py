@@ -13,13 +13,16 @@ def test_search_ranks_within_the_budget(digits_teacher, tmp_path):
     proc = run_cli(
         "search", str(digits_teacher), "--target", "jetson-orin-nano-8gb",
         "--latency-budget-ms", "0.5", "--candidate", "lcnet_050", "--candidate",
-        "mobilenetv3_small_050", "--candidate", "resnet18", "--batch-size", "16",
+        "mobilenetv3_small_050", "--candidate", "resnet14t", "--candidate", "resnet18",
+        "--batch-size", "16",
         "--out", str(tmp_path),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     r = json.loads((tmp_path / "search/candidates.json").read_text())
     by = {c["name"]: c for c in r["candidates"]}
-    assert not by["resnet18"]["within_budget"] and not by["resnet18"]["scores"]  # > 0.5 ms
+    assert not by["resnet14t"]["within_budget"] and not by["resnet14t"]["scores"]  # > 0.5 ms
+    assert by["resnet14t"]["dropped"].startswith("over the latency budget")
+    assert by["resnet18"]["dropped"] == "the teacher's own architecture"  # no student
     fit = [c for c in r["candidates"] if c["within_budget"]]
     assert {c["name"] for c in fit} == {"lcnet_050", "mobilenetv3_small_050"}
     assert fit[0]["scores"]["diswot"] >= fit[1]["scores"]["diswot"]  # ranked by DisWOT
@@ -34,7 +37,7 @@ def test_search_ranks_within_the_budget(digits_teacher, tmp_path):
 
 def test_search_with_nothing_in_budget_is_one_line(digits_teacher, tmp_path):
     proc = run_cli("search", str(digits_teacher), "--target", "jetson-orin-nano-8gb",
-                   "--latency-budget-ms", "0.0001", "--candidate", "resnet18",
+                   "--latency-budget-ms", "0.0001", "--candidate", "resnet14t",
                    "--out", str(tmp_path))  # fmt: skip
     assert_one_line_error(proc, "no candidate meets the latency budget")
 
@@ -50,14 +53,14 @@ def test_compress_student_search_uses_the_search(digits_teacher, tmp_path, monke
     from edgekd.config import Budgets, CompressConfig
     from edgekd.pipeline.compress import compress
 
-    monkeypatch.setattr(space, "candidates", lambda *a, **k: ["lcnet_050", "resnet18"])
+    monkeypatch.setattr(space, "candidates", lambda *a, **k: ["lcnet_050", "resnet14t"])
     budgets = Budgets(latency_ms=0.5, max_accuracy_drop=100)
     cfg = CompressConfig(
         teacher=str(digits_teacher), target="jetson-orin-nano-8gb", student="search",
         out=tmp_path / "run", epochs=1, qat_epochs=0, calib_size=32, budgets=budgets,
     )  # fmt: skip
     result = compress(cfg, budgets=budgets)
-    assert result.report["student"]["name"] == "lcnet_050"  # resnet18 is over 0.5 ms
+    assert result.report["student"]["name"] == "lcnet_050"  # resnet14t is over 0.5 ms
     assert "student search -> lcnet_050" in (tmp_path / "run/edgekd.log").read_text()
 
 
@@ -113,10 +116,11 @@ def test_compress_auto_searches_within_the_budget_and_resume_keeps_the_pick(
     assert student["chosen_by"] == "auto"
     cands = json.loads((tmp_path / "run/search/candidates.json").read_text())
     by = {c["name"]: c for c in cands["candidates"]}
-    # a latency budget and no size cap: resnet10t and resnet18 are predicted over 0.5 ms
-    for name in ("resnet10t", "resnet18"):
-        assert by[name]["dropped"].startswith("over the latency budget")
-        assert by[name]["latency_ms"] > 0.5
+    # a latency budget and no size cap: resnet10t is predicted over 0.5 ms; resnet18 is the
+    # teacher's own architecture
+    assert by["resnet10t"]["dropped"].startswith("over the latency budget")
+    assert by["resnet10t"]["latency_ms"] > 0.5
+    assert by["resnet18"]["dropped"] == "the teacher's own architecture"
     # the other two are the nominees (top 3 by DisWOT and by params: both); the better
     # few-shot accuracy wins, as computed here on the same data and seed
     teacher, data = _teacher_and_data(cfg)
@@ -187,10 +191,12 @@ def test_search_drops_candidates_over_the_size_cap_keeping_the_smallest(digits_t
     assert by["mobilenetv3_small_050"].scores and by["mobilenetv3_small_050"].within_budget
     assert by["lcnet_050"].dropped == "over the size cap (612666 > 600000 params)"
     assert not by["lcnet_050"].scores and by["lcnet_050"].latency_ms != by["lcnet_050"].latency_ms
-    # nothing under the cap: the smallest stays
-    ranked = search(loaded.module, data, target, names, latency_budget_ms=None, batch_size=8,
-                    teacher_arch=loaded.arch, max_params=1)  # fmt: skip
+    # nothing under the cap: the smallest stays; the teacher's own architecture is no student
+    ranked = search(loaded.module, data, target, ["resnet18", *names], latency_budget_ms=None,
+                    batch_size=8, teacher_arch=loaded.arch, max_params=1)  # fmt: skip
     assert [c.name for c in ranked if c.scores] == ["mobilenetv3_small_050"]
+    by = {c.name: c for c in ranked}
+    assert by["resnet18"].dropped == "the teacher's own architecture"
 
 
 def test_compress_search_confirms_with_few_shot(digits_teacher, tmp_path, monkeypatch):
