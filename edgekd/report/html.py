@@ -26,6 +26,19 @@ def _e(x) -> str:
     return html.escape(str(x))
 
 
+def _why_student(r: dict) -> str:
+    """How the student search chose the student (--student auto|search); empty otherwise."""
+    pick = r["student"].get("search")
+    if not pick:
+        return ""
+    return (
+        f'<p class="note"><b>Why this student:</b> <code>{_e(r["student"]["name"])}</code> by '
+        f"the student search (--student {_e(pick.get('mode', 'search'))}): "
+        f"{_e(pick.get('how', ''))}. Every candidate: "
+        f"<code>{_e(pick.get('candidates_file', 'search/candidates.json'))}</code>.</p>\n"
+    )
+
+
 def _img(png: bytes | None, alt: str) -> str:
     if not png:
         return ""
@@ -147,7 +160,7 @@ def render_html(r: dict) -> str:
 the teacher at p90, accuracy drop {r["accuracy_drop"]:.2f} points.</p>
 <h2>Budgets</h2>{gates}
 <h2>Teacher vs student</h2>{model_table}
-<p class="note"><b>Why this precision:</b> {_e(r["selection_reason"])}.</p>
+{_why_student(r)}<p class="note"><b>Why this precision:</b> {_e(r["selection_reason"])}.</p>
 {_img(plots.latency_chart(r), "latency per artifact")}
 <h2>Training</h2>{_img(plots.training_curves(r), "training curves")}
 <p class="note">Distillation ({_e(r["distill"].get("loss") or "kd")} loss, teacher

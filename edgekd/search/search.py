@@ -344,6 +344,12 @@ def chosen(ranked: list[Candidate], *, fastest_if_none: bool = False) -> Candida
     no candidate meets the budget: the fastest costed one with `fastest_if_none` (the report
     then shows the budget missed), else an error."""
     fit = [c for c in ranked if c.within_budget and c.scores]
+    if ranked and all(c.error for c in ranked):
+        raise ConfigError(
+            "no candidate student builds for this data",
+            value=f"{ranked[0].name}: {ranked[0].error.splitlines()[0][:120]}",
+            fix="check --input-shape, or give --student NAME or --candidate",
+        )
     if not fit:
         costed = [c for c in ranked if c.latency_ms == c.latency_ms]  # not NaN
         if fastest_if_none and costed:

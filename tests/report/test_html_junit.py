@@ -41,6 +41,12 @@ def test_html_is_self_contained_with_verdict_tables_and_plots():
     assert 'id="verdict"' in page and "PASS" in page
     assert "<table>" in page and "Teacher vs student" in page and "(shipped)" in page
     assert "http://" not in page and "https://" not in page  # nothing fetched
+    # the sample's student came from --student auto: the page says why
+    assert "<b>Why this student:</b> <code>mobilenetv3_small_050</code>" in page
+    assert SAMPLE["student"]["search"]["how"].split(":")[0] in page
+    given = copy.deepcopy(SAMPLE)
+    given["student"] |= {"chosen_by": "given", "search": None}
+    assert "Why this student" not in render_html(given)
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(images) == 3  # latency chart, training curves, per-layer breakdown
     for b64 in images:

@@ -153,6 +153,16 @@ def test_auto_keeps_the_fastest_when_nothing_fits():
         chosen(ranked)
 
 
+def test_no_candidate_that_builds_is_one_clear_error():
+    from edgekd.errors import ConfigError
+    from edgekd.search.search import Candidate, chosen
+
+    ranked = [Candidate("x", 0, float("nan"), False, False, error="too small\nmore")]
+    with pytest.raises(ConfigError, match="no candidate student builds") as e:
+        chosen(ranked, fastest_if_none=True)
+    assert "x: too small" in str(e.value) and "more" not in str(e.value)
+
+
 def test_nominees_are_the_top_k_by_diswot_and_by_params():
     from edgekd.search.search import nominees
 
