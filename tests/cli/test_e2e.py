@@ -76,9 +76,10 @@ def test_report_holds_accuracies_latencies_sizes_and_artifact(demo_run):
     assert r["student"]["name"] == pick["name"] == max(pick["few_shot"], key=pick["few_shot"].get)
     cands = json.loads((out / "search/candidates.json").read_text())
     assert cands["chosen"] == pick["name"] and cands["latency_budget_ms"] is None
-    capped = [c for c in cands["candidates"] if c["dropped"]]
-    assert capped and all("over the size cap" in c["dropped"] for c in capped)
-    assert all(c["params"] > 11181642 // 16 for c in capped)
+    dropped = {c["name"]: c for c in cands["candidates"] if c["dropped"]}
+    assert dropped.pop("resnet18")["dropped"] == "the teacher's own architecture"
+    assert dropped and all("over the size cap" in c["dropped"] for c in dropped.values())
+    assert all(c["params"] > 11181642 // 16 for c in dropped.values())
     for m in [r["teacher"], r["artifact"], *r["variants"].values()]:
         assert 0 <= m["accuracy"] <= 100
         lat = m["latency"]
