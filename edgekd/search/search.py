@@ -181,22 +181,6 @@ def candidate_latency(name: str, model, shape, target: TargetProfile, cache: dic
     return ms, measured
 
 
-def latency_check(target: TargetProfile, num_classes: int, shape, budget_ms: float):
-    """`fits(name) -> bool`: the candidate's latency on `target` is within `budget_ms` (costed
-    and cached like the search's); `fits.latency[name]` keeps (ms, measured)."""
-    cache_file, cache = _load_cache()
-
-    def fits(name: str) -> bool:
-        model = build_candidate(name, num_classes, shape)
-        ms, measured = candidate_latency(name, model, shape, target, cache)
-        write_json(cache_file, cache)
-        fits.latency[name] = (ms, measured)
-        return ms <= budget_ms
-
-    fits.latency = {}
-    return fits
-
-
 def search(
     teacher: torch.nn.Module,
     data,
