@@ -277,19 +277,18 @@ def _score_all(
             out.append(Candidate(name, 0, float("nan"), False, False, error=str(e)[:200]))
     sizes = {n: int(proxies.params_score(m)) for n, m in built.items()}
     # the teacher's own architecture is no student (and DisWOT would rank it first: the
-    # random-init reference is that very network, distance 0)
-    own = [n for n in sizes if n == teacher_arch]
-    for name in own:
-        why = "the teacher's own architecture"
-        out.append(Candidate(name, sizes.pop(name), float("nan"), False, False, dropped=why))
-        say(f"{name}: {why}, dropped")
-    allowed = set(sizes)
+    # random-init reference is that very network, distance 0); it takes no part in the cap
+    students = {n: p for n, p in sizes.items() if n != teacher_arch}
+    allowed = set(students)
     if max_params is not None:
-        allowed = {n for n, p in sizes.items() if p <= max_params}
-        allowed = allowed or set(sorted(sizes, key=sizes.get)[:1])  # else the smallest
+        allowed = {n for n, p in students.items() if p <= max_params}
+        allowed = allowed or set(sorted(students, key=students.get)[:1])  # else the smallest
     reference = None  # built at the first candidate within budget
     for name, model in built.items():
-        if name in own:
+        if name == teacher_arch:
+            why = "the teacher's own architecture"
+            out.append(Candidate(name, sizes[name], float("nan"), False, False, dropped=why))
+            say(f"{name}: {why}, dropped")
             continue
         if name not in allowed:
             why = f"over the size cap ({sizes[name]} > {max_params} params)"
