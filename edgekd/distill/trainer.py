@@ -251,6 +251,25 @@ class _World:
         return t.tolist()
 
 
+def epoch_loader(ds: Dataset, batch_size: int, world: _World, seed: int, epoch: int):
+    """This rank's shuffled batches of epoch `epoch`. `batch_size` is the global batch: each of
+    the `world.size` ranks gets `batch_size // world.size` images a step.
+
+    Every world size draws the permutation `randperm(len(ds))` seeded with `seed + epoch`
+    (DistributedSampler's rule) and deals it out by rank: index i to rank i mod size, the
+    tail padded from the start. So step k of all ranks together sees exactly the images of
+    one process's step k. (A DataLoader shuffling with a seeded generator would not: it draws
+    its worker base seed from that generator before the permutation.)"""
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    sampler = DistributedSampler(ds, world.size, world.rank, shuffle=True, seed=seed)
+    sampler.set_epoch(epoch)
+    # the loader's own base-seed draw comes from here, never from the global RNG
+    g = torch.Generator().manual_seed(seed + epoch)
+    return DataLoader(ds, batch_size=batch_size // world.size, sampler=sampler, generator=g)
+
+
 def _world() -> _World:
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized():
@@ -309,7 +328,6 @@ def distill(
             value=f"batch {cfg.batch_size} over {world.size}",
             fix="use a batch size divisible by the number of processes (it is the global batch)",
         )
-    rank_batch = cfg.batch_size // world.size
     ckpt_dir = Path(ckpt_dir)
     last_path, best_path = ckpt_dir / f"{prefix}last.pt", ckpt_dir / f"{prefix}best.pt"
     device = torch.device(cfg.device)
@@ -431,18 +449,7 @@ def distill(
         loss_fn.train()
         sums: dict[str, float] = {}
         n_seen = 0
-        if world.size > 1:
-            from torch.utils.data import DataLoader
-            from torch.utils.data.distributed import DistributedSampler
-
-            # the same permutation as one process's shuffle (seed + epoch), dealt out by rank
-            sampler = DistributedSampler(
-                train_ds, world.size, world.rank, shuffle=True, seed=cfg.seed
-            )
-            sampler.set_epoch(epoch)
-            train_loader = DataLoader(train_ds, batch_size=rank_batch, sampler=sampler)
-        else:
-            train_loader = loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch)
+        train_loader = epoch_loader(train_ds, cfg.batch_size, world, cfg.seed, epoch)
         for step, (x, y, idx) in enumerate(train_loader):
             x = x.to(device, non_blocking=True)
             target = torch.as_tensor(y).to(device) if bundle.labeled else None

@@ -1,9 +1,11 @@
-"""Distillation under torchrun with gloo on the CPU, through the real CLI: 2 processes give a
-valid artifact, and their loss curve matches one process with the same global batch.
+"""Distillation under torchrun with gloo on the CPU.
 
-Tolerance: the per-epoch mean training loss of the 2-process run is within 10% (relative) of
-the 1-process run's, and val top-1 within 5 points. They are not bit-equal because batch norm
-sees 32 images per rank instead of 64, and the sampler pads 1437 images to 1438 for 2 ranks.
+That 2 ranks train like one process is checked by properties that hold exactly: the rank
+shards of an epoch deal out the one-process permutation, and on a student without batch
+statistics 2 gloo ranks take the same optimizer steps as one process (to 1e-5). Loss curves
+of real students are not compared: batch norm sees 32 images per rank instead of 64, and a
+short run amplifies the difference in machine-dependent ways. The real CLI runs once with 2
+processes and must ship a validated artifact.
 """
 
 from __future__ import annotations
@@ -36,25 +38,86 @@ def test_launch_command_single_and_multi_node(tmp_path):
     assert "--standalone" not in multi
 
 
-def test_two_gloo_processes_match_one_process(digits_teacher, tmp_path):
-    runs = {}
-    for n in (1, 2):
-        out = tmp_path / f"run{n}"
-        proc = run_cli("compress", str(digits_teacher), "--out", str(out),
-                       "--nproc-per-node", str(n), *ARGS, timeout=1500)  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
-        runs[n] = json.loads((out / "report.json").read_text())
-    two = runs[2]
-    assert (tmp_path / "run2/build/model.ort.onnx").exists()  # a valid, validated artifact
-    assert json.loads((tmp_path / "run2/distill/ddp_result.json").read_text())["world_size"] == 2
-    qat = json.loads((tmp_path / "run2/distill/qat_ddp_result.json").read_text())
+def test_two_gloo_processes_give_a_validated_artifact(digits_teacher, tmp_path):
+    # the real CLI with --nproc-per-node 2: both phases run on 2 ranks and the artifact ships;
+    # that 2 ranks train like 1 process is checked exactly below, not on loss curves
+    out = tmp_path / "run2"
+    proc = run_cli("compress", str(digits_teacher), "--out", str(out), "--nproc-per-node", "2",
+                   *ARGS, timeout=1500)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"]["passed"] is True
+    assert (out / "build/model.ort.onnx").exists()  # a valid, validated artifact
+    assert (out / "validate/metrics.json").exists()
+    assert json.loads((out / "distill/ddp_result.json").read_text())["world_size"] == 2
+    qat = json.loads((out / "distill/qat_ddp_result.json").read_text())
     assert qat["world_size"] == 2 and len(qat["history"]) == 1  # QAT ran on 2 ranks too
-    assert "qat_val_acc" in two["quantization"]
-    assert "under torchrun: 2 process(es)" in (tmp_path / "run2/edgekd.log").read_text()
-    for e1, e2 in zip(runs[1]["distill"]["history"], two["distill"]["history"], strict=True):
-        for key in ("loss_kd", "loss_ce"):
-            assert e2[key] == pytest.approx(e1[key], rel=0.10), (key, e1, e2)
-        assert abs(e2["val_acc"] - e1["val_acc"]) <= 5.0
+    assert "qat_val_acc" in report["quantization"]
+    assert len(report["distill"]["history"]) == 2
+    assert "under torchrun: 2 process(es)" in (out / "edgekd.log").read_text()
+
+
+def _step_run(tmp_path, nproc: int) -> dict:
+    import os
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / f"world{nproc}"
+    out.mkdir()
+    worker = str(ROOT / "tests/distill/ddp_step_worker.py")
+    launch = [sys.executable]
+    if nproc > 1:
+        launch += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    proc = subprocess.run([*launch, worker, str(out)], cwd=ROOT, env=env, text=True,
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import torch
+
+    return torch.load(out / "student.pt", weights_only=True)
+
+
+def test_two_gloo_ranks_take_the_same_steps_as_one_process(tmp_path):
+    # same global batch (64 = 2 x 32), same seed, a student without batch statistics: the
+    # per-rank mean losses average to the global mean, so DDP's averaged gradient is the
+    # one-process gradient and both optimizer steps land on the same weights
+    import torch
+
+    from tests.distill.ddp_step_worker import toy_net
+
+    one, two = _step_run(tmp_path, 1), _step_run(tmp_path, 2)
+    assert (one["world"], two["world"]) == (1, 2)
+    start = toy_net(1).state_dict()
+    for name, w1 in one["model"].items():
+        w2 = two["model"][name]
+        assert not torch.equal(w1, start[name]), name  # the steps really moved the weights
+        torch.testing.assert_close(w2, w1, rtol=0, atol=1e-5, msg=name)
+    assert two["history"][0]["loss_kd"] == pytest.approx(one["history"][0]["loss_kd"], abs=1e-5)
+
+
+@pytest.mark.parametrize("n", [128, 1437])
+def test_rank_shards_deal_out_the_one_process_permutation(n):
+    # the union of the rank shards is the one-process permutation of that epoch, step by step
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from edgekd.distill.trainer import _World, epoch_loader
+
+    ds = TensorDataset(torch.arange(n))
+    for seed, epoch in ((0, 0), (3, 5)):
+        single = [b[0].tolist() for b in epoch_loader(ds, 64, _World(), seed, epoch)]
+        shards = [[b[0].tolist() for b in epoch_loader(ds, 64, _World(r, 2), seed, epoch)]
+                  for r in (0, 1)]  # fmt: skip
+        assert len(shards[0]) == len(shards[1]) == len(single)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        assert [i for b in single for i in b] == perm  # one process: randperm(seed + epoch)
+        for k, batch in enumerate(single):
+            dealt = [i for pair in zip(shards[0][k], shards[1][k], strict=True) for i in pair]
+            if k < len(single) - 1 or n % 2 == 0:
+                assert dealt == batch, (seed, epoch, k)
+            else:  # an odd count: the last rank's tail is padded with the first index
+                assert dealt[: len(batch)] == batch and dealt[len(batch)] == single[0][0]
 
 
 def test_batch_must_split_over_processes(digits_teacher, tmp_path):
