@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 
 from edgekd._io import write_json
-from edgekd.latency.calibrate import (
+from edgekd.latency.cost import predict_latency
+from edgekd.latency.graph import graph_layers, load_onnx
+from edgekd.profiling.calibrate import (
     CALIBRATION_MODELS,
     HELDOUT_MODELS,
     error_stats,
@@ -31,8 +33,6 @@ from edgekd.latency.calibrate import (
     measure_samples,
     scale_to_published,
 )
-from edgekd.latency.cost import predict_latency
-from edgekd.latency.graph import graph_layers, load_onnx
 from edgekd.targets import get_target
 
 ROOT = Path(__file__).resolve().parents[1]

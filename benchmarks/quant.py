@@ -73,7 +73,8 @@ def main() -> None:
             q = quantize_int8(timm.create_model(name, pretrained=False).eval(), calib, 8)
             q.load_state_dict(model.state_dict(), strict=False)
             files["int8-modelopt"] = export_onnx(q, d / f"{name}-mo.onnx", SHAPE).path
-            files["int8-ort"] = quantize_for_ort(files["fp32"], d / f"{name}-ort.onnx", calib, 8)
+            ort = quantize_for_ort(files["fp32"], d / f"{name}-ort.onnx", calib, 8)
+            files["int8-ort"] = ort.path
             files["int8-ort-own"] = ort_own(files["fp32"], d / f"{name}-own.onnx", calib)
             base = None
             for kind, path in files.items():

@@ -62,6 +62,24 @@ def check_gpus(device: str, processes: int, flag: str) -> None:
         )
 
 
+def resolve_device(spec: str) -> str:
+    """`auto` -> cuda when a GPU is visible, else cpu; a CUDA request without a GPU is an error."""
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda"):
+        n = torch.cuda.device_count()
+        index = int(spec.partition(":")[2] or 0)
+        if index >= n:
+            from edgekd.errors import InputError
+
+            raise InputError(
+                "CUDA device not available",
+                value=spec,
+                fix=f"this machine has {n} visible GPU(s); use --device cpu or auto",
+            )
+    return spec
+
+
 def rank_device(device: str, launch: Launch) -> str:
     """cuda:LOCAL_RANK for a GPU run (one GPU per rank), else the device as given."""
     return f"cuda:{launch.local_rank}" if device.startswith("cuda") else device

@@ -73,7 +73,7 @@ def profile_command(
 
     def body() -> None:
         from edgekd.errors import InputError
-        from edgekd.latency import profile as prof
+        from edgekd.profiling import profile as prof
 
         if calibrate:
             result = prof.calibrate_host(target, progress=None if as_json else _say)
@@ -124,6 +124,6 @@ def _emit(result: dict, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
         return
-    from edgekd.latency.profile import render_text
+    from edgekd.profiling.profile import render_text
 
     sys.stdout.write(render_text(result))

@@ -65,8 +65,8 @@ def search_command(
 
     def body() -> None:
         from edgekd.config import CompressConfig, build_config
-        from edgekd.distributed import check_gpus, torchrun_launch
-        from edgekd.pipeline.compress import _teacher_and_data, resolve_device
+        from edgekd.distributed import check_gpus, resolve_device, torchrun_launch
+        from edgekd.inputs import InputSpec, load_inputs
 
         launch = torchrun_launch()
         run_device = resolve_device(device)
@@ -92,7 +92,8 @@ def search_command(
             },  # fmt: skip
         )
         prof = get_target(target)
-        loaded, bundle = _teacher_and_data(cfg)
+        inputs = load_inputs(InputSpec.from_config(cfg))
+        loaded, bundle = inputs.teacher, inputs.data
         names = candidates(families, candidate)
         ranked = search(
             loaded.module,

@@ -33,15 +33,15 @@ def launch_command(
 
 
 def run_spec(spec: dict, say=None, loaded=None) -> dict | None:
-    """This rank's part of the distillation described by `spec` (see compress). Joins the
-    process group torchrun describes unless this process is already in one (an outer
-    `torchrun -m edgekd compress`), and leaves it only if it joined here. `loaded`: the
-    (teacher, data) this process already holds (rank 0 in compress), else loaded here."""
+    """This rank's part of the distillation described by `spec` (see pipeline/stages/_phase).
+    Joins the process group torchrun describes unless this process is already in one (an
+    outer `torchrun -m edgekd compress`), and leaves it only if it joined here. `loaded`: the
+    `edgekd.inputs.Inputs` this process already holds (rank 0 in compress), else loaded here
+    from the spec's `InputSpec`, the same way compress loaded them."""
     from edgekd._io import write_json
-    from edgekd.config import CompressConfig
     from edgekd.distill.trainer import TrainConfig, distill
+    from edgekd.inputs import InputSpec, load_inputs
     from edgekd.models import build_student
-    from edgekd.pipeline.compress import _teacher_and_data
 
     say = say or (lambda m: print(m, flush=True))
     cuda = spec["device"].startswith("cuda") and torch.cuda.is_available()
@@ -54,9 +54,9 @@ def run_spec(spec: dict, say=None, loaded=None) -> dict | None:
         device = f"cuda:{local}" if cuda else "cpu"
         if cuda:
             torch.cuda.set_device(local)
-        cfg = CompressConfig(**spec["config"])
-        teacher, data = loaded or _teacher_and_data(cfg)
-        torch.manual_seed(cfg.seed)
+        inputs = loaded or load_inputs(InputSpec.from_dict(spec["inputs"]))
+        teacher, data = inputs.teacher, inputs.data
+        torch.manual_seed(spec["seed"])
         student = build_student(spec["student"], data.num_classes, data.input_shape)
         extra_state = None
         if spec.get("init_quantized"):  # QAT: start from the calibrated fake-quant student

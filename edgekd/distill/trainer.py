@@ -28,24 +28,7 @@ from edgekd.distill.guards import first_nonfinite_module
 from edgekd.distill.losses import KDBatch, create_loss
 from edgekd.distill.taps import Taps
 from edgekd.errors import ConfigError, StageError
-
-
-class FrozenTeacher:
-    """The teacher pinned to eval mode with gradients off; callers just call it."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.module = module
-        try:
-            module.eval()
-        except NotImplementedError:  # torch.export modules are already in inference form
-            pass
-        for p in module.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.module(x)
-        return out[0] if isinstance(out, (tuple, list)) else out
+from edgekd.models.evaluate import FrozenTeacher, evaluate_torch
 
 
 @dataclass(frozen=True)
@@ -83,22 +66,6 @@ class TrainResult:
     resumed_from_epoch: int = 0
     teacher_cache: str = "live"
     layers: dict = field(default_factory=dict)
-
-
-@torch.no_grad()
-def evaluate_torch(model: nn.Module, ds, batch_size: int = 256) -> tuple[float, torch.Tensor]:
-    """Top-1 accuracy (percent) and logits (on the CPU) of `model` on dataset `ds`, run on the
-    device the model's parameters are on."""
-    model.eval()
-    device = next(model.parameters(), torch.empty(0)).device
-    logits, labels = [], []
-    for x, y in loader(ds, batch_size):
-        out = model(x.to(device))
-        logits.append((out[0] if isinstance(out, (tuple, list)) else out).float().cpu())
-        labels.append(torch.as_tensor(y))
-    out = torch.cat(logits)
-    acc = (out.argmax(1) == torch.cat(labels)).float().mean().item() * 100
-    return acc, out
 
 
 class _Indexed(Dataset):

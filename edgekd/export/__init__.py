@@ -1,6 +1,5 @@
-"""ONNX export (float and Q/DQ) and ORT-vs-torch parity."""
+"""ONNX export (float and Q/DQ) and the TensorRT-compatibility lint."""
 
 from edgekd.export.onnx_export import DEFAULT_OPSET, FORBIDDEN_OPS, ExportInfo, export_onnx
-from edgekd.export.parity import parity
 
-__all__ = ["DEFAULT_OPSET", "FORBIDDEN_OPS", "ExportInfo", "export_onnx", "parity"]
+__all__ = ["DEFAULT_OPSET", "FORBIDDEN_OPS", "ExportInfo", "export_onnx"]

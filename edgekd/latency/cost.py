@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgekd.errors import InputError
-from edgekd.latency.graph import Layer, graph_layers, load_onnx
+from edgekd.latency.graph import Layer, costed_layers, is_quantized, load_onnx
+from edgekd.latency.layer_table import load_table, signature
 from edgekd.targets import CostModelParams, TargetProfile
 
 
@@ -76,23 +77,6 @@ def layer_ms(layer: Layer, target: TargetProfile, params: CostModelParams) -> tu
     return (body + overhead_s) * 1e3, bound
 
 
-def resolve_precision(target: TargetProfile, precision: str | None, quantized: bool) -> tuple:
-    """(float precision, implicit int8) for a build at `precision` of a (Q/DQ or float) ONNX."""
-    if precision is None:
-        return ("fp32", False)
-    if precision not in target.precisions:
-        raise InputError(
-            f"target {target.name!r} has no {precision} path",
-            value=precision,
-            valid=target.precisions,
-        )
-    if precision == "int8":
-        # a Q/DQ graph is explicitly quantized; a float graph gets TensorRT's implicit INT8
-        fallback = "fp16" if "fp16" in target.precisions else "fp32"
-        return (fallback, not quantized)
-    return (precision, False)
-
-
 def predict_layers(
     layers: list[Layer],
     target: TargetProfile,
@@ -101,8 +85,6 @@ def predict_layers(
 ) -> list[LayerCost]:
     """Each layer's time: measured (the target's layer table) when its signature is known,
     the roofline otherwise."""
-    from edgekd.latency.layer_table import signature
-
     params = params or target.cost_model
     table = table or {}
     if params is None:
@@ -143,13 +125,9 @@ def predict_latency(
     """
     t0 = time.perf_counter()
     model = load_onnx(onnx_path)
-    quantized = any(n.op_type == "QuantizeLinear" for n in model.graph.node)
-    float_prec, implicit = resolve_precision(target, precision, quantized)
-    layers = graph_layers(model, target.runtime, float_prec, implicit)
-    from edgekd.latency.layer_table import load_table
-
+    layers = costed_layers(model, target, precision)
     costs = predict_layers(layers, target, table=load_table(target.name))
-    label = precision or ("int8" if quantized else "fp32")
+    label = precision or ("int8" if is_quantized(model) else "fp32")
     return LatencyPrediction(
         target.name, label, sum(c.ms for c in costs), tuple(costs), time.perf_counter() - t0
     )

@@ -322,3 +322,32 @@ def graph_layers(
             )
         )
     return layers
+
+
+def resolve_precision(target, precision: str | None, quantized: bool) -> tuple:
+    """(float precision, implicit int8) for a build at `precision` of a (Q/DQ or float) ONNX."""
+    if precision is None:
+        return ("fp32", False)
+    if precision not in target.precisions:
+        raise InputError(
+            f"target {target.name!r} has no {precision} path",
+            value=precision,
+            valid=target.precisions,
+        )
+    if precision == "int8":
+        # a Q/DQ graph is explicitly quantized; a float graph gets TensorRT's implicit INT8
+        fallback = "fp16" if "fp16" in target.precisions else "fp32"
+        return (fallback, not quantized)
+    return (precision, False)
+
+
+def is_quantized(model) -> bool:
+    """A Q/DQ graph (explicitly quantized): it holds a QuantizeLinear."""
+    return any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+
+
+def costed_layers(model, target, precision: str | None) -> list[Layer]:
+    """The layers of ONNX `model` as `target`'s runtime would build it at `precision`
+    (see `resolve_precision`): what the cost model and the layer table both cost."""
+    float_prec, implicit = resolve_precision(target, precision, is_quantized(model))
+    return graph_layers(model, target.runtime, float_prec, implicit)

@@ -20,7 +20,8 @@ import statistics
 from pathlib import Path
 
 from edgekd._io import write_json
-from edgekd.latency.graph import Layer
+from edgekd.latency.graph import Layer, costed_layers, load_onnx
+from edgekd.latency.trtexec import parse_layer_profile
 from edgekd.targets import user_profiles_dir
 
 _TOKEN = re.compile(r"[^\s+(),]+")
@@ -86,14 +87,7 @@ def update_table(target_name: str, measured: dict[str, float], source: str) -> P
 def learn_from_trtexec(onnx_path, target, precision: str, profile_path: Path) -> dict:
     """Match a trtexec per-layer profile of `onnx_path` (built at `precision`) to its costed
     layers and add them to the target's table; returns what was learned."""
-    from edgekd.latency.cost import resolve_precision
-    from edgekd.latency.graph import graph_layers, load_onnx
-    from edgekd.latency.trtexec import parse_layer_profile
-
-    model = load_onnx(onnx_path)
-    quantized = any(n.op_type == "QuantizeLinear" for n in model.graph.node)
-    float_prec, implicit = resolve_precision(target, precision, quantized)
-    layers = graph_layers(model, target.runtime, float_prec, implicit)
+    layers = costed_layers(load_onnx(onnx_path), target, precision)
     measured, unmatched = match_profile(layers, parse_layer_profile(profile_path.read_text()))
     path = update_table(target.name, measured, f"{Path(onnx_path).name} ({precision})")
     return {

@@ -16,7 +16,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, RemoteError
 
 
 class TrtexecParseError(EdgekdError):
@@ -177,3 +177,26 @@ def parse_layer_profile(text: str) -> list[LayerTime]:
             ) from None
         layers.append(LayerTime(str(entry["name"]), avg, med, pct))
     return sorted(layers, key=lambda layer: -layer.average_ms)
+
+
+def trtexec_latency(result, where: str) -> dict:
+    """A trtexec summary as edgekd's latency record: host latency (H2D + compute + D2H) per
+    inference; p90 from the printed percentiles (TensorRT < 8.6 prints one: asked for 90)."""
+    lat = result.stats.get("latency") or result.stats.get("gpu_compute")
+    if lat is None:
+        raise RemoteError("trtexec printed no latency summary", fix="see the trtexec log")
+    pct = lat.percentiles
+    return {
+        "min_ms": lat.min,
+        "p50_ms": pct.get(50.0, lat.median),
+        "p90_ms": pct.get(90.0, pct.get(99.0, lat.max)),
+        "p99_ms": pct.get(99.0, lat.max),
+        "mean_ms": lat.mean,
+        "throughput_ips": result.throughput_qps,
+        "batch": 1,
+        "threads": 0,
+        "warmup": 0,
+        "iters": 0,
+        "runtime": f"TensorRT {result.version} ({where})",
+        "measured": True,
+    }

@@ -6,7 +6,7 @@ import torch
 
 from edgekd.errors import InputError
 from edgekd.models.loading import LoadedModel, create_timm, load_teacher, save_checkpoint
-from edgekd.models.students import build_student, count_params
+from edgekd.models.students import build_student, count_params, load_student
 
 __all__ = [
     "LoadedModel",
@@ -14,6 +14,7 @@ __all__ = [
     "check_teacher",
     "count_params",
     "create_timm",
+    "load_student",
     "load_teacher",
     "save_checkpoint",
     "teacher_classes",

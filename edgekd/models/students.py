@@ -34,3 +34,12 @@ def build_student(name: str, num_classes: int, input_shape: tuple[int, int, int]
     if tuple(out.shape) != (2, num_classes):
         raise EdgekdError(f"student {name!r} returned shape {tuple(out.shape)}, not [N, C]")
     return model
+
+
+def load_student(
+    name: str, num_classes: int, input_shape: tuple[int, int, int], ckpt
+) -> nn.Module:
+    """Student `name` with the float weights of an edgekd training checkpoint, in eval mode."""
+    student = build_student(name, num_classes, input_shape)
+    student.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["model"])
+    return student.eval()

@@ -43,6 +43,7 @@ class Manifest:
         self.path = self.run_dir / MANIFEST_NAME
         self.run: dict = {}
         self.stages: dict[str, StageRecord] = {}
+        self._t0 = time.perf_counter()
 
     @classmethod
     def load(cls, run_dir: Path) -> Manifest:
@@ -74,5 +75,51 @@ class Manifest:
                 return None
         return rec
 
+    def relative(self, paths: list[Path]) -> list[str]:
+        return [str(Path(p).relative_to(self.run_dir)) for p in paths]
+
     def hash_outputs(self, paths: list[Path]) -> dict[str, str]:
-        return {str(Path(p).relative_to(self.run_dir)): sha256_file(p) for p in paths}
+        return {rel: sha256_file(self.run_dir / rel) for rel in self.relative(paths)}
+
+    @classmethod
+    def open(cls, run_dir: Path, *, resume: bool, facts: dict) -> Manifest:
+        """The run's manifest (the earlier one on resume, its stage records kept), with the
+        run facts of this invocation, the versions and the start time."""
+        m = cls.load(run_dir) if resume else cls(run_dir)
+        m.run = facts | {"versions": versions(), "started_at": now()}
+        return m
+
+    def finish(self, ran: list[str], reused: list[str]) -> None:
+        """Add the wall time and which stages ran and which were reused; save."""
+        self.run["wall_s"] = time.perf_counter() - self._t0
+        self.run["stages_ran"], self.run["stages_reused"] = ran, reused
+        self.save()
+
+
+def versions() -> dict[str, str]:
+    """The versions a run's numbers depend on, recorded in its manifest and report."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import onnx
+    import onnxruntime
+    import timm
+    import torch
+
+    from edgekd import __version__
+
+    try:
+        modelopt_v = version("nvidia-modelopt")
+    except PackageNotFoundError:
+        modelopt_v = "unknown"
+    return {
+        "edgekd": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "nvidia-modelopt": modelopt_v,
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+    }

@@ -10,30 +10,29 @@ from pathlib import Path
 from edgekd.errors import RunDirError
 from edgekd.pipeline.manifest import MANIFEST_NAME
 
-# Everything edgekd writes in a run directory; --force removes only these.
-OWNED = (
-    "search",
-    "distill",
-    "export",
-    "build",
-    "validate",
-    MANIFEST_NAME,
-    "report.json",
-    "report.md",
-    "report.html",
-    "junit.xml",
-    "edgekd.log",
-)
+# The files of the run itself; each stage module names the folders it writes (its OWNS), and
+# --force removes only these files and those folders.
+RUN_FILES = (MANIFEST_NAME, "report.json", "report.md", "report.html", "junit.xml", "edgekd.log")
+MADE = ("distill", "export", "build", "validate")  # made up front (search/, device/ on demand)
 
 
 class RunDir:
     """Paths of one run. `prepare()` checks the directory before any work starts."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, folders: tuple[str, ...] = ()) -> None:
         self.root = Path(root)
+        self.folders = folders  # the folders the stages write: --force cleans them
 
     def __truediv__(self, rel: str) -> Path:
         return self.root / rel
+
+    def path(self, rel: str) -> Path:
+        """The path of `rel` inside the run directory."""
+        return self.root / rel
+
+    def rel(self, p: str | os.PathLike) -> str:
+        """`p` relative to the run directory (how records and reports name files)."""
+        return str(Path(p).relative_to(self.root))
 
     def prepare(self, *, resume: bool, force: bool) -> None:
         try:
@@ -54,11 +53,11 @@ class RunDir:
                 fix="pass --resume to continue it, --force to start over, or another --out",
             )
         if force and not resume:
-            for name in OWNED:
+            for name in (*self.folders, *RUN_FILES):
                 p = self.root / name
                 if p.is_dir():
                     shutil.rmtree(p)
                 elif p.exists():
                     p.unlink()
-        for sub in ("distill", "export", "build", "validate"):
+        for sub in MADE:
             (self.root / sub).mkdir(exist_ok=True)

@@ -3,15 +3,19 @@
 from edgekd.quant.modelopt_int8 import (
     CALIB_METHODS,
     count_quantizers,
+    load_quantized,
     quantize_int8,
     quantizer_state,
     restore_quantized,
+    save_quantized,
 )
 
 __all__ = [
     "CALIB_METHODS",
     "count_quantizers",
+    "load_quantized",
     "quantize_int8",
     "quantizer_state",
     "restore_quantized",
+    "save_quantized",
 ]

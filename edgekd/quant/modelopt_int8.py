@@ -145,6 +145,21 @@ def restore_quantized(model: nn.Module, state: dict[str, Any], weights: dict) ->
     return model.eval()
 
 
+def save_quantized(path, model: nn.Module) -> None:
+    """A fake-quantized student as one file: its weights and Model Optimizer's quantizer
+    state (atomically written; `restore_quantized` reads it back)."""
+    from edgekd._io import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "extra": quantizer_state(model)}, tmp)
+
+
+def load_quantized(path, model: nn.Module) -> nn.Module:
+    """`model` (a fresh float student of the same architecture) restored from `path`."""
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    return restore_quantized(model, ck["extra"], ck["model"])
+
+
 def count_quantizers(model: nn.Module) -> int:
     """Enabled TensorQuantizer modules in `model`."""
     return sum(

@@ -18,6 +18,7 @@ import logging
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -110,17 +111,26 @@ def _overrides(pre_onnx: Path, module_ranges: dict[str, tuple[float, float]]) ->
     return {t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for t, (lo, hi) in out.items()}
 
 
+class OrtInt8(NamedTuple):
+    """An ORT-layout INT8 file, and whether it carries the learned (QAT) ranges."""
+
+    path: Path
+    learned_ranges: bool  # False: calibrated ranges throughout (none given, or they failed)
+
+
 def quantize_for_ort(
     float_onnx: str | Path,
     out_path: str | Path,
     calib_ds,
     batch_size: int = 32,
     module_ranges: dict[str, tuple[float, float]] | None = None,
-) -> Path:
+) -> OrtInt8:
     """Write the ORT-fusable INT8 Q/DQ model of `float_onnx` to `out_path`.
 
     `module_ranges` (from `qat_input_ranges`) carries the INT8 model's learned activation
-    ranges onto the layers' input tensors; the other tensors are calibrated by max."""
+    ranges onto the layers' input tensors; the other tensors are calibrated by max. When
+    ONNX Runtime cannot run the model with them, the whole model falls back to calibrated
+    ranges, and the result says so."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -159,14 +169,7 @@ def quantize_for_ort(
         # some QLinear kernels bound the ratio of their input and output scales; learned
         # ranges can fall outside it: fall back to calibrated ranges for the whole model
         quantize_for_ort(float_onnx, out_path, calib_ds, batch_size)
-        fallback_used.add(str(out_path))
-    else:
-        fallback_used.discard(str(out_path))
-    return out_path
-
-
-# ORT-layout files written with calibrated instead of learned ranges (see quantize_for_ort)
-fallback_used: set[str] = set()
+    return OrtInt8(out_path, bool(module_ranges) and learned_ok)
 
 
 def _runs(path: Path, calib_ds) -> bool:
@@ -203,4 +206,4 @@ def fusion_report(onnx_path: str | Path) -> dict:
     }
 
 
-__all__ = ["fusion_report", "onnx_scope", "qat_input_ranges", "quantize_for_ort"]
+__all__ = ["OrtInt8", "fusion_report", "onnx_scope", "qat_input_ranges", "quantize_for_ort"]

@@ -1,11 +1,12 @@
-"""Build report.json from the stages' records, judge the budgets, and render report.md."""
+"""Judge a report's budgets, render report.md / report.html / junit.xml, load report.json.
+
+report.json itself is assembled from a run's stage results in edgekd/pipeline/summary.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from edgekd import __version__
-from edgekd._io import write_json, write_text
+from edgekd._io import write_text
 from edgekd.config import Budgets
 from edgekd.report.schema import Gate, Report, Verdict
 
@@ -78,94 +79,6 @@ def judge(budgets: Budgets, teacher_acc: float, artifact: dict) -> Verdict:
     return Verdict(passed=passed, exit_code=EXIT_OK if passed else EXIT_BUDGET_MISSED, gates=gates)
 
 
-def write_reports(
-    run_dir: Path,
-    *,
-    manifest,
-    target,
-    budgets: Budgets,
-    data,
-    teacher_info: dict,
-    distill_info: dict,
-    quant_info: dict,
-    export_info: dict,
-    validate_info: dict,
-    searched: dict | None = None,
-) -> tuple[dict, int]:
-    """Write report.json and report.md; return the report and the exit code."""
-    v = validate_info
-    teacher, art = v["teacher"], v["artifact"]
-    verdict = judge(budgets, teacher["accuracy"], art)
-    report = Report(
-        edgekd_version=__version__,
-        run_dir=str(run_dir),
-        target=target.name,
-        runtime=target.runtime,
-        latency_source=v["latency_source"],
-        data={
-            "name": data.name,
-            "num_classes": data.num_classes,
-            "input_shape": data.input_shape,
-            "train": len(data.train),
-            "val": len(data.val),
-            "fingerprint": data.fingerprint,
-            "labeled": data.labeled,
-            "accuracy_metric": data.accuracy_metric,
-        },
-        budgets=budgets.model_dump(),
-        verdict=verdict,
-        teacher={**teacher, "params": teacher_info["params"]},
-        student={
-            "name": distill_info["student"],
-            "params": distill_info["params"],
-            "chosen_by": searched["mode"] if searched else "given",
-            # the pick's latency, proxy scores, few-shot accuracy and how it was chosen
-            "search": searched,
-        },
-        variants=v["student"],
-        artifact=art,
-        selection_reason=v["selection_reason"],
-        device=v.get("device_facts"),
-        speedup_vs_teacher_p90=teacher["latency"]["p90_ms"] / art["latency"]["p90_ms"],
-        accuracy_drop=teacher["accuracy"] - art["accuracy"],
-        distill={
-            k: distill_info.get(k)
-            for k in (
-                "best_val_acc",
-                "best_epoch",
-                "history",
-                "loss",
-                "loss_args",
-                "teacher_cache",
-                "layers",
-            )
-        },
-        quantization={k: val for k, val in quant_info.items() if k != "summary"},
-        export={
-            k: export_info.get(k)
-            for k in ("opset", "qdq_pairs", "ops_int8", "float_conv_gemm_left", "lint")
-        },
-        parity=export_info["parity"],
-        environment=manifest.run["versions"]
-        | {"seed": manifest.run["seed"], "train_device": manifest.run.get("device", "cpu")},
-        stages=[
-            {
-                "name": s.name,
-                "status": s.status,
-                "wall_s": s.wall_s,
-                "reused": s.name in manifest.run.get("stages_reused", []),
-            }
-            for s in manifest.stages.values()
-        ],
-        wall_s=manifest.run.get("wall_s", 0.0),
-    ).model_dump(mode="json")
-    _add_graph_figures(report, run_dir, target)
-    report = Report.model_validate(report).model_dump(mode="json")
-    write_json(run_dir / "report.json", report)
-    render_all(run_dir, report)
-    return report, verdict.exit_code
-
-
 def render_all(run_dir: Path, report: dict) -> None:
     """report.md, report.html and junit.xml, all from report.json's content."""
     from edgekd.report.html import render_html
@@ -229,34 +142,6 @@ def regenerate(run_dir: str | Path) -> dict:
     report = load_report(run_dir)
     render_all(run_dir, report)
     return report
-
-
-def _add_graph_figures(report: dict, run_dir: Path, target) -> None:
-    """GFLOPs of every model and the per-layer breakdown of the shipped artifact."""
-    from edgekd.latency.cost import predict_latency
-    from edgekd.latency.graph import graph_layers, load_onnx
-
-    def gflops(rel: str) -> float | None:
-        p = run_dir / rel
-        if not p.is_file():
-            return None
-        return sum(la.flops for la in graph_layers(load_onnx(p), target.runtime)) / 1e9
-
-    report["teacher"]["gflops"] = gflops(report["teacher"]["path"])
-    for m in report["variants"].values():
-        m["gflops"] = gflops(m["path"])
-    report["artifact"]["gflops"] = gflops(report["artifact"]["path"])
-    if target.cost_model is None:
-        return
-    art = report["artifact"]
-    precision = art["precision"] if target.runtime == "tensorrt" else None
-    pred = predict_latency(run_dir / art["path"], target, precision)
-    report["layers"] = {
-        "source": f"cost model for {target.name} ({target.runtime} {target.runtime_version})"
-        + ("; the artifact's total latency above is measured" if target.measured else ""),
-        "total_ms": pred.total_ms,
-        "rows": pred.to_dict(top=15)["layers"],
-    }
 
 
 def _lat(m: dict) -> str:

@@ -136,7 +136,7 @@ def test_calibrated_user_profile_wins(tmp_path, monkeypatch):
 
 def test_calibrate_writes_user_profile(tmp_path, monkeypatch):
     """The real calibration path on two small models (the full set takes a minute)."""
-    import edgekd.latency.calibrate as cal
+    import edgekd.profiling.calibrate as cal
     from edgekd.targets import get_target
 
     monkeypatch.setenv("EDGEKD_HOME", str(tmp_path))

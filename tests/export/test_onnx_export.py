@@ -5,8 +5,9 @@ import torch
 from torch.utils.data import Subset
 
 from edgekd.backends import onnxruntime as ortb
+from edgekd.backends.parity import parity
 from edgekd.distill import evaluate_torch
-from edgekd.export import FORBIDDEN_OPS, export_onnx, parity
+from edgekd.export import FORBIDDEN_OPS, export_onnx
 from edgekd.models import create_timm
 from edgekd.quant import quantize_int8
 

@@ -1,9 +1,9 @@
 import pytest
 
 from edgekd.errors import InputError
-from edgekd.latency.calibrate import Sample, error_stats, fit_params, scale_to_published
 from edgekd.latency.cost import layer_ms, predict_latency
 from edgekd.latency.graph import Layer, graph_layers
+from edgekd.profiling.calibrate import Sample, error_stats, fit_params, scale_to_published
 from edgekd.targets import CostModelParams, TargetProfile, get_target
 from tests.latency import onnx_graphs as G
 

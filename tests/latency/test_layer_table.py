@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from edgekd.export import export_onnx
-from edgekd.latency.cost import predict_latency, resolve_precision
-from edgekd.latency.graph import graph_layers, load_onnx
+from edgekd.latency.cost import predict_latency
+from edgekd.latency.graph import graph_layers, load_onnx, resolve_precision
 from edgekd.latency.layer_table import learn_from_trtexec, table_path
 from edgekd.models import create_timm
 from edgekd.targets import get_target

@@ -175,7 +175,8 @@ def test_learned_ranges_reach_the_ort_layout(tmp_path, digits):
     lo, hi = ranges["conv1.0"]  # digits images are in [-1, 1]: a symmetric range
     assert lo == -hi and hi == pytest.approx(float(_quantizers(q)["conv1.0.input_quantizer"].amax))
     out = quantize_for_ort(float_onnx, tmp_path / "q.onnx", calib, module_ranges=ranges)
-    m = onnx.load(str(out))
+    assert out.learned_ranges is True and out.path == tmp_path / "q.onnx"
+    m = onnx.load(str(out.path))
     inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     q_in = next(n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "input")
     # UINT8 over [-amax, amax]: scale = 2 amax / 255

@@ -98,8 +98,9 @@ def test_compress_auto_searches_within_the_budget_and_resume_keeps_the_pick(
 ):
     import edgekd.search.space as space
     from edgekd.config import Budgets, CompressConfig
+    from edgekd.inputs import InputSpec, load_inputs
     from edgekd.latency.cost import predict_latency
-    from edgekd.pipeline.compress import _teacher_and_data, compress
+    from edgekd.pipeline.compress import compress
     from edgekd.search.search import few_shot
     from edgekd.targets import get_target
 
@@ -123,7 +124,8 @@ def test_compress_auto_searches_within_the_budget_and_resume_keeps_the_pick(
     assert by["resnet18"]["dropped"] == "the teacher's own architecture"
     # the other two are the nominees (top 3 by DisWOT and by params: both); the better
     # few-shot accuracy wins, as computed here on the same data and seed
-    teacher, data = _teacher_and_data(cfg)
+    inputs = load_inputs(InputSpec.from_config(cfg))
+    teacher, data = inputs.teacher, inputs.data
     accs = few_shot(["lcnet_050", "mobilenetv3_small_050"], teacher.module, data, 1, 0, "cpu")
     best = max(accs, key=accs.get)
     assert student["search"]["few_shot"] == accs
@@ -212,7 +214,8 @@ def test_search_drops_candidates_over_the_size_cap_keeping_the_smallest(digits_t
 def test_compress_search_confirms_with_few_shot(digits_teacher, tmp_path, monkeypatch):
     import edgekd.search.space as space
     from edgekd.config import Budgets, CompressConfig
-    from edgekd.pipeline.compress import _teacher_and_data, compress
+    from edgekd.inputs import InputSpec, load_inputs
+    from edgekd.pipeline.compress import compress
     from edgekd.search.search import few_shot
 
     pair = ["lcnet_050", "mobilenetv3_small_050"]
@@ -224,7 +227,8 @@ def test_compress_search_confirms_with_few_shot(digits_teacher, tmp_path, monkey
         calib_size=32, budgets=budgets, device="cpu",
     )  # fmt: skip
     result = compress(cfg, budgets=budgets)
-    teacher, data = _teacher_and_data(cfg)  # the same bundle compress trains on
+    inputs = load_inputs(InputSpec.from_config(cfg))
+    teacher, data = inputs.teacher, inputs.data  # the same bundle compress trains on
     accs = few_shot(pair, teacher.module, data, 1, cfg.seed, "cpu")
     best = max(accs, key=accs.get)
     assert result.report["student"]["name"] == best

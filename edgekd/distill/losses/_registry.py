@@ -104,3 +104,34 @@ def create_loss(name: str, **kwargs):
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"bad arguments for KD loss {name!r}", value=str(e)) from None
+
+
+def resolve_loss_args(
+    name: str,
+    kd_args: str | dict | None,
+    *,
+    temperature: float | None = None,
+    alpha: float | None = None,
+    labeled: bool = True,
+) -> dict[str, Any]:
+    """The KD loss's arguments from --kd-args plus the --temperature / --alpha shorthands,
+    checked by building the loss once (bad names and values are one ConfigError line)."""
+    args = parse_loss_args(name, kd_args)
+    accepted = loss_defaults(name)
+    for flag, field, value in (("--temperature", "temperature", temperature),
+                               ("--alpha", "alpha", alpha)):  # fmt: skip
+        if value is None or field in args:
+            continue
+        if field not in accepted:
+            raise ConfigError(
+                f"{flag} does not apply to KD loss {name!r}",
+                value=value,
+                fix=f"its arguments are {', '.join(accepted)} (set them with --kd-args)",
+            )
+        args[field] = value
+    create_loss(name, **args)
+    if name == "ce" and not labeled:
+        raise ConfigError(
+            "the ce loss needs labels and this data has none", fix="pick a KD loss, e.g. kd"
+        )
+    return args

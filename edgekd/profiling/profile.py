@@ -10,7 +10,7 @@ import yaml
 from edgekd._io import write_text
 from edgekd.errors import InputError
 from edgekd.latency.cost import predict_latency
-from edgekd.latency.graph import load_onnx
+from edgekd.latency.graph import is_quantized, load_onnx
 from edgekd.targets import get_target, user_profiles_dir
 
 
@@ -128,7 +128,7 @@ def render_text(result: dict) -> str:
 
 def calibrate_host(target_name: str = "host", progress=None) -> dict:
     """Fit the host cost model and write it to the user's profile folder."""
-    from edgekd.latency.calibrate import calibrate_host as fit
+    from edgekd.profiling.calibrate import calibrate_host as fit
 
     target = get_target(target_name)
     if not target.measured:
@@ -188,7 +188,7 @@ def profile_remote(
     if target.runtime == "tensorrt":
         from edgekd.backends.trt_build import trtexec_args
         from edgekd.latency.remote import trtexec_remote
-        from edgekd.latency.trtexec import parse_layer_profile
+        from edgekd.latency.trtexec import parse_layer_profile, trtexec_latency
 
         prec = precision or _onnx_precision(model)
         dest = Path(out_dir or Path(model_path).with_suffix("").as_posix() + "-trt")
@@ -241,33 +241,8 @@ def _onnx_precision(model) -> str:
     """int8 for a Q/DQ graph, fp16 when its weights are FP16, else fp32."""
     import onnx
 
-    if any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+    if is_quantized(model):
         return "int8"
     if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
         return "fp16"
     return "fp32"
-
-
-def trtexec_latency(result, where: str) -> dict:
-    """A trtexec summary as edgekd's latency record: host latency (H2D + compute + D2H) per
-    inference; p90 from the printed percentiles (TensorRT < 8.6 prints one: asked for 90)."""
-    lat = result.stats.get("latency") or result.stats.get("gpu_compute")
-    if lat is None:
-        from edgekd.errors import RemoteError
-
-        raise RemoteError("trtexec printed no latency summary", fix="see the trtexec log")
-    pct = lat.percentiles
-    return {
-        "min_ms": lat.min,
-        "p50_ms": pct.get(50.0, lat.median),
-        "p90_ms": pct.get(90.0, pct.get(99.0, lat.max)),
-        "p99_ms": pct.get(99.0, lat.max),
-        "mean_ms": lat.mean,
-        "throughput_ips": result.throughput_qps,
-        "batch": 1,
-        "threads": 0,
-        "warmup": 0,
-        "iters": 0,
-        "runtime": f"TensorRT {result.version} ({where})",
-        "measured": True,
-    }

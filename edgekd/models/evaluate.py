@@ -1,0 +1,43 @@
+"""Running a trained model: the teacher pinned to eval mode, and top-1 accuracy on a dataset."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edgekd.data import loader
+
+
+class FrozenTeacher:
+    """The teacher pinned to eval mode with gradients off; callers just call it."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        try:
+            module.eval()
+        except NotImplementedError:  # torch.export modules are already in inference form
+            pass
+        for p in module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.module(x)
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+
+
+@torch.no_grad()
+def evaluate_torch(model: nn.Module, ds, batch_size: int = 256) -> tuple[float, torch.Tensor]:
+    """Top-1 accuracy (percent) and logits (on the CPU) of `model` on dataset `ds`, run on the
+    device the model's parameters are on."""
+    model.eval()
+    device = next(model.parameters(), torch.empty(0)).device
+    logits, labels = [], []
+    for x, y in loader(ds, batch_size):
+        out = model(x.to(device))
+        logits.append((out[0] if isinstance(out, (tuple, list)) else out).float().cpu())
+        labels.append(torch.as_tensor(y))
+    out = torch.cat(logits)
+    acc = (out.argmax(1) == torch.cat(labels)).float().mean().item() * 100
+    return acc, out

@@ -1,0 +1,77 @@
+"""The `distill` stage: knowledge distillation from the teacher into the float student."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from edgekd._io import write_json
+from edgekd.models import build_student, count_params
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.plans import DistillPlan
+from edgekd.pipeline.rundir import RunDir
+from edgekd.pipeline.stages._phase import train_phase
+
+NAME = "distill"
+OWNS = ("distill",)
+BEST, LAST, HISTORY = "distill/best.pt", "distill/last.pt", "distill/history.json"
+
+
+@dataclass(frozen=True)
+class FloatStudent:
+    NAME: ClassVar[str] = NAME
+    student: str
+    best: Path  # the checkpoint of the best val epoch: what quantize and export start from
+    last: Path
+    history_file: Path
+    best_val_acc: float
+    record: dict  # params, epochs, history, loss and its arguments, teacher cache, taps
+
+    def outputs(self) -> list[Path]:
+        return [self.best, self.last, self.history_file]
+
+    def to_record(self) -> dict:
+        return self.record
+
+    @classmethod
+    def from_record(cls, info: dict, run: RunDir) -> FloatStudent:
+        return cls(info["student"], run.path(BEST), run.path(LAST), run.path(HISTORY),
+                   info["best_val_acc"], info)  # fmt: skip
+
+
+Result = FloatStudent
+
+
+def describe(ctx: RunContext, plan: DistillPlan) -> str:
+    return f"distill into {plan.student}"
+
+
+def key(ctx: RunContext, plan: DistillPlan) -> dict:
+    return {"teacher": ctx.inputs.teacher_sha, "data": ctx.inputs.data.fingerprint,
+            "student": plan.student, "shape": ctx.shape, "train": asdict(plan.train)}  # fmt: skip
+
+
+def run(ctx: RunContext, plan: DistillPlan) -> FloatStudent:
+    data = ctx.inputs.data
+    torch.manual_seed(ctx.seed)
+    student = build_student(plan.student, data.num_classes, ctx.shape)
+    res = train_phase(ctx, "distill", plan.train, student_name=plan.student, student=student)
+    hist = write_json(ctx.run.path(HISTORY), res.history)
+    t = plan.train
+    record = {
+        "student": plan.student,
+        "params": count_params(student),
+        "best_val_acc": res.best_val_acc,
+        "best_epoch": res.best_epoch,
+        "resumed_from_epoch": res.resumed_from_epoch,
+        "history": res.history,
+        "loss": t.loss,
+        "loss_args": t.loss_args,
+        "teacher_cache": res.teacher_cache,
+        "layers": res.layers,
+        "summary": f"{plan.student}: best val {res.best_val_acc:.2f}% (epoch {res.best_epoch})",
+    }
+    return FloatStudent(plan.student, res.best_path, res.last_path, hist, res.best_val_acc, record)

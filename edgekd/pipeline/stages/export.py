@@ -1,0 +1,146 @@
+"""The `export` stage: FP32 and Q/DQ INT8 ONNX (plus FP16 for a TensorRT target that builds
+FP16, and the ORT-fusable INT8 layout for an ONNX Runtime target), each checked for parity
+with its torch model on val; for TensorRT, what the device's version would refuse fails here."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from edgekd.backends.parity import parity
+from edgekd.errors import StageError
+from edgekd.export import export_onnx
+from edgekd.export.onnx_export import export_onnx_fp16
+from edgekd.models import build_student, load_student
+from edgekd.models.evaluate import evaluate_torch
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.plans import ExportPlan
+from edgekd.pipeline.rundir import RunDir
+from edgekd.quant import load_quantized
+from edgekd.quant.ort_layout import fusion_report, qat_input_ranges, quantize_for_ort
+
+NAME = "export"
+OWNS = ("export",)
+FILES = {
+    "fp32": "export/model-fp32.onnx",
+    "fp16": "export/model-fp16.onnx",
+    "int8": "export/model.onnx",  # Model Optimizer's Q/DQ graph (what TensorRT builds)
+    "int8-ort": "export/model-ort-int8.onnx",  # the ORT-fusable layout
+}
+
+
+@dataclass(frozen=True)
+class OnnxSet:
+    NAME: ClassVar[str] = NAME
+    files: dict[str, Path]  # fp32, int8, and fp16 or int8-ort -> the ONNX file
+    record: dict  # opset, Q/DQ pairs, op counts, parity, float Conv/Gemm left, lint
+
+    def outputs(self) -> list[Path]:
+        return list(self.files.values())
+
+    @property
+    def shipped_int8(self) -> str:
+        """Which INT8 export the target runs: int8 (TensorRT) or int8-ort (ONNX Runtime)."""
+        return "int8-ort" if "int8-ort" in self.files else "int8"
+
+    def to_record(self) -> dict:
+        return self.record | {"files": {k: str(FILES[k]) for k in self.files}}
+
+    @classmethod
+    def from_record(cls, info: dict, run: RunDir) -> OnnxSet:
+        files = {k: run.path(rel) for k, rel in info["files"].items()}
+        return cls(files, {k: v for k, v in info.items() if k != "files"})
+
+
+Result = OnnxSet
+
+
+def describe(ctx: RunContext, plan: ExportPlan) -> str:
+    return "export ONNX (FP32 and INT8 Q/DQ) and check parity"
+
+
+def key(ctx: RunContext, plan: ExportPlan) -> dict:
+    return {"opset": plan.opset, "shape": ctx.shape, "runtime": ctx.target.runtime,
+            "calib": [asdict(plan.calib), plan.seed]}  # fmt: skip
+
+
+def _lint(ctx: RunContext, files: dict[str, Path]) -> dict:
+    """TensorRT-compatibility lint of every export; an error fails the stage here."""
+    from edgekd.export.lint import lint_file, summarize
+
+    version = ctx.target.runtime_version
+    lint = {}
+    for label, path in files.items():
+        lint[label] = summarize(lint_file(path, version))
+        if lint[label]["errors"]:
+            first = next(f for f in lint[label]["findings"] if f["severity"] == "error")
+            raise StageError(
+                f"{label} ONNX would not build with TensorRT {version}",
+                value=f"{first['rule']} at {first['node']}: {first['message']}",
+                fix=first["fix"],
+            )
+    return {
+        k: {"errors": v["errors"], "warnings": v["warnings"],
+            "rules": sorted({f["rule"] for f in v["findings"]})}
+        for k, v in lint.items()
+    }  # fmt: skip
+
+
+def _ort_layout(ctx: RunContext, plan: ExportPlan, fp32, quant_ck: dict, qmodel) -> Path:
+    """The ORT layout: the QAT-trained float weights, BN folded, Q/DQ laid out the way ONNX
+    Runtime fuses (edgekd.quant.ort_layout), carrying the QAT model's learned input ranges."""
+    data = ctx.inputs.data
+    trained = build_student(fp32.student, data.num_classes, ctx.shape)
+    trained.load_state_dict(
+        {k: v for k, v in quant_ck["model"].items() if "_quantizer" not in k}, strict=True
+    )
+    with tempfile.TemporaryDirectory() as d:
+        tmp32 = export_onnx(trained.eval(), Path(d) / "trained.onnx", ctx.shape).path
+        calib = data.calibration_subset(plan.calib.num_samples, plan.seed)
+        learned = qat_input_ranges(qmodel, calib, plan.batch_size)
+        return quantize_for_ort(tmp32, ctx.run.path(FILES["int8-ort"]), calib,
+                                module_ranges=learned)  # fmt: skip
+
+
+def run(ctx: RunContext, plan: ExportPlan, fp32, int8) -> OnnxSet:
+    import torch
+
+    data, shape, trt = ctx.inputs.data, ctx.shape, ctx.trt
+    files = {"fp32": ctx.run.path(FILES["fp32"]), "int8": ctx.run.path(FILES["int8"])}
+    student = load_student(fp32.student, data.num_classes, shape, fp32.best)
+    e32 = export_onnx(student, files["fp32"], shape, opset=plan.opset)
+    _, logits32 = evaluate_torch(student, data.val)
+    ck = torch.load(int8.checkpoint, map_location="cpu", weights_only=True)
+    qmodel = load_quantized(int8.checkpoint, build_student(fp32.student, data.num_classes, shape))
+    e8 = export_onnx(qmodel, files["int8"], shape, opset=plan.opset)
+    _, logits8 = evaluate_torch(qmodel, data.val)
+    par = {"fp32": parity(files["fp32"], logits32, data.val),
+           "int8": parity(files["int8"], logits8, data.val)}  # fmt: skip
+    if trt and "fp16" in ctx.target.precisions:  # the FP16 ONNX a strongly typed build wants
+        files = {"fp32": files["fp32"], "fp16": ctx.run.path(FILES["fp16"]), "int8": files["int8"]}
+        export_onnx_fp16(student, files["fp16"], shape)
+        par["fp16"] = parity(files["fp16"], logits32, data.val)
+    fusion = {"int8": fusion_report(files["int8"])["float_conv_gemm"]}
+    lint = _lint(ctx, files) if trt else {}
+    if not trt:
+        ort = _ort_layout(ctx, plan, fp32, ck, qmodel)
+        files["int8-ort"] = ort.path
+        par["int8-ort"] = parity(ort.path, logits8, data.val)
+        par["int8-ort"]["learned_ranges"] = ort.learned_ranges
+        fusion["int8-ort"] = fusion_report(ort.path)["float_conv_gemm"]
+    shipped = "int8" if trt else "int8-ort"
+    record = {
+        "opset": e8.opset,
+        "qdq_pairs": e8.qdq_pairs,
+        "ops_int8": e8.op_counts,
+        "ops_fp32": e32.op_counts,
+        "parity": par,
+        "float_conv_gemm_left": fusion,
+        "lint": lint,
+        "summary": f"opset {e8.opset}, {e8.qdq_pairs} Q/DQ pairs; {shipped}: ORT/torch "
+        f"top-1 agreement {par[shipped]['top1_agreement']:.2f}%, "
+        f"{fusion[shipped]} float Conv/Gemm left in ORT",
+    }
+    return OnnxSet(files, record)

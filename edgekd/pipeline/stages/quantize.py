@@ -1,0 +1,144 @@
+"""The `quantize` stage: INT8 fake-quant (Model Optimizer) calibrated on training images, then
+QAT with the same KD loss; over the accuracy budget, the most sensitive layers go back to
+float until it holds. Keeps the better of PTQ and QAT on val."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from edgekd.errors import StageError
+from edgekd.models import load_student
+from edgekd.models.evaluate import evaluate_torch
+from edgekd.pipeline.context import RunContext
+from edgekd.pipeline.plans import QuantPlan
+from edgekd.pipeline.rundir import RunDir
+from edgekd.pipeline.stages._phase import train_phase
+from edgekd.quant import (
+    count_quantizers,
+    quantize_int8,
+    quantizer_state,
+    save_quantized,
+)
+from edgekd.quant.modelopt_int8 import bad_ranges
+from edgekd.quant.sensitivity import layer_sensitivity, mixed_precision
+
+NAME = "quantize"
+OWNS = ("distill",)
+PTQ, MIXED = "distill/ptq.pt", "distill/mixed.pt"
+
+
+@dataclass(frozen=True)
+class QuantStudent:
+    NAME: ClassVar[str] = NAME
+    checkpoint: Path  # the kept fake-quant student (weights + quantizer state)
+    kept: str  # ptq | qat, + "+mixed" when layers went back to float
+    files: tuple[Path, ...]
+    record: dict  # calibration, accuracies, sensitivity ranking, float layers, QAT history
+
+    def outputs(self) -> list[Path]:
+        return list(self.files)
+
+    def to_record(self) -> dict:
+        return self.record
+
+    @classmethod
+    def from_record(cls, info: dict, run: RunDir) -> QuantStudent:
+        files = [PTQ]
+        if "qat_val_acc" in info:
+            files += ["distill/qat_best.pt", "distill/qat_last.pt"]
+        if info["kept"].endswith("+mixed"):
+            files.append(MIXED)
+        return cls(run.path(info["checkpoint"]), info["kept"], tuple(map(run.path, files)), info)
+
+
+Result = QuantStudent
+
+
+def describe(ctx: RunContext, plan: QuantPlan) -> str:
+    return "INT8 calibration and quantization-aware training (Model Optimizer)"
+
+
+def key(ctx: RunContext, plan: QuantPlan) -> dict:
+    return {"calib": asdict(plan.calib), "seed": plan.seed,
+            "max_accuracy_drop": plan.max_accuracy_drop, "qat": asdict(plan.qat),
+            "data": ctx.inputs.data.fingerprint}  # fmt: skip
+
+
+def _calibrated(ctx: RunContext, plan: QuantPlan, fp32, calib):
+    """The FP32 student with INT8 quantizers calibrated on `calib`; non-finite ranges fail."""
+    data = ctx.inputs.data
+    student = load_student(fp32.student, data.num_classes, ctx.shape, fp32.best).to(ctx.device)
+    student = quantize_int8(student, calib, batch_size=plan.batch_size, method=plan.calib.method,
+                            percentile=plan.calib.percentile)  # fmt: skip
+    ranges = bad_ranges(student)
+    fatal = {k: v for k, v in ranges.items() if v == "not finite"}
+    if fatal:
+        raise StageError(
+            "calibration produced non-finite ranges",
+            value=", ".join(sorted(fatal)[:5]),
+            fix="check the calibration images and the FP32 student for NaN/inf",
+        )
+    for name, problem in sorted(ranges.items())[:10]:
+        ctx.reporter.message(f"warning: calibration range of {name} is {problem}")
+    return student, ranges
+
+
+def _mixed(ctx: RunContext, plan: QuantPlan, student, calib, acc: float, info: dict, files):
+    """Per-layer sensitivity of the kept INT8 model; over the accuracy budget, the most
+    sensitive layers stay in higher precision until it holds. Returns the accuracy kept."""
+    val = ctx.inputs.data.val
+    ranking = layer_sensitivity(student, calib, plan.batch_size)
+    info["sensitivity"] = [{"layer": n, "kl": kl} for n, kl in ranking]
+    if plan.max_accuracy_drop is None or not ranking:
+        return acc
+    teacher_acc, _ = evaluate_torch(ctx.inputs.teacher.module, val)
+    goal = teacher_acc - plan.max_accuracy_drop
+    if acc >= goal:
+        return acc
+    float_layers, mixed_acc = mixed_precision(
+        student, ranking, lambda m: evaluate_torch(m, val)[0], goal,
+        max_float_layers=max(1, len(ranking) // 2),
+    )  # fmt: skip
+    save_quantized(ctx.run.path(MIXED), student)
+    files.append(ctx.run.path(MIXED))
+    info.update(checkpoint=MIXED, kept=f"{info['kept']}+mixed", float_layers=float_layers,
+                mixed_val_acc=mixed_acc, teacher_val_acc_torch=teacher_acc)  # fmt: skip
+    return mixed_acc
+
+
+def run(ctx: RunContext, plan: QuantPlan, fp32) -> QuantStudent:
+    data = ctx.inputs.data
+    calib = data.calibration_subset(plan.calib.num_samples, plan.seed)
+    student, ranges = _calibrated(ctx, plan, fp32, calib)
+    ptq_acc, _ = evaluate_torch(student, data.val)
+    info = {
+        "method": plan.calib.method,
+        "percentile": plan.calib.percentile if plan.calib.method == "percentile" else None,
+        "calib_size": len(calib),
+        "quantizers": count_quantizers(student),
+        "ptq_val_acc": ptq_acc,
+        "zero_or_bad_ranges": ranges,
+        "checkpoint": PTQ,
+        "kept": "ptq",
+    }
+    save_quantized(ctx.run.path(PTQ), student)
+    files = [ctx.run.path(PTQ)]
+    if plan.qat.epochs:
+        res = train_phase(ctx, "qat", plan.qat, student_name=fp32.student, student=student,
+                          init=ctx.run.path(PTQ), prefix="qat_",
+                          extra_state=lambda: quantizer_state(student))  # fmt: skip
+        files += [res.best_path, res.last_path]
+        info.update(qat_val_acc=res.best_val_acc, qat_best_epoch=res.best_epoch,
+                    history=res.history)  # fmt: skip
+        if res.best_val_acc >= ptq_acc:  # QAT must earn its place over calibration alone
+            info.update(checkpoint=ctx.run.rel(res.best_path), kept="qat")
+    acc = max(ptq_acc, info.get("qat_val_acc", ptq_acc))
+    kept = torch.load(ctx.run.path(info["checkpoint"]), map_location="cpu", weights_only=True)
+    student.load_state_dict(kept["model"])
+    acc = _mixed(ctx, plan, student, calib, acc, info, files)
+    info["summary"] = f"INT8 fake-quant val {acc:.2f}% ({info['kept']} kept; PTQ {ptq_acc:.2f}%)"
+    return QuantStudent(ctx.run.path(info["checkpoint"]), info["kept"], tuple(files), info)

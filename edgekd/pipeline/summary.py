@@ -1,0 +1,97 @@
+"""report.json from a run's typed stage results and its manifest; report/ renders it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekd import __version__
+from edgekd._io import write_json
+from edgekd.pipeline.context import RunContext, RunResults
+from edgekd.pipeline.manifest import Manifest
+from edgekd.report.schema import Report
+from edgekd.report.writer import judge, render_all
+
+
+def _data(data) -> dict:
+    return {
+        "name": data.name,
+        "num_classes": data.num_classes,
+        "input_shape": data.input_shape,
+        "train": len(data.train),
+        "val": len(data.val),
+        "fingerprint": data.fingerprint,
+        "labeled": data.labeled,
+        "accuracy_metric": data.accuracy_metric,
+    }
+
+
+def _stages(manifest: Manifest) -> list[dict]:
+    reused = manifest.run.get("stages_reused", [])
+    return [{"name": s.name, "status": s.status, "wall_s": s.wall_s, "reused": s.name in reused}
+            for s in manifest.stages.values()]  # fmt: skip
+
+
+def _with_figures(report: dict, figures: dict) -> dict:
+    """The validate stage's GFLOPs and layer table, where the report shows them."""
+    report["teacher"]["gflops"] = figures["teacher_gflops"]
+    for p, m in report["variants"].items():
+        m["gflops"] = figures["variant_gflops"].get(p)
+    report["artifact"]["gflops"] = figures["artifact_gflops"]
+    if figures.get("layers") is not None:
+        report["layers"] = figures["layers"]
+    return report
+
+
+def build_report(ctx: RunContext, manifest: Manifest, results: RunResults) -> dict:
+    """The report (schema v1) of a finished run: everything in it was measured by a stage."""
+    v = results.checked.metrics
+    distill, quant, onnx = results.fp32.record, results.int8.record, results.onnx.record
+    teacher, art = v["teacher"], v["artifact"]
+    searched = results.search.record if results.search is not None else None
+    verdict = judge(ctx.budgets, teacher["accuracy"], art)
+    report = Report(
+        edgekd_version=__version__,
+        run_dir=str(ctx.run.root),
+        target=ctx.target.name,
+        runtime=ctx.target.runtime,
+        latency_source=v["latency_source"],
+        data=_data(ctx.inputs.data),
+        budgets=ctx.budgets.model_dump(),
+        verdict=verdict,
+        teacher={**teacher, "params": results.teacher.params},
+        student={
+            "name": distill["student"],
+            "params": distill["params"],
+            "chosen_by": searched["mode"] if searched else "given",
+            # the pick's latency, proxy scores, few-shot accuracy and how it was chosen
+            "search": searched,
+        },
+        variants=v["student"],
+        artifact=art,
+        selection_reason=v["selection_reason"],
+        device=v.get("device_facts"),
+        speedup_vs_teacher_p90=teacher["latency"]["p90_ms"] / art["latency"]["p90_ms"],
+        accuracy_drop=teacher["accuracy"] - art["accuracy"],
+        distill={k: distill.get(k) for k in ("best_val_acc", "best_epoch", "history", "loss",
+                                             "loss_args", "teacher_cache", "layers")},  # fmt: skip
+        quantization={k: val for k, val in quant.items() if k != "summary"},
+        export={k: onnx.get(k)
+                for k in ("opset", "qdq_pairs", "ops_int8", "float_conv_gemm_left", "lint")},
+        parity=onnx["parity"],
+        environment=manifest.run["versions"]
+        | {"seed": manifest.run["seed"], "train_device": manifest.run.get("device", "cpu")},
+        stages=_stages(manifest),
+        wall_s=manifest.run.get("wall_s", 0.0),
+    ).model_dump(mode="json")
+    report = _with_figures(report, results.checked.figures)
+    return Report.model_validate(report).model_dump(mode="json")
+
+
+def write_reports(ctx: RunContext, manifest: Manifest, results: RunResults) -> tuple[dict, int]:
+    """Write report.json, report.md, report.html and junit.xml; return the report and the
+    exit code (0 budgets met, 2 a budget missed)."""
+    report = build_report(ctx, manifest, results)
+    root = Path(ctx.run.root)
+    write_json(root / "report.json", report)
+    render_all(root, report)
+    return report, report["verdict"]["exit_code"]
