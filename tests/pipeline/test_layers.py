@@ -168,3 +168,15 @@ def test_stages_import_no_sibling_stage_compress_or_cli():
             if sibling or d == "edgekd.pipeline.compress" or package_of(d) == "edgekd.cli":
                 bad.add((m, d))
     assert bad == set()
+
+
+def test_the_trunk_stays_small():
+    # compress.py only sequences the stages; no function in pipeline/ is a stage in disguise
+    assert len((PKG / "pipeline/compress.py").read_text().splitlines()) < 200
+    long = []
+    for path in sorted((PKG / "pipeline").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.end_lineno - node.lineno + 1 > 80:
+                    long.append(f"{path.relative_to(PKG)}::{node.name}")
+    assert long == []

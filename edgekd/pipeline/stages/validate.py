@@ -165,7 +165,7 @@ def figures(ctx: RunContext, teacher_path: Path, metrics: dict) -> dict:
             "source": f"cost model for {target.name} ({target.runtime} {target.runtime_version})"
             + ("; the artifact's total latency above is measured" if target.measured else ""),
             "total_ms": pred.total_ms,
-            "rows": pred.to_dict(top=15)["layers"],
+            "rows": [r | {"fused": list(r["fused"])} for r in pred.to_dict(top=15)["layers"]],
         }
     return out
 
