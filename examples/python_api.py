@@ -1,6 +1,6 @@
 """edgekd from Python: every stage is a function; `compress` chains them.
 
-    python examples/python_api.py [--epochs 5] [--out runs/api]
+    python examples/python_api.py [--epochs 5] [--student auto] [--out runs/api]
 
 Uses the built-in digits data and a fresh timm teacher (timm:resnet10t, random init) so it
 runs anywhere in about a minute; pass --teacher examples/digits/teacher.pt for the trained one.
@@ -21,6 +21,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher", default="timm:resnet10t")
     ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--student", default="auto", help="a timm name, or auto (the search)")
     ap.add_argument("--out", type=Path, default=Path("runs/api"))
     args = ap.parse_args()
 
@@ -29,6 +30,7 @@ def main() -> None:
         data="digits",
         target="host",
         out=args.out,
+        student=args.student,
         epochs=args.epochs,
         qat_epochs=1,
         force=True,

@@ -14,6 +14,8 @@ def test_python_api_example(tmp_path):
             str(ROOT / "examples/python_api.py"),
             "--epochs",
             "1",
+            "--student",  # the search is tested elsewhere; here the API's chain and output
+            "lcnet_050",
             "--out",
             str(tmp_path / "api"),
         ],

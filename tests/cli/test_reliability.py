@@ -95,10 +95,17 @@ def test_ctrl_c_exits_130_and_keeps_the_checkpoint(digits_teacher, tmp_path):
     assert {s["name"]: s["status"] for s in m["stages"]}["distill"] == "failed"
 
 
-def test_sigkill_then_resume_equals_an_uninterrupted_run(digits_teacher, tmp_path):
-    ref = tmp_path / "ref"
+@pytest.fixture(scope="module")
+def reference_run(digits_teacher, tmp_path_factory) -> Path:
+    """One uninterrupted run with ARGS: the reference of the resume test, and verify's run."""
+    ref = tmp_path_factory.mktemp("reliability") / "ref"
     done = run_cli("compress", str(digits_teacher), "--out", str(ref), *ARGS)
     assert done.returncode == 0, done.stderr
+    return ref
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(digits_teacher, reference_run, tmp_path):
+    ref = reference_run
 
     out = tmp_path / "killed"
     proc = _start(digits_teacher, out)
@@ -124,9 +131,11 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(digits_teacher, tmp_pat
     assert run_cli("verify", str(out)).returncode == 0
 
 
-def test_verify_detects_a_flipped_byte(digits_teacher, tmp_path):
+def test_verify_detects_a_flipped_byte(reference_run, tmp_path):
+    import shutil
+
     out = tmp_path / "run"
-    assert run_cli("compress", str(digits_teacher), "--out", str(out), *ARGS).returncode == 0
+    shutil.copytree(reference_run, out)  # a finished run, moved: verify checks what it holds
     ok = run_cli("verify", str(out))
     assert ok.returncode == 0 and ok.stdout.startswith("ok:")
     art = out / "build/model.ort.onnx"
