@@ -35,8 +35,10 @@ system-deps:
 	  openssh-server openssh-client) >/dev/null 2>&1; } || \
 	  echo "openssh-server could not be installed: the SSH tests will skip"
 
+# Two pytest workers with one torch thread each on CI's 2 cores; a file's tests stay on one
+# worker (loadscope), so its module fixtures (the end-to-end runs) run once.
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope
 
 lint: $(STAMP)
 	$(BIN)/ruff check edgekd tests examples benchmarks

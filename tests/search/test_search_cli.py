@@ -69,7 +69,7 @@ def test_few_shot_spreads_over_two_ranks(digits_teacher, tmp_path, monkeypatch):
     # (each run is alone and seeded; both runs use 1 thread per process)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     common = ["search", str(digits_teacher), "--candidate", "lcnet_050", "--candidate",
-              "mobilenetv3_small_050", "--batch-size", "16", "--few-shot-k", "2",
+              "mobilenetv3_small_050", "--batch-size", "64", "--few-shot-k", "2",
               "--few-shot-epochs", "1", "--device", "cpu"]  # fmt: skip
     runs = {}
     for n in (1, 2):
