@@ -7,7 +7,7 @@ is touched; `Plans.check(inputs)` checks what needs the loaded teacher and data.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from edgekd.config import Budgets, CompressConfig
 from edgekd.distill import TrainConfig
@@ -145,7 +145,3 @@ def make_plans(cfg: CompressConfig, budgets: Budgets | None = None) -> Plans:
         },
     )
 
-
-def plan_record(plan) -> dict:
-    """A plan as JSON-able settings (the stage keys are built from these)."""
-    return asdict(plan)

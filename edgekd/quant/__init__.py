@@ -3,7 +3,6 @@
 from edgekd.quant.modelopt_int8 import (
     CALIB_METHODS,
     count_quantizers,
-    load_quantized,
     quantize_int8,
     quantizer_state,
     restore_quantized,
@@ -13,7 +12,6 @@ from edgekd.quant.modelopt_int8 import (
 __all__ = [
     "CALIB_METHODS",
     "count_quantizers",
-    "load_quantized",
     "quantize_int8",
     "quantizer_state",
     "restore_quantized",

@@ -154,12 +154,6 @@ def save_quantized(path, model: nn.Module) -> None:
         torch.save({"model": model.state_dict(), "extra": quantizer_state(model)}, tmp)
 
 
-def load_quantized(path, model: nn.Module) -> nn.Module:
-    """`model` (a fresh float student of the same architecture) restored from `path`."""
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    return restore_quantized(model, ck["extra"], ck["model"])
-
-
 def count_quantizers(model: nn.Module) -> int:
     """Enabled TensorQuantizer modules in `model`."""
     return sum(

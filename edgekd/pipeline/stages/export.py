@@ -18,7 +18,7 @@ from edgekd.models.evaluate import evaluate_torch
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.plans import ExportPlan
 from edgekd.pipeline.rundir import RunDir
-from edgekd.quant import load_quantized
+from edgekd.quant import restore_quantized
 from edgekd.quant.ort_layout import fusion_report, qat_input_ranges, quantize_for_ort
 
 NAME = "export"
@@ -112,8 +112,10 @@ def run(ctx: RunContext, plan: ExportPlan, fp32, int8) -> OnnxSet:
     student = load_student(fp32.student, data.num_classes, shape, fp32.best)
     e32 = export_onnx(student, files["fp32"], shape, opset=plan.opset)
     _, logits32 = evaluate_torch(student, data.val)
-    ck = torch.load(int8.checkpoint, map_location="cpu", weights_only=True)
-    qmodel = load_quantized(int8.checkpoint, build_student(fp32.student, data.num_classes, shape))
+    ck = torch.load(int8.checkpoint, map_location="cpu", weights_only=True)  # read once: the
+    # fake-quant model here, its float weights for the ORT layout below
+    qmodel = restore_quantized(build_student(fp32.student, data.num_classes, shape), ck["extra"],
+                               ck["model"])  # fmt: skip
     e8 = export_onnx(qmodel, files["int8"], shape, opset=plan.opset)
     _, logits8 = evaluate_torch(qmodel, data.val)
     par = {"fp32": parity(files["fp32"], logits32, data.val),
