@@ -24,6 +24,7 @@ FLAG_FOR_FIELD = {
     "min_parity": "--min-parity",
     "max_device_gap": "--max-device-gap",
     "input_shape": "--input-shape",
+    "max_train": "--max-train",
     "qat_epochs": "--qat-epochs",
     "batch_size": "--batch-size",
     "calib_size": "--calib-size",
@@ -68,7 +69,12 @@ class CompressConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     teacher: str = Field(description="Teacher file (TorchScript, .pt2, state dict) or timm:NAME.")
-    data: str = Field("digits", description="digits | image folder | pkg.module:function.")
+    data: str = Field(
+        "digits", description="digits | fashion-mnist[:PATH] | image folder | pkg.module:function."
+    )
+    max_train: int | None = Field(
+        None, ge=1, description="Train on this many images (stratified by class, seed 0)."
+    )
     target: str = Field("host", description="Target profile name or YAML path.")
     student: str = Field("auto", description="timm model name, auto, or search.")
     few_shot_k: int | None = Field(

@@ -28,12 +28,13 @@ class InputSpec:
     input_shape: tuple[int, int, int] | None = None
     augment: bool = True
     trust_pickle: bool = False
+    max_train: int | None = None
 
     @classmethod
     def from_config(cls, cfg) -> InputSpec:
         """The inputs of a `CompressConfig` (or anything with its teacher/data fields)."""
         return cls(cfg.teacher, cfg.data, cfg.arch, cfg.input_shape, cfg.augment,
-                   cfg.trust_pickle)  # fmt: skip
+                   cfg.trust_pickle, getattr(cfg, "max_train", None))  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict) -> InputSpec:
@@ -53,7 +54,7 @@ class Inputs:
 def load_inputs(spec: InputSpec) -> Inputs:
     """Load and check the teacher and the data of `spec` (an `EdgekdError` line on bad input)."""
     if spec.teacher.startswith("timm:"):
-        data = load_data(spec.data, spec.input_shape, augment=spec.augment)
+        data = load_data(spec.data, spec.input_shape, spec.augment, spec.max_train)
         if not data.labeled:
             raise DataError(
                 "label-free data needs a trained teacher file, not a timm:NAME teacher",
@@ -63,7 +64,8 @@ def load_inputs(spec: InputSpec) -> Inputs:
         teacher = load_teacher(spec.teacher, num_classes=data.num_classes)
     else:
         teacher = load_teacher(spec.teacher, arch=spec.arch, trust_pickle=spec.trust_pickle)
-        data = load_data(spec.data, spec.input_shape or teacher.input_shape, augment=spec.augment)
+        shape = spec.input_shape or teacher.input_shape
+        data = load_data(spec.data, shape, spec.augment, spec.max_train)
     if not data.labeled:
         data = label_with_teacher(teacher, data)
     check_teacher(teacher, data.input_shape, data.num_classes)

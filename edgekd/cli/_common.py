@@ -35,6 +35,18 @@ RemotePython = Annotated[
 # the student search's confirmation runs (edgekd search, compress --student search)
 FewShotEpochs = Annotated[int, typer.Option(help="Epochs of each few-shot run.")]
 
+# every command that reads --data
+DataSource = Annotated[
+    str,
+    typer.Option(help="digits, fashion-mnist (or fashion-mnist:PATH to its IDX files), an image "
+                 "folder, or pkg.module:fn."),
+]  # fmt: skip
+MaxTrain = Annotated[
+    int | None,
+    typer.Option(help="Train on N images only, stratified by class (seed 0); val and test stay "
+                 "whole. A quick look at a large dataset.", show_default=False),
+]  # fmt: skip
+
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
 
 

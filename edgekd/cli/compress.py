@@ -12,6 +12,7 @@ from edgekd.cli._common import (
     DEFAULT_TRTEXEC,
     Debug,
     FewShotEpochs,
+    MaxTrain,
     Quiet,
     RemotePython,
     SshOptions,
@@ -43,8 +44,8 @@ def compress_command(
     data: Annotated[
         str,
         typer.Option(
-            help="digits (built-in), a folder with train/ and val/ class folders (or unlabeled "
-            "images: label-free KD), or pkg.module:fn."
+            help="digits or fashion-mnist[:PATH] (built-in), a folder with train/ and val/ "
+            "class folders (or unlabeled images: label-free KD), or pkg.module:fn."
         ),
     ] = "digits",
     target: Annotated[str, typer.Option(help="Target profile name or YAML path.")] = "host",
@@ -80,6 +81,7 @@ def compress_command(
         str | None,
         typer.Option(help="Input shape C,H,W (default: from the teacher checkpoint or the data)."),
     ] = None,
+    max_train: MaxTrain = None,
     trust_pickle: Annotated[
         bool,
         typer.Option(help="Allow a fully pickled nn.Module teacher (runs code from the file)."),
@@ -344,7 +346,8 @@ def summary_lines(result, compact: bool = False) -> str:
         for g in v["gates"]
     ]
     lines.append(
-        f"artifact: {result.run_dir / art['path']} ({art['precision']}, top-1 "
+        f"artifact: {result.run_dir / art['path']} ({art['precision']}, "
+        f"{r['data'].get('accuracy_split', 'val')} top-1 "
         f"{art['accuracy']:.2f}% vs teacher {r['teacher']['accuracy']:.2f}%, p90 "
         f"{art['latency']['p90_ms']:.3f} ms {kind} = {r['speedup_vs_teacher_p90']:.1f}x faster)"
     )

@@ -60,7 +60,8 @@ def profile_command(
         str | None,
         typer.Option(
             help="With --device on a CPU target: also top-1 of the model on this data's "
-            "val set, on the device and here (digits, a folder, or pkg.module:fn)."
+            "test set (its val set when it has none), on the device and here (digits, "
+            "fashion-mnist[:PATH], a folder, or pkg.module:fn)."
         ),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per remote command.")] = 600,

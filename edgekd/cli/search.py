@@ -8,14 +8,13 @@ from typing import Annotated
 
 import typer
 
-from edgekd.cli._common import Debug, FewShotEpochs, guarded
+from edgekd.cli._common import DataSource, Debug, FewShotEpochs, MaxTrain, guarded
 
 
 def search_command(
     teacher: Annotated[str, typer.Argument(help="Teacher file or timm:NAME (as for compress).")],
-    data: Annotated[str, typer.Option(help="digits, an image folder, or pkg.module:fn.")] = (
-        "digits"
-    ),
+    data: DataSource = "digits",
+    max_train: MaxTrain = None,
     target: Annotated[str, typer.Option(help="Target profile name or YAML path.")] = "host",
     latency_budget_ms: Annotated[
         float | None,
@@ -87,6 +86,7 @@ def search_command(
                 "target": target,
                 "arch": arch,
                 "input_shape": input_shape,
+                "max_train": max_train,
                 "augment": False,
                 "seed": seed,
             },  # fmt: skip
@@ -150,7 +150,8 @@ def search_command(
                 "--few-shot-k", str(few_shot_k), "--few-shot-epochs", str(few_shot_epochs),
                 "--seed", str(seed), "--out", str(out), "--device", device]  # fmt: skip
         for flag, value in (("--latency-budget-ms", latency_budget_ms), ("--arch", arch),
-                            ("--input-shape", input_shape)):  # fmt: skip
+                            ("--input-shape", input_shape),
+                            ("--max-train", max_train)):  # fmt: skip
             if value is not None:
                 argv += [flag, str(value)]
         for flag, values in (("--family", families), ("--candidate", candidate)):

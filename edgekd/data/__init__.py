@@ -1,11 +1,12 @@
-"""Data sources: the built-in `digits`, image folders, and python factories `pkg.module:fn`."""
+"""Data sources: the built-in `digits` and `fashion-mnist[:PATH]`, image folders, and python
+factories `pkg.module:fn`; `max_train` limits any of them to a stratified, seeded subset."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from edgekd.data.bundle import DataBundle, loader, stack_inputs
+from edgekd.data.bundle import DataBundle, limit_train, loader, stack_inputs
 from edgekd.errors import DataError
 
 __all__ = ["DataBundle", "load_data", "loader", "stack_inputs"]
@@ -14,15 +15,32 @@ _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 def load_data(
-    spec: str, input_shape: tuple[int, int, int] | None = None, augment: bool = True
+    spec: str,
+    input_shape: tuple[int, int, int] | None = None,
+    augment: bool = True,
+    max_train: int | None = None,
 ) -> DataBundle:
-    """Resolve `--data`: "digits", a folder (train/ and val/ class folders, or unlabeled
-    images), or "pkg.module:function". `augment=False` keeps the training transform
-    deterministic (then the teacher's outputs can be cached)."""
+    """Resolve `--data`: "digits", "fashion-mnist[:PATH]", a folder (train/ and val/ class
+    folders, or unlabeled images), or "pkg.module:function". `augment=False` keeps the
+    training transform deterministic (then the teacher's outputs can be cached). `max_train`
+    keeps that many training images, stratified by class (seed 0); val and test stay whole."""
+    if max_train is not None and max_train < 1:
+        raise DataError("--max-train must be a positive number of images", value=max_train,
+                        fix="pass a count such as 5000, or leave it out for all")  # fmt: skip
+    return limit_train(_load(spec, input_shape, augment), max_train)
+
+
+def _load(spec: str, input_shape, augment: bool) -> DataBundle:
+    from edgekd.data.fashion import parse_spec
+
     if spec == "digits":
         from edgekd.data.digits import digits_bundle
 
         return digits_bundle(input_shape, augment=augment)
+    if (fashion := parse_spec(spec)) is not None:
+        from edgekd.data.fashion import fashion_bundle
+
+        return fashion_bundle(fashion, input_shape, augment=augment)
     if Path(spec).exists():
         from edgekd.data.folder import folder_bundle
 
@@ -34,5 +52,6 @@ def load_data(
     raise DataError(
         "data source not found",
         value=spec,
-        fix="pass digits, a folder with train/ and val/, or pkg.module:function",
+        fix="pass digits, fashion-mnist[:PATH], a folder with train/ and val/, "
+        "or pkg.module:function",
     )

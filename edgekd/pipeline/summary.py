@@ -19,6 +19,8 @@ def _data(data) -> dict:
         "input_shape": data.input_shape,
         "train": len(data.train),
         "val": len(data.val),
+        "test": len(data.test) if data.test is not None else None,
+        "accuracy_split": data.report_split,
         "fingerprint": data.fingerprint,
         "labeled": data.labeled,
         "accuracy_metric": data.accuracy_metric,

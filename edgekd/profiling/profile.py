@@ -222,12 +222,13 @@ def profile_remote(
         from edgekd.data import load_data, stack_inputs
 
         bundle = load_data(data, shape)
-        x, y = stack_inputs(bundle.val)
+        x, y = stack_inputs(bundle.report_set)
         remote = accuracy_remote(runner, Path(model_path), x.numpy(), y.numpy(), python=python)
-        local = ortb.predict(model_path, bundle.val, threads=n_threads).argmax(1)
+        local = ortb.predict(model_path, bundle.report_set, threads=n_threads).argmax(1)
         agree = sum(int(a == b) for a, b in zip(remote["predictions"], local.tolist(), strict=True))
         out["accuracy"] = {
             "data": data,
+            "split": bundle.report_split,
             "n": remote["n"],
             "device_top1": remote["top1"],
             "host_top1": float((local == y.numpy()).mean() * 100),

@@ -6,6 +6,7 @@ import base64
 import html
 
 from edgekd.report import plots
+from edgekd.report.writer import data_line
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -159,7 +160,7 @@ def render_html(r: dict) -> str:
 <code>{_e(r["artifact"]["sha256"][:16])}…</code>), {r["speedup_vs_teacher_p90"]:.1f}x faster than
 the teacher at p90, accuracy drop {r["accuracy_drop"]:.2f} points.</p>
 <h2>Budgets</h2>{gates}
-<h2>Teacher vs student</h2>{model_table}
+<h2>Teacher vs student</h2><p class="note">{_e(data_line(r["data"]))}</p>{model_table}
 {_why_student(r)}<p class="note"><b>Why this precision:</b> {_e(r["selection_reason"])}.</p>
 {_img(plots.latency_chart(r), "latency per artifact")}
 <h2>Training</h2>{_img(plots.training_curves(r), "training curves")}

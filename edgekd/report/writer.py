@@ -144,6 +144,16 @@ def regenerate(run_dir: str | Path) -> dict:
     return report
 
 
+def data_line(d: dict) -> str:
+    """One line naming the data, its splits and what top-1 means."""
+    split = f"{d['train']} train / {d['val']} val"
+    if d.get("test"):
+        split += f" / {d['test']} test"
+    return (f"Data `{d['name']}`: {split} images, {d['num_classes']} classes, input "
+            f"{'x'.join(map(str, d['input_shape']))}; top-1 is "
+            f"{d.get('accuracy_metric', 'top-1 accuracy on the labeled val set')}.")  # fmt: skip
+
+
 def _lat(m: dict) -> str:
     la = m["latency"]
     return f"{la['p50_ms']:.3f} / {la['p90_ms']:.3f} / {la['p99_ms']:.3f}"
@@ -249,6 +259,8 @@ def render_markdown(r: dict) -> str:
             if r["artifact"]["latency"]["measured"]
             else " (p50 = p90 = p99: a prediction has no spread)."
         ),
+        "",
+        data_line(r["data"]),
         "",
         "| gate | value | limit | result |",
         "|---|---|---|---|",

@@ -1,4 +1,5 @@
-"""The `validate` stage: accuracy of the teacher and of every artifact on val (ONNX Runtime
+"""The `validate` stage: accuracy of the teacher and of every artifact on the held-out test set
+(the val set where the data has none; val alone selects checkpoints) (ONNX Runtime
 here, and where the probe builds it, on the device), latency where the probe times it;
 the artifact is chosen by those numbers (pipeline/select.py) and copied to build/model.*."""
 
@@ -78,7 +79,7 @@ def _probe(ctx: RunContext, plan: ValidatePlan) -> Probe:
 
 def _teacher(ctx: RunContext, plan: ValidatePlan, teacher, probe: Probe, y: np.ndarray):
     ctx.reporter.message("validating the teacher (FP32 ONNX)")
-    logits = ort_backend.predict(teacher.path, ctx.inputs.data.val, threads=plan.threads)
+    logits = ort_backend.predict(teacher.path, ctx.inputs.data.report_set, threads=plan.threads)
     precision = "fp16" if ctx.trt and "fp16" in ctx.target.precisions else "fp32"
     m = {
         "path": ctx.run.rel(teacher.path),
@@ -94,7 +95,7 @@ def _teacher(ctx: RunContext, plan: ValidatePlan, teacher, probe: Probe, y: np.n
 def _on_device(ctx: RunContext, probe: Probe, p: str, pred, y) -> dict:
     """The artifact of precision `p` as built where it runs: its accuracy there."""
     ctx.reporter.message(f"validating the student ({p}) {probe.where}")
-    got = probe.device_accuracy(f"student-{p}", ctx.inputs.data.val, y)
+    got = probe.device_accuracy(f"student-{p}", ctx.inputs.data.report_set, y)
     out = {
         "device_accuracy": got["top1"],
         "device_agreement": float((got["predictions"] == pred).mean() * 100),
@@ -110,7 +111,7 @@ def _variants(ctx, plan, onnx, built, probe: Probe, y, t_pred) -> dict:
     for p, a in built.artifacts.items():
         ctx.reporter.message(f"validating the student ({p})")
         if a.path not in logits_of:  # fp16 and fp32 engines come from one ONNX
-            logits_of[a.path] = ort_backend.predict(a.path, ctx.inputs.data.val,
+            logits_of[a.path] = ort_backend.predict(a.path, ctx.inputs.data.report_set,
                                                     threads=plan.threads)  # fmt: skip
         pred = logits_of[a.path].argmax(1)
         arts[p] = {
@@ -171,7 +172,7 @@ def figures(ctx: RunContext, teacher_path: Path, metrics: dict) -> dict:
 
 
 def run(ctx: RunContext, plan: ValidatePlan, teacher, onnx, built) -> Validated:
-    _, labels = stack_inputs(ctx.inputs.data.val)
+    _, labels = stack_inputs(ctx.inputs.data.report_set)
     y = labels.numpy()
     probe = _probe(ctx, plan)
     teacher_m, t_pred = _teacher(ctx, plan, teacher, probe, y)
@@ -181,7 +182,8 @@ def run(ctx: RunContext, plan: ValidatePlan, teacher, onnx, built) -> Validated:
     with atomic_path(final) as tmp:
         shutil.copyfile(ctx.run.path(arts[choice]["path"]), tmp)
     metrics = {
-        "val_samples": int(len(y)),
+        "split": ctx.inputs.data.report_split,
+        "val_samples": int(len(y)),  # images the accuracies are measured on (of `split`)
         "teacher": teacher_m,
         "student": arts,
         "selected": choice,
@@ -199,7 +201,7 @@ def run(ctx: RunContext, plan: ValidatePlan, teacher, onnx, built) -> Validated:
     path = write_json(ctx.run.path(METRICS), metrics)
     speed = teacher_m["latency"]["p90_ms"] / arts[choice]["latency"]["p90_ms"]
     metrics["summary"] = (
-        f"{choice}: {arts[choice]['accuracy']:.2f}% (teacher "
+        f"{choice}: {arts[choice]['accuracy']:.2f}% {ctx.inputs.data.report_split} (teacher "
         f"{teacher_m['accuracy']:.2f}%), {speed:.1f}x faster at p90"
     )
     return Validated(path, final, choice, metrics, figures(ctx, teacher.path, metrics))
