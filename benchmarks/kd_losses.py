@@ -1,17 +1,18 @@
-"""Final INT8 accuracy per distillation loss on digits: one teacher/student pair, every loss in
+"""Final INT8 accuracy per distillation loss: one teacher/student pair, every loss in
 the registry plus cross-entropy only, 3 seeds each; mean and spread written to JSON.
 
     python benchmarks/kd_losses.py [--teacher PATH] [--student mobilenetv3_small_050]
                                    [--epochs 8] [--seeds 0 1 2] [--losses kd dkd ...]
-                                   [--out benchmarks/results/kd_losses.json]
+                                   [--data digits|fashion-mnist] [--max-train N]
+                                   [--out benchmarks/results/kd_losses[-DATA].json]
 
 Recipe (the same for every loss): edgekd's trainer with its defaults (AdamW, one-cycle, lr
 1e-2, batch 64, each loss with its registry defaults), the deterministic training transform
 (so the teacher's outputs are cached), `--epochs` epochs, the best-val checkpoint; then INT8
 post-training quantization with Model Optimizer (max calibration on 256 training images) and
-top-1 of that INT8 fake-quant model on the 360 val images (the exported Q/DQ ONNX agrees with
-it on 100% of val in the compress pipeline's parity check). The teacher is the example
-resnet18 trained 10 epochs (examples/digits/train_teacher.py) unless --teacher is given.
+top-1 of the FP32 and INT8 fake-quant models on the data's held-out split (digits: the 360
+val images; Fashion-MNIST: the official 10k test set). The teacher is the example resnet18
+trained 10 epochs on digits (examples/digits/train_teacher.py) unless --teacher is given.
 The JSON is rewritten after every run, so an interrupted benchmark keeps what it measured.
 """
 
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 
 from edgekd._io import write_json
-from edgekd.data.digits import digits_bundle
+from edgekd.data import load_data
 from edgekd.distill import TrainConfig, distill, evaluate_torch
 from edgekd.distill.losses import list_losses
 from edgekd.models import create_timm, load_teacher
@@ -50,6 +51,11 @@ def teacher_model(path: Path | None):
     return model, f"resnet18 trained 10 epochs here (val {hist[-1]['val_acc']:.2f}%)"
 
 
+def bench_data(spec: str, max_train: int | None):
+    """The benchmark's data at 3x32x32, training transform deterministic (teacher cached)."""
+    return load_data(spec, (3, 32, 32), augment=False, max_train=max_train)
+
+
 def one_run(loss: str, seed: int, args, data, teacher) -> dict:
     torch.manual_seed(seed)
     student = create_timm(args.student, data.num_classes)
@@ -59,14 +65,17 @@ def one_run(loss: str, seed: int, args, data, teacher) -> dict:
         res = distill(student, teacher, data, cfg, tmp)
         student.load_state_dict(torch.load(res.best_path, weights_only=True)["model"])
     train_s = time.perf_counter() - t0
+    fp32_acc, _ = evaluate_torch(student, data.report_set)
     calib = data.calibration_subset(256, seed)
     q = quantize_int8(student, calib, batch_size=64, method="max")
-    int8_acc, _ = evaluate_torch(q, data.val)
+    int8_acc, _ = evaluate_torch(q, data.report_set)
     return {
         "loss": loss,
         "seed": seed,
-        "fp32_val_acc": res.best_val_acc,
-        "int8_val_acc": int8_acc,
+        "split": data.report_split,  # what fp32_top1 / int8_top1 are measured on
+        "best_val_acc": res.best_val_acc,  # the checkpoint's selection figure
+        "fp32_top1": fp32_acc,
+        "int8_top1": int8_acc,
         "best_epoch": res.best_epoch,
         "train_s": train_s,
     }
@@ -75,8 +84,8 @@ def one_run(loss: str, seed: int, args, data, teacher) -> dict:
 def summarize(runs: list[dict]) -> list[dict]:
     rows = []
     for loss in dict.fromkeys(r["loss"] for r in runs):
-        acc = [r["int8_val_acc"] for r in runs if r["loss"] == loss]
-        fp = [r["fp32_val_acc"] for r in runs if r["loss"] == loss]
+        acc = [r["int8_top1"] for r in runs if r["loss"] == loss]
+        fp = [r["fp32_top1"] for r in runs if r["loss"] == loss]
         rows.append(
             {
                 "loss": loss,
@@ -94,40 +103,51 @@ def summarize(runs: list[dict]) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher", type=Path, default=None)
+    ap.add_argument("--data", default="digits", help="digits or fashion-mnist[:PATH], ...")
+    ap.add_argument("--max-train", type=int, default=None, help="stratified training subset")
     ap.add_argument("--student", default="mobilenetv3_small_050")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--losses", nargs="+", default=None)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/kd_losses.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default benchmarks/results/kd_losses[-DATA].json")  # fmt: skip
     args = ap.parse_args()
+    out = args.out or ROOT / "benchmarks/results" / (
+        "kd_losses.json" if args.data == "digits" else f"kd_losses-{args.data.split(':')[0]}.json")
     torch.set_num_threads(args.threads)
     losses = args.losses or ["ce"] + [n for n in list_losses() if n != "ce"]
-    data = digits_bundle(augment=False)
     teacher, teacher_desc = teacher_model(args.teacher)
-    teacher_acc, _ = evaluate_torch(teacher, data.val)
+    data = bench_data(args.data, args.max_train)
+    teacher_acc, _ = evaluate_torch(teacher, data.report_set)
     runs: list[dict] = []
     for loss in losses:
         for seed in args.seeds:
             r = one_run(loss, seed, args, data, teacher)
             runs.append(r)
             print(
-                f"{loss:8s} seed {seed}: fp32 {r['fp32_val_acc']:.2f}%  int8 "
-                f"{r['int8_val_acc']:.2f}%  ({r['train_s']:.0f} s)",
+                f"{loss:8s} seed {seed}: {data.report_split} fp32 {r['fp32_top1']:.2f}%  int8 "
+                f"{r['int8_top1']:.2f}%  ({r['train_s']:.0f} s)",
                 flush=True,
             )
             write_json(
-                args.out,
+                out,
                 {
                     "command": "python benchmarks/kd_losses.py --epochs "
-                    f"{args.epochs} --seeds {' '.join(map(str, args.seeds))}",
+                    f"{args.epochs} --seeds {' '.join(map(str, args.seeds))} --data {args.data}"
+                    + (f" --max-train {args.max_train}" if args.max_train else "")
+                    + (f" --teacher {args.teacher}" if args.teacher else ""),
+                    "data": args.data,
+                    "train_images": len(data.train),
+                    "accuracy_split": data.report_split,
+                    "accuracy_images": len(data.report_set),
                     "machine": {
                         "platform": platform.platform(),
                         "torch": torch.__version__,
                         "threads": args.threads,
                     },
                     "teacher": teacher_desc,
-                    "teacher_val_acc": teacher_acc,
+                    "teacher_top1": teacher_acc,
                     "student": args.student,
                     "epochs": args.epochs,
                     "runs": runs,
@@ -136,7 +156,8 @@ def main() -> None:
             )
     print(
         f"\nteacher {teacher_desc}: {teacher_acc:.2f}%; student {args.student}, "
-        f"{args.epochs} epochs, INT8 PTQ (max), val 360 images"
+        f"{args.epochs} epochs, INT8 PTQ (max), top-1 on {data.report_split} "
+        f"({len(data.report_set)} images)"
     )
     print(f"{'loss':8s} {'int8 mean':>10s} {'std':>6s} {'min':>7s} {'max':>7s} {'fp32':>7s}")
     for row in summarize(runs):
@@ -144,7 +165,7 @@ def main() -> None:
             f"{row['loss']:8s} {row['int8_mean']:10.2f} {row['int8_std']:6.2f} "
             f"{row['int8_min']:7.2f} {row['int8_max']:7.2f} {row['fp32_mean']:7.2f}"
         )
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""INT8 accuracy on digits per student and quantization recipe: FP32, PTQ with max / entropy /
+"""INT8 accuracy per student and quantization recipe: FP32, PTQ with max / entropy /
 percentile calibration, and QAT (with KD), each measured on the exported Q/DQ ONNX in ONNX
 Runtime (the artifact, not the torch model); JSON written.
 
@@ -9,7 +9,8 @@ Per student: KD from the example resnet18 teacher (10 epochs, examples/digits/tr
 with edgekd's trainer (kd loss, teacher cached: no augmentation), best-val FP32 checkpoint;
 then Model Optimizer INT8 (256 calibration images, seed 0) with each calibration method, and
 QAT for --qat-epochs epochs (lr 1e-4, cosine, KD) starting from max calibration. Every model
-is exported to ONNX (Q/DQ for INT8) and its top-1 on the 360 val images is taken from ONNX
+is exported to ONNX (Q/DQ for INT8) and its top-1 on the held-out split (digits: 360 val
+images; Fashion-MNIST: the official 10k test set; --data, --max-train, --teacher) is taken from ONNX
 Runtime; the torch fake-quant accuracy and the top-1 agreement between the two are listed too.
 """
 
@@ -26,7 +27,6 @@ import torch
 from edgekd._io import write_json
 from edgekd.backends import onnxruntime as ortb
 from edgekd.data import stack_inputs
-from edgekd.data.digits import digits_bundle
 from edgekd.distill import TrainConfig, distill, evaluate_torch
 from edgekd.export import export_onnx
 from edgekd.models import create_timm
@@ -44,8 +44,8 @@ def trained(name: str, num_classes: int, state: dict) -> torch.nn.Module:
 def onnx_top1(model, path: Path, data, labels) -> tuple[float, float, float]:
     """(top-1 of the exported ONNX in ORT, its agreement with the torch model, torch top-1)."""
     export_onnx(model, path, data.input_shape)
-    ort_pred = torch.from_numpy(ortb.predict(path, data.val)).argmax(1)
-    torch_acc, torch_logits = evaluate_torch(model, data.val)
+    ort_pred = torch.from_numpy(ortb.predict(path, data.report_set)).argmax(1)
+    torch_acc, torch_logits = evaluate_torch(model, data.report_set)
     acc = (ort_pred == labels).float().mean().item() * 100
     agree = (ort_pred == torch_logits.argmax(1)).float().mean().item() * 100
     return acc, agree, torch_acc
@@ -58,14 +58,21 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--qat-epochs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/quant_accuracy.json")
+    ap.add_argument("--teacher", type=Path, default=None, help="default: train a digits one")
+    ap.add_argument("--data", default="digits", help="digits or fashion-mnist[:PATH], ...")
+    ap.add_argument("--max-train", type=int, default=None, help="stratified training subset")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default benchmarks/results/quant_accuracy[-DATA].json")  # fmt: skip
     args = ap.parse_args()
+    out = args.out or ROOT / "benchmarks/results" / (
+        "quant_accuracy.json" if args.data == "digits"
+        else f"quant_accuracy-{args.data.split(':')[0]}.json")  # fmt: skip
     torch.set_num_threads(args.threads)
-    from kd_losses import teacher_model  # benchmarks/ is on sys.path when run as a script
+    from kd_losses import bench_data, teacher_model  # benchmarks/ is on sys.path as a script
 
-    teacher, teacher_desc = teacher_model(None)
-    data = digits_bundle(augment=False)
-    _, labels = stack_inputs(data.val)
+    teacher, teacher_desc = teacher_model(args.teacher)
+    data = bench_data(args.data, args.max_train)
+    _, labels = stack_inputs(data.report_set)
     calib = data.calibration_subset(256, 0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,22 +104,27 @@ def main() -> None:
                 print(f"{name:22s} {recipe:15s} ONNX top-1 {acc:6.2f}%  torch {torch_acc:6.2f}%"
                       f"  agreement {agree:6.2f}%", flush=True)  # fmt: skip
     write_json(
-        args.out,
+        out,
         {
             "command": "python benchmarks/quant_accuracy.py --epochs "
-            f"{args.epochs} --qat-epochs {args.qat_epochs} --students {' '.join(args.students)}",
+            f"{args.epochs} --qat-epochs {args.qat_epochs} --students {' '.join(args.students)}"
+            f" --data {args.data}" + (f" --max-train {args.max_train}" if args.max_train else "")
+            + (f" --teacher {args.teacher}" if args.teacher else ""),
+            "data": args.data,
+            "train_images": len(data.train),
+            "accuracy_split": data.report_split,
             "machine": {
                 "platform": platform.platform(),
                 "torch": torch.__version__,
                 "threads": args.threads,
             },  # fmt: skip
             "teacher": teacher_desc,
-            "val_images": int(len(labels)),
+            "accuracy_images": int(len(labels)),
             "calibration_images": len(calib),
             "rows": rows,
         },
     )
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
