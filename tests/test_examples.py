@@ -43,3 +43,34 @@ def test_slurm_example_parses_and_uses_real_options():
     ).stdout  # fmt: skip
     for opt in options:
         assert opt in help_text, opt
+
+
+def test_fashion_teacher_recipe_keeps_its_best_epoch_and_measures_test(tmp_path):
+    """examples/fashion/train_teacher.py on a folder of IDX files: the checkpoint is the best
+    val epoch, and the test accuracy in its JSON is that checkpoint's, recomputed here."""
+    import json
+
+    from edgekd.data import load_data
+    from edgekd.models import load_teacher
+    from edgekd.models.supervised import accuracy
+    from tests.data.test_fashion import write_set
+
+    write_set(tmp_path / "fm", n_train=300, n_test=40)
+    out = tmp_path / "teacher.pt"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples/fashion/train_teacher.py"), "--data",
+         f"fashion-mnist:{tmp_path / 'fm'}", "--arch", "resnet10t", "--epochs", "2",
+         "--max-train", "100", "--batch-size", "32", "--device", "cpu", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "epoch 2/2" in proc.stdout and "ETA" in proc.stdout
+    info = json.loads(out.with_suffix(".json").read_text())
+    vals = [h["val_acc"] for h in info["history"]]
+    assert info["best_epoch"] == vals.index(max(vals)) + 1 and info["best_val_acc"] == max(vals)
+    teacher = load_teacher(str(out))
+    assert teacher.input_shape == (3, 32, 32)
+    data = load_data(f"fashion-mnist:{tmp_path / 'fm'}", teacher.input_shape)
+    assert accuracy(teacher.module, data.test, "cpu") == info["test_acc"]
+    assert accuracy(teacher.module, data.val, "cpu") == info["best_val_acc"]
+    assert f"test top-1 {info['test_acc']:.2f}%" in proc.stdout

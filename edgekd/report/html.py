@@ -6,7 +6,7 @@ import base64
 import html
 
 from edgekd.report import plots
-from edgekd.report.writer import data_line
+from edgekd.report.text import data_line
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;

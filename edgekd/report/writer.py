@@ -9,6 +9,7 @@ from pathlib import Path
 from edgekd._io import write_text
 from edgekd.config import Budgets
 from edgekd.report.schema import Gate, Report, Verdict
+from edgekd.report.text import data_line
 
 EXIT_OK, EXIT_BUDGET_MISSED = 0, 2
 
@@ -142,16 +143,6 @@ def regenerate(run_dir: str | Path) -> dict:
     report = load_report(run_dir)
     render_all(run_dir, report)
     return report
-
-
-def data_line(d: dict) -> str:
-    """One line naming the data, its splits and what top-1 means."""
-    split = f"{d['train']} train / {d['val']} val"
-    if d.get("test"):
-        split += f" / {d['test']} test"
-    return (f"Data `{d['name']}`: {split} images, {d['num_classes']} classes, input "
-            f"{'x'.join(map(str, d['input_shape']))}; top-1 is "
-            f"{d.get('accuracy_metric', 'top-1 accuracy on the labeled val set')}.")  # fmt: skip
 
 
 def _lat(m: dict) -> str:

@@ -199,11 +199,12 @@ def test_compress_on_fashion_idx_files_reports_the_test_split(tmp_path):
     assert "fashion-mnist" in (out / "report.md").read_text()
 
 
-def test_bad_max_train_is_one_line(tmp_path):
-    from tests.conftest import assert_one_line_error, run_cli
+def test_bad_max_train_and_a_missing_folder_are_one_line(tmp_path):
+    from tests.cli.test_cli_runner import invoke, one_line
 
-    assert_one_line_error(run_cli("compress", "timm:resnet10t", "--max-train", "0",
-                                  "--out", str(tmp_path / "r")), "max-train", "0")  # fmt: skip
-    assert_one_line_error(run_cli("compress", "timm:resnet10t", "--data", "fashion-mnist:/nope",
-                                  "--out", str(tmp_path / "r2")),
-                          "Fashion-MNIST not found", "apt-get install dataset-fashion-mnist")
+    one_line(invoke("compress", "timm:resnet10t", "--max-train", "0", "--out",
+                    str(tmp_path / "r")), "max-train", "0")  # fmt: skip
+    one_line(invoke("compress", "timm:resnet10t", "--data", "fashion-mnist:/nope", "--out",
+                    str(tmp_path / "r2")),
+             "Fashion-MNIST not found", "apt-get install dataset-fashion-mnist")  # fmt: skip
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
