@@ -185,6 +185,7 @@ def main() -> None:
             r, pred = row(name, path, time.perf_counter() - t0 + extra_s, data, y, t_pred,
                           args.threads)  # fmt: skip
             rows.append(r)
+            write_json(out_path.with_suffix(".partial.json"), {"rows": rows})  # kept if cut off
             return r, pred
 
         t_row, t_pred = timed(
@@ -292,6 +293,7 @@ def main() -> None:
             "wall_s": time.perf_counter() - t_start,
         },
     )
+    out_path.with_suffix(".partial.json").unlink(missing_ok=True)
     print(f"wrote {out_path}")
 
 

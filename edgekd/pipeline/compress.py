@@ -97,6 +97,17 @@ def _follow(cfg: CompressConfig) -> CompressResult:
     return CompressResult(out, out / "report.json", {}, 0, follower=True)
 
 
+def _input_paths(cfg: CompressConfig) -> tuple[Path, ...]:
+    """The files and folders the run reads: --force must leave them alone."""
+    from edgekd.data.fashion import parse_spec
+
+    found = [Path(cfg.teacher)] if not cfg.teacher.startswith("timm:") else []
+    data = parse_spec(cfg.data) or Path(cfg.data)
+    if data.exists():
+        found.append(data)
+    return tuple(found)
+
+
 def _context(cfg: CompressConfig, plans: Plans, reporter: Reporter, launch) -> RunContext:
     """Load and check the inputs, then (only then) claim the run directory."""
     inputs = load_inputs(plans.inputs)
@@ -104,7 +115,7 @@ def _context(cfg: CompressConfig, plans: Plans, reporter: Reporter, launch) -> R
     torch.manual_seed(cfg.seed)
     # every input is checked before the run directory is touched
     run = RunDir(cfg.out, stages.OWNED)
-    run.prepare(resume=cfg.resume, force=cfg.force)
+    run.prepare(resume=cfg.resume, force=cfg.force, inputs=_input_paths(cfg))
     rep = LogFileReporter(reporter, run.path("edgekd.log"))
     return RunContext(run, rep, plans.target, plans.budgets, inputs, plans.inputs, plans.device,
                       cfg.seed, cfg.resume, launch, plans.scale_out)  # fmt: skip

@@ -34,7 +34,21 @@ class RunDir:
         """`p` relative to the run directory (how records and reports name files)."""
         return str(Path(p).relative_to(self.root))
 
-    def prepare(self, *, resume: bool, force: bool) -> None:
+    def prepare(self, *, resume: bool, force: bool, inputs: tuple[Path, ...] = ()) -> None:
+        """Check the directory before any work: never `/` or the home directory; writable; an
+        earlier run only with --resume or --force; --force deletes only the run's own files
+        and folders, and refuses when one of `inputs` (the teacher file, the data folder) lies
+        among them."""
+        root = self.root.expanduser().resolve()
+        if root == Path(root.anchor) or root == Path.home().resolve():
+            raise RunDirError(
+                "refusing to use this folder as the run directory (its stage folders would be "
+                "created, and with --force removed, there)",
+                value=str(self.root),
+                fix="pass --out a folder of its own, e.g. runs/NAME",
+            )
+        if force and not resume:
+            self._check_inputs_survive(inputs)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(prefix=".edgekd-write-test.", dir=self.root)
@@ -61,3 +75,17 @@ class RunDir:
                     p.unlink()
         for sub in MADE:
             (self.root / sub).mkdir(exist_ok=True)
+
+    def _check_inputs_survive(self, inputs: tuple[Path, ...]) -> None:
+        for name in (*self.folders, *RUN_FILES):
+            doomed = (self.root / name).resolve()
+            if not (self.root / name).exists():
+                continue
+            for f in inputs:
+                fp = Path(f).expanduser().resolve()
+                if fp == doomed or doomed in fp.parents:
+                    raise RunDirError(
+                        "--force would delete an input of this run",
+                        value=str(f),
+                        fix=f"move it out of {self.root / name} or pass another --out",
+                    )
