@@ -69,7 +69,7 @@ def _settings(ctx: RunContext, plan: SearchPlan) -> tuple[int, int | None]:
 
 
 def _within(plan: SearchPlan, cap: int | None) -> str:
-    parts = [f"within {plan.latency_ms} ms"] if plan.latency_ms is not None else []
+    parts = [f"within {plan.latency_ms:.3g} ms"] if plan.latency_ms is not None else []
     parts += [f"with at most {cap / 1e6:.2f}M params"] if cap is not None else []
     return " and ".join(parts) + (" (no latency budget)" if plan.latency_ms is None else "")
 
@@ -93,7 +93,7 @@ def _how(pick: Candidate, plan: SearchPlan, k: int, fit: list[Candidate], within
     """Why this candidate: the line the report and the log show."""
     at = f"{pick.latency_ms:.3f} ms {'measured' if pick.latency_measured else 'predicted'}"
     if not pick.within_budget:
-        return f"no candidate meets {plan.latency_ms} ms: the fastest, {at}"
+        return f"no candidate meets {plan.latency_ms:.3g} ms: the fastest, {at}"
     if pick.few_shot_acc is not None:
         shot = [c.name for c in fit if c.few_shot_acc is not None]
         return (
