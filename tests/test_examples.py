@@ -52,7 +52,7 @@ def test_fashion_teacher_recipe_keeps_its_best_epoch_and_measures_test(tmp_path)
 
     from edgekd.data import load_data
     from edgekd.models import load_teacher
-    from edgekd.models.supervised import accuracy
+    from edgekd.models.evaluate import evaluate_torch
     from tests.data.test_fashion import write_set
 
     write_set(tmp_path / "fm", n_train=300, n_test=40)
@@ -71,6 +71,6 @@ def test_fashion_teacher_recipe_keeps_its_best_epoch_and_measures_test(tmp_path)
     teacher = load_teacher(str(out))
     assert teacher.input_shape == (3, 32, 32)
     data = load_data(f"fashion-mnist:{tmp_path / 'fm'}", teacher.input_shape)
-    assert accuracy(teacher.module, data.test, "cpu") == info["test_acc"]
-    assert accuracy(teacher.module, data.val, "cpu") == info["best_val_acc"]
+    assert evaluate_torch(teacher.module, data.test)[0] == info["test_acc"]
+    assert evaluate_torch(teacher.module, data.val)[0] == info["best_val_acc"]
     assert f"test top-1 {info['test_acc']:.2f}%" in proc.stdout

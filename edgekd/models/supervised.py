@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgekd.data import DataBundle, loader
+from edgekd.models.evaluate import evaluate_torch
 
 
 @dataclass(frozen=True)
@@ -33,18 +34,6 @@ class SupervisedResult:
     best_val_acc: float
     device: str
     history: list[dict] = field(default_factory=list)
-
-
-def accuracy(model: nn.Module, ds, device: str, batch_size: int = 256) -> float:
-    """Top-1 accuracy (%) of `model` on `ds`, batched on `device`."""
-    model.eval()
-    right = total = 0
-    with torch.no_grad():
-        for x, y in loader(ds, batch_size):
-            pred = model(x.to(device)).argmax(1).cpu()
-            right += int((pred == torch.as_tensor(y)).sum())
-            total += len(pred)
-    return 100.0 * right / max(total, 1)
 
 
 def train_classifier(
@@ -81,7 +70,7 @@ def train_classifier(
             sched.step()
             loss_sum += float(loss.detach()) * len(y)
             n += len(y)
-        acc = accuracy(model, data.val, device)
+        acc, _ = evaluate_torch(model, data.val)
         secs = time.perf_counter() - t0
         best.history.append({"epoch": epoch, "loss": loss_sum / n, "val_acc": acc, "seconds": secs})
         if acc > best.best_val_acc:

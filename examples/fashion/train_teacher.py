@@ -24,7 +24,8 @@ import torch
 from edgekd._io import write_json
 from edgekd.data import load_data
 from edgekd.models import create_timm, save_checkpoint
-from edgekd.models.supervised import SupervisedRecipe, accuracy, train_classifier
+from edgekd.models.evaluate import evaluate_torch
+from edgekd.models.supervised import SupervisedRecipe, train_classifier
 
 
 def main() -> None:
@@ -48,7 +49,7 @@ def main() -> None:
     print(f"{args.arch} on {data.name}: {len(data.train)} train / {len(data.val)} val / "
           f"{len(data.test)} test, {args.epochs} epochs", flush=True)  # fmt: skip
     res = train_classifier(model, data, recipe, args.device, log=lambda s: print(s, flush=True))
-    test_acc = accuracy(res.model, data.test, "cpu")
+    test_acc, _ = evaluate_torch(res.model, data.test)
     save_checkpoint(args.out, res.model, args.arch, data.num_classes, data.input_shape)
     summary = {
         "arch": args.arch,
