@@ -1,7 +1,10 @@
 """Load a teacher safely: TorchScript, torch.export programs (.pt2), state dicts, timm:NAME.
 
 Nothing here unpickles code unless the caller passes `trust_pickle=True`: plain `.pt` files are
-read with `torch.load(weights_only=True)`, which only rebuilds tensors and plain containers.
+read with `torch.load(weights_only=True)`, which only rebuilds tensors and plain containers, and a
+`.pt2` archive is inspected first (`pt2_safety.unsafe_entries`): one that holds pickled payloads,
+calls outside torch's operators or code in its shape expressions is refused. TorchScript files
+are different: their graph is code, run as such (the README's Safety section says so).
 
 An edgekd checkpoint is a dict `{"arch": timm name, "num_classes": int, "state_dict": ...,
 "input_shape": [C, H, W]}` saved with `torch.save`; it loads without `--arch`.
@@ -10,6 +13,7 @@ An edgekd checkpoint is a dict `{"arch": timm name, "num_classes": int, "state_d
 from __future__ import annotations
 
 import difflib
+import io
 import pickle
 import re
 import zipfile
@@ -21,6 +25,7 @@ import torch
 from torch import nn
 
 from edgekd.errors import ModelLoadError
+from edgekd.models.pt2_safety import unsafe_entries
 
 
 @dataclass
@@ -125,8 +130,19 @@ def load_teacher(
             ) from None
         return LoadedModel(m.eval(), "torchscript", str(path))
     if any(n.endswith("/archive_format") or n.endswith("/models/model.json") for n in names):
+        data = path.read_bytes()
+        unsafe = unsafe_entries(data)
+        if unsafe and not trust_pickle:
+            more = f" (and {len(unsafe) - 1} more)" if len(unsafe) > 1 else ""
+            raise ModelLoadError(
+                f"teacher .pt2 holds {unsafe[0]}{more}, which torch.export.load would run as "
+                "code",
+                value=str(path),
+                fix="re-export it with torch.export.save from a plain model, save a state dict "
+                "instead, or pass --trust-pickle if you trust the file's source",
+            )
         try:
-            program = torch.export.load(str(path))
+            program = torch.export.load(io.BytesIO(data))
         except Exception as e:
             raise ModelLoadError(
                 "cannot read torch.export program (corrupt or truncated?)",
