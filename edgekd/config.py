@@ -16,6 +16,25 @@ from pydantic import (
 
 from edgekd.errors import ConfigError
 
+# Bounds on what a run may allocate from a number the user (or a file) gives: an edge
+# classifier's input side and channels, and its classes (ImageNet-21k has 21,841).
+MAX_SIDE = 1024
+MAX_CHANNELS = 4
+MAX_CLASSES = 100_000
+
+
+def shape_problem(shape) -> str | None:
+    """What is wrong with a C,H,W input shape (None when it is usable)."""
+    if len(shape) != 3 or any(int(d) <= 0 for d in shape):
+        return "must be three positive integers C,H,W such as 3,32,32"
+    c, h, w = (int(d) for d in shape)
+    if c > MAX_CHANNELS:
+        return f"has {c} channels; at most {MAX_CHANNELS} (C comes first: C,H,W)"
+    if max(h, w) > MAX_SIDE:
+        return f"side {max(h, w)} exceeds {MAX_SIDE} pixels (edgekd compresses edge classifiers)"
+    return None
+
+
 # Field name -> the command-line flag that sets it, so validation errors name what the user typed.
 FLAG_FOR_FIELD = {
     "latency_ms": "--latency-budget-ms",
@@ -37,7 +56,7 @@ FLAG_FOR_FIELD = {
 class Budgets(BaseModel):
     """What the artifact must meet. A missed budget is a result (exit 2), not an error."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     latency_ms: float | None = Field(
         None, gt=0, description="Latency budget in ms at `percentile`."
@@ -66,7 +85,7 @@ class Budgets(BaseModel):
 class CompressConfig(BaseModel):
     """Everything `edgekd compress` needs; the CLI flags map one to one onto these fields."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     teacher: str = Field(description="Teacher file (TorchScript, .pt2, state dict) or timm:NAME.")
     data: str = Field(
@@ -159,6 +178,11 @@ class CompressConfig(BaseModel):
 
     @model_validator(mode="after")
     def _rendezvous(self) -> CompressConfig:
+        if self.force and self.resume:
+            raise ValueError(
+                "--force and --resume contradict each other (start the run over, or continue "
+                "it): pass one of them"
+            )
         if self.few_shot_k is not None and self.student not in ("auto", "search"):
             raise ValueError(
                 f"--few-shot-k {self.few_shot_k} confirms a student search, not a given "
@@ -196,8 +220,8 @@ class CompressConfig(BaseModel):
                 v = tuple(int(p) for p in v.replace("x", ",").split(","))
             except ValueError:
                 raise ValueError("expected three integers C,H,W such as 3,32,32") from None
-        if v is not None and (len(v) != 3 or any(int(d) <= 0 for d in v)):
-            raise ValueError("expected three positive integers C,H,W such as 3,32,32")
+        if v is not None and (bad := shape_problem(v)):
+            raise ValueError(f"the input shape {bad}")
         return v
 
 

@@ -7,6 +7,8 @@ on that device defaults to. Every number carries a source. Profiles load with a 
 from __future__ import annotations
 
 import difflib
+import math
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -22,10 +24,42 @@ OpClass = Literal["dense_conv", "depthwise_conv", "gemm", "elementwise"]
 OP_CLASSES: tuple[str, ...] = ("dense_conv", "depthwise_conv", "gemm", "elementwise")
 
 
+def _control_char(text: str) -> str | None:
+    """The first control, format or line/paragraph separator character in text, as U+XXXX."""
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            return f"U+{ord(ch):04X}"
+    return None
+
+
+def check_plain(raw: object, where: str = "") -> None:
+    """Every string (key or value) in raw is one line of printable text and every number is
+    finite; raise ValueError naming the first place that is not.
+
+    Profile strings end up in shell scripts (build/build_engine.sh) and reports, and profile
+    numbers in strict JSON: a newline in a description is a command on the device, a NaN
+    peak is a NaN latency."""
+    if isinstance(raw, str):
+        bad = _control_char(raw)
+        if bad:
+            raise ValueError(f"{where or 'value'} holds a control character ({bad}); "
+                             "profile strings must be one line of printable text")  # fmt: skip
+    elif isinstance(raw, float) and not math.isfinite(raw):
+        raise ValueError(f"{where or 'value'} is {raw}; profile numbers must be finite")
+    elif isinstance(raw, dict):
+        for k, v in raw.items():
+            at = f"{where}.{k}".strip(".")
+            check_plain(k, f"{at} (key)")
+            check_plain(v, at)
+    elif isinstance(raw, (list, tuple)):
+        for i, v in enumerate(raw):
+            check_plain(v, f"{where}[{i}]")
+
+
 class CostModelParams(BaseModel):
     """How far below peak the runtime runs each op class, and the fixed cost of one layer."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     efficiency: dict[OpClass, float] = Field(
         description="Fraction of peak ops reached per op class, 0 < e <= 1."
@@ -56,7 +90,7 @@ class CostModelParams(BaseModel):
 class TargetProfile(BaseModel):
     """One device: runtime, precisions, speeds and default budgets, each figure with a source."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", description="lower-case slug")
     description: str = Field(min_length=1)
@@ -81,6 +115,12 @@ class TargetProfile(BaseModel):
     aliases: list[str] = Field(default=[], description="other names, lower-case slugs")
     default_budgets: Budgets = Budgets()
     sources: dict[str, str] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain(cls, raw: object) -> object:
+        check_plain(raw)
+        return raw
 
     @model_validator(mode="after")
     def _consistent_and_sourced(self) -> TargetProfile:
@@ -146,10 +186,11 @@ def load_profile_file(path: str | Path) -> TargetProfile:
         return TargetProfile(**raw)
     except ValidationError as e:
         err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "profile"
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
         raise TargetError(
             f"invalid target profile {path.name}",
-            value=f"{loc}: {err['msg']}",
+            value=f"{loc}: {msg}" if loc else msg,
             fix="see targets/host.yaml for the schema",
         ) from None
 

@@ -34,3 +34,20 @@ def test_sha256_matches_hashlib(tmp_path):
     p = tmp_path / "f"
     p.write_bytes(b"edgekd" * 1000)
     assert sha256_file(p) == hashlib.sha256(b"edgekd" * 1000).hexdigest()
+
+
+def test_write_json_is_strict_json_without_nan(tmp_path):
+    import json
+    import math
+
+    from edgekd._io import write_json
+
+    p = write_json(tmp_path / "r.json", {"p90": math.nan, "rows": [1.0, math.inf, -math.inf]})
+
+    def refuse(name):
+        raise ValueError(name)
+
+    assert json.loads(p.read_text(), parse_constant=refuse) == {
+        "p90": None,
+        "rows": [1.0, None, None],
+    }

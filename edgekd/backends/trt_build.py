@@ -89,6 +89,14 @@ def trtexec_args(
     return args
 
 
+def _comment(text: str) -> str:
+    """Text safe inside a `#` comment line: anything but printable ASCII becomes `?`.
+
+    Profiles already refuse control characters (targets.check_plain); this keeps a script
+    one command per line whatever a caller hands in."""
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in str(text))
+
+
 def build_script(
     target: TargetProfile,
     onnx_by_precision: dict[str, str],
@@ -98,11 +106,11 @@ def build_script(
 ) -> str:
     """A bash script that builds and times one engine per precision with the device's
     trtexec (paths relative to the script's directory)."""
+    jetpack = f", JetPack {_comment(target.jetpack)}" if target.jetpack else ""
     lines = [
         "#!/usr/bin/env bash",
-        f"# Build TensorRT engines for {target.name} ({target.description})",
-        f"# with the device's own trtexec (TensorRT {target.runtime_version}"
-        + (f", JetPack {target.jetpack}" if target.jetpack else "")
+        f"# Build TensorRT engines for {_comment(target.name)} ({_comment(target.description)})",
+        f"# with the device's own trtexec (TensorRT {_comment(target.runtime_version)}{jetpack}"
         + "). Written by edgekd; run it on the device:",
         "#   bash build_engine.sh              (TRTEXEC=/path/to/trtexec to override)",
         "# Engines are not portable: build on the device that runs them.",

@@ -268,6 +268,10 @@ def compress_command(
         from edgekd.pipeline.compress import compress
         from edgekd.targets import get_target
 
+        if verbose and quiet:
+            raise ConfigError(
+                "--verbose and --quiet contradict each other", fix="pass one of them"
+            )
         merged = effective_values(values, on_command_line, config)
         if print_config:
             sys.stdout.write(

@@ -29,6 +29,7 @@ class DataBundle:
     augmented: bool = False  # True: the training transform is random (no teacher cache)
     val_labeled: bool = True  # False: val labels are the teacher's predictions (agreement)
     test: Dataset | None = None  # a held-out test set (never used to select a checkpoint)
+    skipped: tuple[str, ...] = ()  # files in the data folders that are not images, not used
 
     @property
     def report_split(self) -> str:

@@ -29,14 +29,65 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_SIZE = 224
 
 
-def _split_classes(split_dir: Path) -> list[str]:
-    from torchvision.datasets.folder import IMG_EXTENSIONS
+# torchvision's IMG_EXTENSIONS plus GIF (PIL reads its first frame)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp",
+                  ".gif")  # fmt: skip
 
+
+def is_image_name(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES and not Path(path).name.startswith(".")
+
+
+def load_image(path: str | Path):
+    """A PIL image, with 16- and 32-bit integer images scaled to 8 bits (PIL's own convert()
+    clips them at 255, which turns a 16-bit PNG white) and float images clipped to [0, 1]."""
+    import numpy as np
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        im = Image.open(f)
+        im.load()
+    if im.mode.startswith("I;16") or im.mode == "I":
+        full = 65535.0 if im.mode.startswith("I;16") or np.asarray(im).max() > 255 else 255.0
+        arr = np.asarray(im, dtype=np.float64) * (255.0 / full)
+        im = Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8), mode="L")
+    elif im.mode == "F":
+        arr = np.clip(np.asarray(im, dtype=np.float64), 0.0, 1.0) * 255.0
+        im = Image.fromarray(arr.round().astype(np.uint8), mode="L")
+    return im
+
+
+def _split_classes(split_dir: Path, *, strict: bool = False) -> list[str]:
+    """Class folders holding images. strict (train/): a class folder without any image is an
+    error, since dropping it would shift every later class index."""
     classes = []
     for d in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-        if any(f.suffix.lower() in IMG_EXTENSIONS for f in d.rglob("*") if f.is_file()):
+        files = [f for f in d.rglob("*") if f.is_file()]
+        if any(is_image_name(f) for f in files):
             classes.append(d.name)
+        elif strict and _has_image_classes(split_dir):
+            kinds = sorted({f.suffix.lower() or f.name for f in files})
+            what = f"{len(files)} other file(s)" + (f": {', '.join(kinds[:4])}" if kinds else "")
+            raise DataError(
+                "class folder holds no images",
+                value=f"{d} ({what})",
+                fix=f"add images ({', '.join(IMAGE_SUFFIXES)}) or remove the folder",
+            )
     return classes
+
+
+def _has_image_classes(split_dir: Path) -> bool:
+    return any(
+        is_image_name(f) for d in split_dir.iterdir() if d.is_dir() for f in d.rglob("*")
+    )
+
+
+def _skipped(*dirs: Path) -> tuple[str, ...]:
+    """Files under the data folders that are not images (reported, never read)."""
+    return tuple(
+        str(f) for d in dirs if d.is_dir() for f in sorted(d.rglob("*"))
+        if f.is_file() and not is_image_name(f)
+    )  # fmt: skip
 
 
 class CheckedImageFolder(Dataset):
@@ -45,12 +96,12 @@ class CheckedImageFolder(Dataset):
     def __init__(self, root: Path, transform, class_to_idx: dict[str, int]) -> None:
         from torchvision.datasets import ImageFolder
 
-        self._inner = ImageFolder(str(root), transform=transform)
-        if self._inner.class_to_idx != {c: class_to_idx[c] for c in self._inner.classes}:
+        self._inner = ImageFolder(str(root), transform=transform, loader=load_image,
+                                  is_valid_file=is_image_name, allow_empty=True)  # fmt: skip
+        classes = self._inner.classes
+        if self._inner.class_to_idx != {c: class_to_idx.get(c) for c in classes}:
             # val uses train's class indices, whatever classes it holds
-            self._inner.samples = [
-                (p, class_to_idx[self._inner.classes[t]]) for p, t in self._inner.samples
-            ]
+            self._inner.samples = [(p, class_to_idx[classes[t]]) for p, t in self._inner.samples]
         self.samples = self._inner.samples
         self.targets = [t for _, t in self.samples]
 
@@ -74,9 +125,7 @@ class UnlabeledImages(Dataset):
     """Image files without labels (label -1 until a teacher labels them)."""
 
     def __init__(self, paths: list[Path], transform) -> None:
-        from torchvision.datasets.folder import default_loader
-
-        self.paths, self.transform, self._load = paths, transform, default_loader
+        self.paths, self.transform, self._load = paths, transform, load_image
         self.targets = [-1] * len(paths)
 
     def __len__(self) -> int:
@@ -108,9 +157,7 @@ class Relabeled(Dataset):
 
 
 def _loose_images(d: Path) -> list[Path]:
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-
-    return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+    return sorted(p for p in d.iterdir() if p.is_file() and is_image_name(p))
 
 
 def _transforms(input_shape, augment: bool):
@@ -177,6 +224,7 @@ def label_free_bundle(root: Path, input_shape, augment: bool) -> DataBundle:
         labeled=False,
         augmented=augment,
         val_labeled=val_labeled,
+        skipped=_skipped(root),
     )
 
 
@@ -198,7 +246,7 @@ def folder_bundle(
                 value=str(root),
                 fix="lay images out as ROOT/train/<class>/*.png and ROOT/val/<class>/*.png",
             )
-    train_classes = _split_classes(splits["train"])
+    train_classes = _split_classes(splits["train"], strict=True)
     if len(train_classes) == 0:
         raise DataError(
             "no images found in the train/ folder",
@@ -238,4 +286,5 @@ def folder_bundle(
         class_names=tuple(train_classes),
         fingerprint=f"folder-{c}x{h}x{w}-{fp}" + ("" if augment else "-noaug"),
         augmented=augment,
+        skipped=_skipped(splits["train"], splits["val"]),
     )

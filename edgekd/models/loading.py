@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgekd.config import MAX_CLASSES, shape_problem
 from edgekd.errors import ModelLoadError
 from edgekd.models.pt2_safety import unsafe_entries
 
@@ -135,8 +136,7 @@ def load_teacher(
         if unsafe and not trust_pickle:
             more = f" (and {len(unsafe) - 1} more)" if len(unsafe) > 1 else ""
             raise ModelLoadError(
-                f"teacher .pt2 holds {unsafe[0]}{more}, which torch.export.load would run as "
-                "code",
+                f"teacher .pt2 holds {unsafe[0]}{more}, which torch.export.load would run as code",
                 value=str(path),
                 fix="re-export it with torch.export.save from a plain model, save a state dict "
                 "instead, or pass --trust-pickle if you trust the file's source",
@@ -155,29 +155,24 @@ def load_teacher(
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # weights_only refuses a GLOBAL (a class or function to import and call): that is a
-        # pickled object. Any other refusal (unknown opcode, bad frame) is a damaged file.
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        # pickled object. torch 2.14 words it two ways: "Unsupported global: GLOBAL x.Y" and,
+        # for modules it blocks outright (os, subprocess, ...), "unsupported GLOBAL posix.system
+        # whose module posix is blocked". Any other refusal (bad opcode, frame) is damage.
+        found = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(e), re.IGNORECASE)
         if not found:
-            raise ModelLoadError(
-                "cannot read teacher file (corrupt or truncated?)",
-                value=str(path),
-                fix="re-save the model",
-            ) from None
+            raise _unreadable(path, "re-save the model") from None
+        blocked = " from a module torch blocks outright" if "is blocked" in str(e) else ""
         if not trust_pickle:
             raise ModelLoadError(
-                f"teacher file holds pickled Python objects ({found.group(1)}), which can run "
-                "code when loaded",
+                f"teacher file holds pickled Python objects ({found.group(1)}{blocked}), which "
+                "can run code when loaded",
                 value=str(path),
                 fix="save a state dict, TorchScript or torch.export program instead, "
                 "or pass --trust-pickle if you trust the file's source",
             ) from None
         obj = _load_trusted_pickle(path)
-    except Exception as e:  # zip/EOF/format errors from a damaged file
-        raise ModelLoadError(
-            "cannot read teacher file (corrupt or truncated?)",
-            value=str(path),
-            fix=f"{type(e).__name__}; re-save the model",
-        ) from None
+    except Exception as e:  # zip/EOF/format errors from a damaged file, or another format
+        raise _unreadable(path, f"{type(e).__name__}; re-save the model") from None
 
     if isinstance(obj, nn.Module):
         return LoadedModel(obj.eval(), "pickle", str(path))
@@ -199,6 +194,13 @@ def load_teacher(
         raise ModelLoadError(
             "teacher file is a dict but not a state dict of tensors", value=str(path)
         )
+    if input_shape is not None:
+        bad = shape_problem(input_shape)
+        if bad:
+            raise ModelLoadError(
+                f"checkpoint's input_shape {bad}", value=f"{path} ({list(input_shape)})",
+                fix="re-save the checkpoint with the shape it was trained at",
+            )  # fmt: skip
     if not arch:
         raise ModelLoadError(
             "teacher file is a plain state dict; its architecture is unknown",
@@ -206,11 +208,43 @@ def load_teacher(
             fix="pass --arch TIMM_NAME (e.g. --arch resnet18)",
         )
     n_cls = _infer_num_classes(sd) or num_classes
+    if n_cls is not None and not 1 <= n_cls <= MAX_CLASSES:
+        raise ModelLoadError(
+            f"state dict's classifier has {n_cls} outputs, outside 1..{MAX_CLASSES}",
+            value=str(path),
+            fix="check that the file is the teacher's state dict",
+        )
     m = create_timm(arch, n_cls)
     _load_state_dict(m, sd, arch, str(path))
     return LoadedModel(
         m.eval(), kind, str(path), arch=arch, num_classes=n_cls, input_shape=input_shape
     )
+
+
+def _unreadable(path: Path, fix: str) -> ModelLoadError:
+    """The error for a teacher file torch cannot read: an ONNX model is named as one."""
+    if _is_onnx(path):
+        return ModelLoadError(
+            "the teacher is an ONNX model; distillation runs the teacher in PyTorch, and ONNX "
+            "teachers are not supported yet",
+            value=str(path),
+            fix="pass the PyTorch model it was exported from (TorchScript, torch.export .pt2, "
+            "or a state dict with --arch)",
+        )
+    return ModelLoadError(
+        "cannot read teacher file (corrupt or truncated?)", value=str(path), fix=fix
+    )
+
+
+def _is_onnx(path: Path) -> bool:
+    """Whether the file parses as an ONNX ModelProto with a graph (read without external data)."""
+    try:
+        import onnx
+
+        m = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return False
+    return len(m.graph.node) > 0 and m.ir_version > 0
 
 
 def _load_trusted_pickle(path: Path) -> Any:

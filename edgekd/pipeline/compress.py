@@ -135,6 +135,11 @@ def _announce(ctx: RunContext, teacher_file: str) -> None:
         f"{data.num_classes} classes, input {'x'.join(map(str, data.input_shape))}"
         + ("" if data.labeled else "; no labels: training on the teacher's outputs only")
     )
+    if data.skipped:
+        ctx.reporter.message(
+            f"skipped {len(data.skipped)} file(s) in the data folder that are not images "
+            f"(e.g. {data.skipped[0]})"
+        )
 
 
 def _compress(
@@ -142,6 +147,13 @@ def _compress(
 ) -> CompressResult:
     plans = make_plans(cfg, budgets)  # a bad loss, recipe, target or device fails here
     ctx = _context(cfg, plans, reporter or Reporter(), launch)
+    try:
+        return _chain(cfg, plans, ctx)
+    finally:
+        ctx.run.release()
+
+
+def _chain(cfg: CompressConfig, plans: Plans, ctx: RunContext) -> CompressResult:
     _announce(ctx, cfg.teacher)
     manifest = Manifest.open(ctx.run.root, resume=cfg.resume, facts=plans.facts)
     runner = StageRunner(manifest, ctx.reporter, resume=cfg.resume)

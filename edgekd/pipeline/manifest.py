@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgekd._io import sha256_file, write_json
+from edgekd.errors import RunDirError
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -25,6 +26,7 @@ class StageRecord:
     status: str  # running | finished | failed
     inputs: dict = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)  # path relative to run dir -> sha256
+    written: list[str] = field(default_factory=list)  # every file it created in its folders
     info: dict = field(default_factory=dict)
     wall_s: float = 0.0
     started_at: str = ""
@@ -47,12 +49,30 @@ class Manifest:
 
     @classmethod
     def load(cls, run_dir: Path) -> Manifest:
+        """The manifest in run_dir (empty when there is none); a damaged one is one line."""
         m = cls(run_dir)
         if m.path.exists():
-            raw = json.loads(m.path.read_text())
-            m.run = raw.get("run", {})
-            m.stages = {s["name"]: StageRecord(**s) for s in raw.get("stages", [])}
+            try:
+                raw = json.loads(m.path.read_text())
+                m.run = dict(raw.get("run", {}))
+                m.stages = {s["name"]: StageRecord(**s) for s in raw.get("stages", [])}
+            except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as e:
+                raise RunDirError(
+                    "manifest.json is unreadable (truncated or edited?)",
+                    value=str(m.path),
+                    fix=f"{type(e).__name__}; pass --force to start the run over, or another "
+                    "--out",
+                ) from None
         return m
+
+    def listed(self) -> list[str]:
+        """Every file the manifest says the run wrote (outputs and other written files),
+        relative to the run directory."""
+        names: dict[str, None] = {}
+        for rec in self.stages.values():
+            names.update(dict.fromkeys(rec.outputs))
+            names.update(dict.fromkeys(rec.written))
+        return list(names)
 
     def save(self) -> None:
         write_json(

@@ -44,18 +44,23 @@ class StageRunner:
             self.reused.append(name)
             self.reporter.stage_end(name, "unchanged inputs, reused", skipped=True)
             return stage.Result.from_record(rec.info, ctx.run)
+        earlier = self.manifest.stages.get(name)
         rec = StageRecord(name, key, "running", inputs=inputs, started_at=now())
+        rec.written = list(earlier.written) if earlier else []
         self.manifest.stages[name] = rec
         self.manifest.save()
         self.reporter.stage_start(name, stage.describe(ctx, plan))
+        before = _files(ctx.run.root, stage.OWNS)
         t0 = time.perf_counter()
         try:
             result = stage.run(dataclasses.replace(ctx, stage_key=key), plan, *upstream)
         except BaseException:
             rec.status = "failed"
             rec.wall_s = time.perf_counter() - t0
+            _note_written(rec, before, _files(ctx.run.root, stage.OWNS))
             self.manifest.save()
             raise
+        _note_written(rec, before, _files(ctx.run.root, stage.OWNS))
         rec.outputs = self.manifest.hash_outputs(result.outputs())
         rec.info = result.to_record()
         rec.status = "finished"
@@ -65,3 +70,19 @@ class StageRunner:
         self.ran.append(name)
         self.reporter.stage_end(name, rec.info.get("summary", ""), skipped=False)
         return result
+
+
+def _files(root, folders: tuple[str, ...]) -> set[str]:
+    """The files under the given run folders, relative to the run directory."""
+    found: set[str] = set()
+    for folder in folders:
+        base = root / folder
+        if base.is_dir() and not base.is_symlink():
+            found.update(str(p.relative_to(root)) for p in base.rglob("*") if p.is_file())
+    return found
+
+
+def _note_written(rec: StageRecord, before: set[str], after: set[str]) -> None:
+    """Record the files this stage created (what --force may delete later): those it made
+    now, plus those an earlier attempt made that still exist."""
+    rec.written = sorted((set(rec.written) & after) | (after - before))

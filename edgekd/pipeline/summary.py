@@ -24,6 +24,7 @@ def _data(data) -> dict:
         "fingerprint": data.fingerprint,
         "labeled": data.labeled,
         "accuracy_metric": data.accuracy_metric,
+        "skipped_files": len(data.skipped),  # files that are not images, never read
     }
 
 

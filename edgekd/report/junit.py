@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from xml.etree import ElementTree as ET
 
+from edgekd.report.text import xml_text
+
 
 def render_junit(r: dict) -> str:
     cases = []
@@ -52,5 +54,8 @@ def render_junit(r: dict) -> str:
         errors="0",
     )
     root.append(suite)
+    for el in root.iter():  # class names and paths may hold what XML 1.0 cannot
+        el.text = xml_text(el.text) if el.text else el.text
+        el.attrib = {k: xml_text(v) for k, v in el.attrib.items()}
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -2,6 +2,38 @@
 
 from __future__ import annotations
 
+import re
+
+# characters XML 1.0 cannot hold at all (not even escaped): C0 controls but tab, LF, CR;
+# surrogates; U+FFFE/U+FFFF
+_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def xml_text(text: str) -> str:
+    """text that XML 1.0 can hold: each character it cannot becomes U+FFFD."""
+    return _XML_BAD.sub("\ufffd", text)
+
+
+def md_text(text: str) -> str:
+    """text safe inside one Markdown line or table cell: no raw HTML (< > & as entities), no
+    cell break (|), no line break (control characters become spaces)."""
+    text = _CONTROL.sub(" ", text)
+    for raw, esc in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("|", "\\|"), ("`", "'")):
+        text = text.replace(raw, esc)
+    return text
+
+
+def md_safe(obj):
+    """A report with md_text applied to every string in it (numbers untouched)."""
+    if isinstance(obj, str):
+        return md_text(obj)
+    if isinstance(obj, dict):
+        return {k: md_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [md_safe(v) for v in obj]
+    return obj
+
 
 def data_line(d: dict) -> str:
     """One line naming the data, its splits and what top-1 means."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from edgekd._io import write_text
 from edgekd.config import Budgets
 from edgekd.report.schema import Gate, Report, Verdict
-from edgekd.report.text import data_line
+from edgekd.report.text import data_line, md_safe
 
 EXIT_OK, EXIT_BUDGET_MISSED = 0, 2
 
@@ -237,7 +237,11 @@ def _loss_args(r: dict) -> str:
 
 
 def render_markdown(r: dict) -> str:
-    """report.md: verdict, budgets, teacher vs student table, selection, parity, environment."""
+    """report.md: verdict, budgets, teacher vs student table, selection, parity, environment.
+
+    Every string from the report is escaped first (md_safe): a class or folder name holding
+    `<script>` or a newline stays text on its line."""
+    r = md_safe(r)
     v = r["verdict"]
     lines = [
         f"# edgekd report — {'PASS' if v['passed'] else 'BUDGET MISSED'}",

@@ -78,3 +78,18 @@ def test_build_script_fails_clearly_without_trtexec(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 1
     assert "trtexec not found at /nonexistent/trtexec" in proc.stderr
+
+
+def test_profile_strings_cannot_add_a_command_to_the_script(tmp_path):
+    # profiles refuse control characters (tests/cli/test_bad_input_table.py); a profile built
+    # past that check still writes one comment line per string
+    good = get_target("jetson-orin-nano-8gb")
+    evil = type(good).model_construct(**(dict(good) | {
+        "description": f"x\ntouch {tmp_path}/desc", "runtime_version": f"10.3\rtouch {tmp_path}/rv",
+        "jetpack": f"6.2\u2028\ntouch {tmp_path}/jp"}))  # fmt: skip
+    path = tmp_path / "build_engine.sh"
+    path.write_text(build_script(evil, {"fp16": "m.onnx"}, (3, 32, 32)))
+    subprocess.run(["bash", str(path)], capture_output=True, env={"TRTEXEC": "/nonexistent/x"})
+    assert not any((tmp_path / n).exists() for n in ("desc", "rv", "jp"))
+    plain = build_script(good, {"fp16": "m.onnx"}, (3, 32, 32))
+    assert path.read_text().count("\n") == plain.count("\n")

@@ -38,13 +38,23 @@ def test_the_home_directory_is_refused(random_teacher, tmp_path, monkeypatch):
     assert sorted(p.name for p in home.iterdir()) == ["distill"]
 
 
+def _earlier_run(run: Path, *written: str) -> None:
+    """A run directory whose manifest says an earlier run wrote these files."""
+    import json
+
+    for rel in written:
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+    rec = {"name": "distill", "key": "k", "status": "finished", "outputs": {}, "written": written}
+    (run / "manifest.json").write_text(json.dumps({"manifest_version": 1, "stages": [rec]}))
+
+
 def test_force_never_deletes_the_teacher_it_was_given(random_teacher, tmp_path):
     run = tmp_path / "run"
-    (run / "distill").mkdir(parents=True)
-    teacher = run / "distill" / "teacher.pt"  # re-distilling from an earlier run's folder
+    _earlier_run(run, "distill/student.pt")
+    teacher = run / "distill" / "student.pt"  # re-distilling from an earlier run's student
     teacher.write_bytes(random_teacher.read_bytes())
     line = one_line(invoke("compress", str(teacher), "--out", str(run), "--force"),
-                    "--force would delete an input", "teacher.pt")  # fmt: skip
+                    "--force would delete an input", "student.pt")  # fmt: skip
     assert "move it out of" in line
     assert teacher.read_bytes() == random_teacher.read_bytes()
 
@@ -55,6 +65,20 @@ def test_force_never_deletes_the_data_folder_it_was_given(random_teacher, tmp_pa
     run = tmp_path / "run"
     classes = tuple("abcdefghij")  # the teacher's 10 classes
     data = make_folder(run / "validate" / "imgs", classes=classes, per_class=1, size=8)
+    listed = sorted(str(p.relative_to(run)) for p in data.rglob("*.png"))
+    _earlier_run(run, listed[0])
     one_line(invoke("compress", str(random_teacher), "--data", str(data), "--out", str(run),
                     "--force"), "--force would delete an input", "imgs")  # fmt: skip
     assert len(list(data.rglob("*.png"))) == 20
+
+
+def test_a_folder_that_is_not_a_run_is_refused_even_with_force(random_teacher, tmp_path):
+    out = tmp_path / "project"
+    (out / "distill").mkdir(parents=True)
+    (out / "distill" / "teacher.pt").write_bytes(random_teacher.read_bytes())
+    (out / "README.md").write_text("mine")
+    for extra in ((), ("--force",)):
+        one_line(invoke("compress", str(out / "distill" / "teacher.pt"), "--out", str(out),
+                        *extra), "not an edgekd run", "--out a new folder")  # fmt: skip
+    assert (out / "README.md").read_text() == "mine"
+    assert (out / "distill" / "teacher.pt").read_bytes() == random_teacher.read_bytes()

@@ -79,3 +79,33 @@ def test_undecodable_image_is_named(tmp_path):
 def test_missing_data_source():
     with pytest.raises(DataError, match="data source not found"):
         load_data("./no/such/folder")
+
+
+def test_16_bit_images_are_scaled_not_clipped_and_gifs_are_read(tmp_path):
+    from edgekd.data.folder import IMAGENET_MEAN, IMAGENET_STD
+
+    root = make_folder(tmp_path / "imgs", classes=("a", "b"), per_class=1, size=8)
+    for f in (root / "val").rglob("*.png"):
+        f.unlink()
+    # a 16-bit grayscale PNG of value 1000 (of 65535): 1000 * 255 / 65535 = 3.89 -> 4 of 255
+    Image.fromarray(np.full((8, 8), 1000, dtype=np.uint16)).save(root / "val" / "a" / "deep.png")
+    Image.fromarray(np.full((8, 8, 3), 200, dtype=np.uint8)).save(root / "val" / "b" / "x.gif")
+    (root / "val" / "b" / "notes.txt").write_text("not an image")
+    b = load_data(str(root), (3, 8, 8), augment=False)
+    assert len(b.val) == 2  # the GIF counts
+    assert [Path(p).name for p in b.skipped] == ["notes.txt"]
+    x, y = stack_inputs(b.val)
+    want16 = [(4 / 255 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
+    got16 = x[y.tolist().index(0)].mean(dim=(1, 2)).tolist()
+    assert np.allclose(got16, want16, atol=1e-5), (got16, want16)  # clipped would be 255/255
+    wantgif = [(200 / 255 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
+    assert np.allclose(x[y.tolist().index(1)].mean(dim=(1, 2)).tolist(), wantgif, atol=1e-5)
+
+
+def test_a_train_class_folder_without_images_is_one_line(tmp_path):
+    root = make_folder(tmp_path / "imgs", classes=("a", "b", "c"), per_class=1, size=8)
+    for f in (root / "train" / "b").iterdir():
+        f.unlink()
+    (root / "train" / "b" / "readme.md").write_text("x")
+    with pytest.raises(DataError, match=r"class folder holds no images.*1 other file\(s\): \.md"):
+        load_data(str(root), (3, 8, 8))

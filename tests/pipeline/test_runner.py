@@ -46,7 +46,8 @@ def make_stage(name: str, rel: str, calls: list, content=lambda ctx, plan, *up: 
 
     result.from_record = classmethod(lambda cls, info, run: cls(run.path(rel), info["n"]))
     return SimpleNamespace(NAME=name, Result=result, describe=lambda ctx, plan: f"{name} it",
-                           key=lambda ctx, plan: {"plan": plan}, run=run)  # fmt: skip
+                           key=lambda ctx, plan: {"plan": plan}, run=run,
+                           OWNS=(rel.split("/")[0],))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,24 @@ def test_tampered_output_is_not_reused(tmp_path, ctx):
 def test_failed_stage_is_recorded_failed(tmp_path, ctx):
 
     def boom(ctx, plan):
+        (tmp_path / "distill").mkdir()
+        (tmp_path / "distill" / "half.pt").write_bytes(b"half")
         raise RuntimeError("x")
 
     stage = SimpleNamespace(NAME="s", Result=None, describe=lambda c, p: "s", key=lambda c, p: {},
-                            run=boom)  # fmt: skip
+                            run=boom, OWNS=("distill",))  # fmt: skip
     with pytest.raises(RuntimeError):
         StageRunner(Manifest(tmp_path), Reporter(), resume=False).run(stage, ctx, None)
-    assert Manifest.load(tmp_path).stages["s"].status == "failed"
+    rec = Manifest.load(tmp_path).stages["s"]
+    assert rec.status == "failed" and rec.written == ["distill/half.pt"]  # --force may clean it
+
+
+def test_written_lists_the_files_a_stage_created_and_keeps_them_on_rerun(tmp_path, ctx):
+    calls = []
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "users.txt").write_text("there before")
+    first = make_stage("first", "export/a.bin", calls, lambda ctx, plan: bytes([plan]))
+    StageRunner(Manifest(tmp_path), Reporter(), resume=False).run(first, ctx, 1)
+    assert Manifest.load(tmp_path).stages["first"].written == ["export/a.bin"]
+    StageRunner(Manifest.load(tmp_path), Reporter(), resume=True).run(first, ctx, 2)  # reruns
+    assert Manifest.load(tmp_path).stages["first"].written == ["export/a.bin"]

@@ -78,3 +78,42 @@ def test_junit_parses_with_one_case_per_gate(tmp_path, report, failures):
     assert suite.tests == len(names)
     if failures:
         assert failed[0].name == "budget.latency"
+
+
+def _hostile(report: dict) -> dict:
+    """A report whose free-text strings (data folder, selection reason, gate detail) hold
+    markup, table and line breaks, and characters XML 1.0 cannot hold."""
+    r = copy.deepcopy(report)
+    evil = "imgs<script>alert(1)</script>|x\nline\x01\x1b[2J"
+    r["data"]["name"] = evil
+    r["selection_reason"] = evil
+    r["artifact"]["path"] = "build/a\x01b.onnx"
+    r["verdict"]["gates"][0]["detail"] = evil
+    return r
+
+
+def test_markdown_keeps_hostile_names_as_text_on_their_line():
+    from edgekd.report.writer import render_markdown
+
+    plain = render_markdown(SAMPLE)
+    md = render_markdown(_hostile(SAMPLE))
+    assert "<script" not in md and "&lt;script&gt;" in md
+    assert "\x01" not in md and "\x1b" not in md
+    assert md.count("\n") == plain.count("\n")  # no line broken, no line added
+    gate_row = next(
+        ln
+        for ln in md.splitlines()
+        if ln.startswith(f"| {SAMPLE['verdict']['gates'][0]['name']} (")
+    )
+    assert gate_row.count(" | ") == 3  # the cell's | is escaped: still four columns
+
+
+def test_junit_is_well_formed_xml_whatever_the_names_hold():
+    from xml.etree import ElementTree as ET
+
+    xml = render_junit(_hostile(SAMPLE))
+    root = ET.fromstring(xml.split("\n", 1)[1])  # parses: no raw control characters
+    texts = " ".join(el.text or "" for el in root.iter()) + " ".join(
+        v for el in root.iter() for v in el.attrib.values()
+    )
+    assert "<script>" in texts and "\ufffd" in texts  # markup kept as escaped text
