@@ -19,7 +19,8 @@ class Mismatch:
 
 
 def verify_run(run_dir: str | Path) -> tuple[int, list[Mismatch]]:
-    """(files checked, mismatches) for the run in `run_dir`."""
+    """(files checked, mismatches) for the finished run in `run_dir`; an incomplete run (a
+    stage not finished, or no report.json) is a RunDirError naming where it stopped."""
     run_dir = Path(run_dir)
     if not (run_dir / MANIFEST_NAME).is_file():
         raise RunDirError(
@@ -27,10 +28,17 @@ def verify_run(run_dir: str | Path) -> tuple[int, list[Mismatch]]:
             value=str(run_dir),
             fix="pass the --out folder of an edgekd compress run",
         )
-    try:
-        manifest = Manifest.load(run_dir)
-    except (json.JSONDecodeError, TypeError, KeyError) as e:
-        raise RunDirError("manifest.json is damaged", value=str(run_dir), fix=str(e)) from None
+    manifest = Manifest.load(run_dir)  # a damaged one is a RunDirError line
+    unfinished = [r for r in manifest.stages.values() if r.status != "finished"]
+    if unfinished or not (run_dir / "report.json").is_file():
+        where = (f"it stopped in stage {unfinished[0].name} ({unfinished[0].status})"
+                 if unfinished else "it has no report.json")  # fmt: skip
+        done = [r.name for r in manifest.stages.values() if r.status == "finished"]
+        raise RunDirError(
+            f"the run is incomplete: {where}; finished stages: {', '.join(done) or 'none'}",
+            value=str(run_dir),
+            fix="continue it with edgekd compress ... --out RUN --resume",
+        )
     expected: dict[str, tuple[str, str]] = {}  # path -> (sha256, who recorded it)
     for rec in manifest.stages.values():
         for rel, digest in rec.outputs.items():

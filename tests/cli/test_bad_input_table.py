@@ -36,6 +36,7 @@ class Case:
     name: str
     argv: Callable[[Path, dict], list[str]]  # (the case's folder, shared files) -> arguments
     expect: tuple[str, ...]  # phrases the one error line holds
+    command: str = "compress"
 
 
 def _teacher(fx) -> str:
@@ -126,6 +127,15 @@ def _locked(tmp: Path, fx) -> list[str]:
     assert holder.stdout.readline().strip() == "held"
     fx["cleanup"].append(holder.kill)
     return [_teacher(fx), "--out", str(run), "--resume"]
+
+
+def _crashed_run(tmp: Path) -> Path:
+    run = tmp / "run"
+    recs = [{"name": "teacher", "key": "k", "status": "finished", "outputs": {}},
+            {"name": "distill", "key": "k", "status": "failed", "outputs": {}}]  # fmt: skip
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"manifest_version": 1, "stages": recs}))
+    return run
 
 
 def _non_image_class(tmp: Path, fx) -> list[str]:
@@ -254,6 +264,26 @@ CASES = [
     Case("truncated manifest on --resume", _truncated_manifest,
          ("manifest.json is unreadable", "--force")),
     Case("run directory locked by another run", _locked, ("another edgekd run is using",)),
+    # the other commands
+    Case("verify a run that crashed",
+         lambda t, fx: [str(_crashed_run(t))], ("the run is incomplete", "stage distill (failed)",
+                                               "--resume"), command="verify"),
+    Case("verify a folder without a manifest", lambda t, fx: [str(t)], ("no manifest.json",),
+         command="verify"),
+    Case("verify a truncated manifest", lambda t, fx: [str(_truncated_manifest(t, fx)[2])],
+         ("manifest.json is unreadable",), command="verify"),
+    Case("report a folder without report.json", lambda t, fx: [str(t)],
+         ("no report.json",), command="report"),
+    Case("report a damaged report.json",
+         lambda t, fx: [str(_with_file(t / "r", "report.json"))],
+         ("report.json does not match the report schema",), command="report"),
+    Case("profile against a NaN target",
+         lambda t, fx: [str(fx["onnx"]), "--target",
+                        _profile(t, lambda s: s.replace("fp16: 10.2", "fp16: .nan", 1))],
+         ("peak_tops.fp16 is nan",), command="profile"),
+    Case("profile against a target with a newline",
+         lambda t, fx: [str(fx["onnx"]), "--target", _profile(t, _line("jetpack", '"6\\nid"'))],
+         ("jetpack holds a control character",), command="profile"),
     Case("unwritable --out", lambda t, fx: [_teacher(fx), "--out",
                                             str(_with_file(t, "afile") / "afile" / "run")],
          ("cannot write the run directory",)),
@@ -318,10 +348,10 @@ def test_bad_input(case, fx, tmp_path):
     tmp = tmp_path / "case"
     tmp.mkdir()
     args = case.argv(tmp, fx)
-    if "--out" not in args:
+    if case.command == "compress" and "--out" not in args:
         args += ["--out", str(tmp / "run")]
     before = _snapshot(tmp)
-    one_line(invoke("compress", *args), *case.expect)
+    one_line(invoke(case.command, *args), *case.expect)
     assert _snapshot(tmp) == before, "a refused input changed files in its folder"
     assert not (tmp / "ran").exists(), "a planted payload ran"
 

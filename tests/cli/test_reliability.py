@@ -147,10 +147,6 @@ def test_verify_detects_a_flipped_byte(reference_run, tmp_path):
     assert "changed" in line and "changed  build/model.ort.onnx" in bad.stdout
 
 
-def test_verify_without_manifest(tmp_path):
-    assert_one_line_error(run_cli("verify", str(tmp_path)), "no manifest.json")
-
-
 def test_disk_full_during_export(digits_teacher, tmp_path, monkeypatch):
     import edgekd.export.onnx_export as ex
 
