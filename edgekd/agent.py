@@ -9,8 +9,11 @@ edgekd is installed):
     facts --json                                                  Jetson model, L4T, power mode
 
 MODEL is an .onnx file (ONNX Runtime on the CPU) or a TensorRT .engine/.plan (TensorRT's
-Python bindings with cuda-python; Jetson only). Output is one JSON object on stdout; a
+Python bindings, 8.5+, with cuda-python; Jetson only). Output is one JSON object on stdout; a
 failure prints `error: ...` on stderr and exits 1.
+
+This file must run on the Python of JetPack 5 (3.8): no syntax or built-ins newer than 3.8
+(tests/test_agent.py parses it with feature_version=(3, 8) and looks for 3.9+ calls).
 """
 
 from __future__ import annotations
@@ -66,15 +69,63 @@ class OrtModel:
         return self.sess.run(None, {self.name: x})[0]
 
 
+def import_cudart():
+    """cuda-python's runtime module: `cuda.bindings.runtime` (cuda-python 12.6+, and the only
+    layout in 13.x, which removed `cuda.cudart`), else the old `cuda.cudart` (11.x, 12.x)."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart
+        except ImportError:
+            raise ImportError(
+                "cuda-python (neither cuda.bindings.runtime nor cuda.cudart imports; "
+                "pip install 'cuda-python>=12.2,<13' on JetPack 6, 11.8.x on JetPack 5)",
+                name="cuda-python",
+            ) from None
+    return cudart
+
+
+def _ok(cudart, result, what: str):
+    """The values of a cuda-python call after its error code; RuntimeError naming the call and
+    the CUDA error otherwise (cuda-python returns (err, value...) and never raises)."""
+    err, rest = result[0], result[1:]
+    if err != cudart.cudaError_t.cudaSuccess:
+        name = getattr(err, "name", str(err))
+        raise RuntimeError(f"{what} failed: {name}")
+    return rest[0] if len(rest) == 1 else rest
+
+
+def _handle(obj) -> int:
+    """The integer handle of a cuda-python object (int() is deprecated in cuda-bindings 13)."""
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+
+        return int(get_cuda_native_handle(obj))
+    except (ImportError, TypeError, AttributeError):
+        return int(obj)
+
+
 class TrtModel:
-    """A serialized TensorRT engine run through TensorRT's Python API and cuda-python."""
+    """A serialized TensorRT engine run through TensorRT's Python API and cuda-python.
+
+    Device buffers are allocated once per input shape and reused; every CUDA call's error code
+    is checked. `__call__` copies in, runs and copies out (what trtexec's "Latency" measures);
+    `gpu_times` times the engine alone with CUDA events around `execute_async_v3` (what
+    trtexec's "GPU Compute Time" measures)."""
 
     def __init__(self, path: str) -> None:
         import numpy as np
         import tensorrt as trt
-        from cuda import cudart  # cuda-python
 
-        self.np, self.cudart = np, cudart
+        cudart = import_cudart()
+        version = tuple(int(p) for p in trt.__version__.split(".")[:2])
+        if version < (8, 5):
+            raise RuntimeError(
+                f"TensorRT {trt.__version__} is too old for edgekd's agent: it needs 8.5+ "
+                "(the named I/O tensor API: num_io_tensors, set_tensor_address)"
+            )
+        self.np, self.cudart, self.trt = np, cudart, trt
         logger = trt.Logger(trt.Logger.WARNING)
         self.engine = trt.Runtime(logger).deserialize_cuda_engine(Path(path).read_bytes())
         if self.engine is None:
@@ -84,31 +135,83 @@ class TrtModel:
         mode = trt.TensorIOMode.INPUT
         self.inp = next(n for n in names if self.engine.get_tensor_mode(n) == mode)
         self.out = next(n for n in names if self.engine.get_tensor_mode(n) != mode)
+        self.in_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.inp)))
+        self.out_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.out)))
+        if self.out_dtype.kind != "f" or self.in_dtype.kind != "f":
+            raise RuntimeError(
+                f"the engine's input/output are {self.in_dtype}/{self.out_dtype}; edgekd's "
+                "agent runs engines with float input and logits"
+            )
         self.shape = [d if d > 0 else 1 for d in self.engine.get_tensor_shape(self.inp)]
         self.runtime = f"tensorrt {trt.__version__}"
-        _, self.stream = cudart.cudaStreamCreate()
+        self.stream = _ok(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self._bufs: dict = {}  # input shape -> (device in, device out, host out)
+
+    def _buffers(self, shape: tuple):
+        if shape not in self._bufs:
+            np, cudart = self.np, self.cudart
+            if not self.ctx.set_input_shape(self.inp, shape):
+                raise RuntimeError(f"the engine does not take input shape {list(shape)}")
+            out_shape = tuple(self.ctx.get_tensor_shape(self.out))
+            host_out = np.empty(out_shape, dtype=self.out_dtype)
+            n_in = int(np.prod(shape)) * self.in_dtype.itemsize
+            d_in = _ok(cudart, cudart.cudaMalloc(n_in), "cudaMalloc")
+            d_out = _ok(cudart, cudart.cudaMalloc(host_out.nbytes), "cudaMalloc")
+            self._bufs[shape] = (d_in, d_out, host_out)
+            self._set_shape = shape
+        elif getattr(self, "_set_shape", None) != shape:
+            self.ctx.set_input_shape(self.inp, shape)
+            self._set_shape = shape
+        return self._bufs[shape]
+
+    def _enqueue(self, d_in, d_out) -> None:
+        self.ctx.set_tensor_address(self.inp, int(d_in))
+        self.ctx.set_tensor_address(self.out, int(d_out))
+        if not self.ctx.execute_async_v3(_handle(self.stream)):
+            raise RuntimeError("execute_async_v3 failed (see TensorRT's log above)")
 
     def __call__(self, x):
         np, cudart = self.np, self.cudart
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        self.ctx.set_input_shape(self.inp, x.shape)
-        out_shape = tuple(self.ctx.get_tensor_shape(self.out))
-        y = np.empty(out_shape, dtype=np.float32)
-        _, d_in = cudart.cudaMalloc(x.nbytes)
-        _, d_out = cudart.cudaMalloc(y.nbytes)
+        x = np.ascontiguousarray(x, dtype=self.in_dtype)
+        d_in, d_out, host_out = self._buffers(tuple(x.shape))
+        h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        _ok(cudart, cudart.cudaMemcpyAsync(d_in, x.ctypes.data, x.nbytes, h2d, self.stream),
+            "cudaMemcpyAsync H2D")  # fmt: skip
+        self._enqueue(d_in, d_out)
+        _ok(cudart, cudart.cudaMemcpyAsync(host_out.ctypes.data, d_out, host_out.nbytes, d2h,
+                                           self.stream), "cudaMemcpyAsync D2H")  # fmt: skip
+        _ok(cudart, cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        return host_out.copy()
+
+    def gpu_times(self, x, warmup: int, iters: int) -> list[float]:
+        """Milliseconds of the engine alone per run, from CUDA events on its stream."""
+        cudart = self.cudart
+        x = self.np.ascontiguousarray(x, dtype=self.in_dtype)
+        self(x)  # buffers allocated and the input on the device
+        d_in, d_out, _ = self._buffers(tuple(x.shape))
+        start = _ok(cudart, cudart.cudaEventCreate(), "cudaEventCreate")
+        end = _ok(cudart, cudart.cudaEventCreate(), "cudaEventCreate")
+        times = []
         try:
-            kind_h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-            kind_d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-            cudart.cudaMemcpy(d_in, x.ctypes.data, x.nbytes, kind_h2d)
-            self.ctx.set_tensor_address(self.inp, d_in)
-            self.ctx.set_tensor_address(self.out, d_out)
-            self.ctx.execute_async_v3(self.stream)
-            cudart.cudaStreamSynchronize(self.stream)
-            cudart.cudaMemcpy(y.ctypes.data, d_out, y.nbytes, kind_d2h)
+            for i in range(warmup + iters):
+                _ok(cudart, cudart.cudaEventRecord(start, self.stream), "cudaEventRecord")
+                self._enqueue(d_in, d_out)
+                _ok(cudart, cudart.cudaEventRecord(end, self.stream), "cudaEventRecord")
+                _ok(cudart, cudart.cudaEventSynchronize(end), "cudaEventSynchronize")
+                ms = _ok(cudart, cudart.cudaEventElapsedTime(start, end), "cudaEventElapsedTime")
+                if i >= warmup:
+                    times.append(float(ms))
         finally:
-            cudart.cudaFree(d_in)
-            cudart.cudaFree(d_out)
-        return y
+            cudart.cudaEventDestroy(start)
+            cudart.cudaEventDestroy(end)
+        return times
+
+    def close(self) -> None:
+        for d_in, d_out, _ in self._bufs.values():
+            self.cudart.cudaFree(d_in)
+            self.cudart.cudaFree(d_out)
+        self._bufs.clear()
 
 
 def open_model(path: str, threads: int):
@@ -125,12 +228,17 @@ def profile(path: str, threads: int, warmup: int, iters: int) -> dict:
     for _ in range(warmup):
         model(x)
     times = []
-    for _ in range(iters):
+    for _ in range(iters):  # host latency: copy in, run, copy out (buffers preallocated)
         t0 = time.perf_counter()
         model(x)
         times.append((time.perf_counter() - t0) * 1e3)
+    extra = {}
+    if isinstance(model, TrtModel):
+        extra["gpu_compute"] = summarize(model.gpu_times(x, min(warmup, 50), iters))
+        model.close()
     return {
         **summarize(times),
+        **extra,
         "warmup": warmup,
         "batch": model.shape[0],
         "threads": threads,
@@ -150,7 +258,9 @@ def accuracy(path: str, x_path: str, y_path: str, threads: int, batch: int = 1) 
     preds = []
     for i in range(0, len(x), batch):
         preds.extend(np.asarray(model(x[i : i + batch])).argmax(axis=1).tolist())
-    correct = sum(int(p == t) for p, t in zip(preds, y.tolist(), strict=True))
+    if len(preds) != len(y):  # (no zip(strict=True): this file runs on Python 3.8)
+        raise ValueError(f"{len(preds)} predictions for {len(y)} labels")
+    correct = sum(int(p == t) for p, t in zip(preds, y.tolist()))  # noqa: B905
     return {
         "top1": 100.0 * correct / len(y),
         "n": len(y),
@@ -248,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = facts()
     except ImportError as e:
-        sys.stderr.write(f"error: missing on the device: {e.name or e} (pip install it there)\n")
+        what = str(e) if "pip install" in str(e) else f"{e.name or e} (pip install it there)"
+        sys.stderr.write(f"error: missing on the device: {what}\n")
         return 1
     except Exception as e:  # one line for the host to relay
         sys.stderr.write(f"error: {type(e).__name__}: {' '.join(str(e).split())[:300]}\n")

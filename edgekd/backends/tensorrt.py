@@ -2,8 +2,10 @@
 present (on the Jetson itself, or a desktop GPU target). `import edgekd` never needs TensorRT:
 this module imports it only inside its functions.
 
-- `build_engine`: parse the Q/DQ ONNX, build with the target's precision (a strongly typed
-  network on TensorRT 10 for INT8 Q/DQ; INT8/FP16 builder flags on 8.x), the timing cache kept
+- `build_engine`: parse the ONNX, build with the typing and flags `trt_build.build_mode` gives
+  for the TensorRT installed here (strongly typed on 10.x GPU builds of INT8 Q/DQ and FP16
+  ONNX; INT8/FP16 builder flags on 8.x, for DLA, and for an FP32 ONNX asked for FP16), the
+  timing cache kept
   next to the engine, workspace from the profile, DLA core with GPU fallback when asked, an
   optimization profile for the dynamic batch; serialize the engine and write
   `<engine>.json` with the TensorRT version, compute capability and device name.
@@ -24,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from edgekd._io import atomic_path, write_json
-from edgekd.backends.trt_build import workspace_mb
+from edgekd.agent import import_cudart
+from edgekd.backends.trt_build import build_mode, onnx_facts, workspace_mb
+from edgekd.backends.trt_versions import parse_version
 from edgekd.errors import InputError, StageError
 from edgekd.export.onnx_export import INPUT_NAME
 from edgekd.targets import TargetProfile
@@ -37,13 +41,12 @@ def available() -> tuple[bool, str]:
     except ImportError:
         return False, "the tensorrt Python package is not installed"
     try:
-        from cuda import cudart
-
-        err, count = cudart.cudaGetDeviceCount()
-        if int(err) != 0 or count < 1:
-            return False, "no CUDA GPU visible"
-    except ImportError:
-        return False, "cuda-python is not installed (pip install cuda-python)"
+        cudart = import_cudart()
+    except ImportError as e:
+        return False, str(e)
+    err, count = cudart.cudaGetDeviceCount()
+    if err != cudart.cudaError_t.cudaSuccess or count < 1:
+        return False, f"no CUDA GPU visible ({getattr(err, 'name', err)})"
     return True, ""
 
 
@@ -55,14 +58,14 @@ class EngineMeta:
     precision: str
     target: str
     dla_core: int | None = None
+    engine_precision: str | None = None  # e.g. "int8 (float layers fp32)" (build_mode.label)
 
 
 def this_gpu() -> tuple[str, str]:
     """(device name, compute capability) of GPU 0."""
-    from cuda import cudart
-
+    cudart = import_cudart()
     err, props = cudart.cudaGetDeviceProperties(0)
-    if int(err) != 0:
+    if err != cudart.cudaError_t.cudaSuccess:
         raise StageError("cannot read the GPU's properties", value=str(err))
     name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
     return name.strip("\x00 "), f"{props.major}.{props.minor}"
@@ -87,16 +90,19 @@ def build_engine(
     engine_path = Path(engine_path)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    # TensorRT 10: the ONNX fixes the types (Q/DQ INT8 ONNX, or edgekd's FP16 ONNX)
-    strongly_typed = precision in ("int8", "fp16") and int(trt.__version__.split(".")[0]) >= 10
+    # the typing and flags trtexec would get (trt_build.build_mode), for the TensorRT here
+    here = parse_version(trt.__version__)
+    onnx = onnx_facts(onnx_path)
+    mode = build_mode(target, precision, onnx, dla=dla_core is not None, version=here)
+    strongly_typed = mode.typing == "strong" and precision != "fp32"
     flags = 0
     if strongly_typed:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    elif int(trt.__version__.split(".")[0]) < 10:
+    elif here[0] < 10:
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(Path(onnx_path).read_bytes()):
+    if not parser.parse_from_file(str(onnx_path)):  # reads external data (ONNX over 2 GB)
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise StageError(
             "TensorRT could not parse the ONNX",
@@ -105,22 +111,23 @@ def build_engine(
         )
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb(target) << 20)
-    if not strongly_typed:
-        if precision in ("fp16", "int8"):
-            config.set_flag(trt.BuilderFlag.FP16)
-        if precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)  # explicit Q/DQ: no calibrator
+    if "--fp16" in mode.flags:
+        config.set_flag(trt.BuilderFlag.FP16)
+    if "--int8" in mode.flags:
+        config.set_flag(trt.BuilderFlag.INT8)  # explicit Q/DQ: no calibrator
     if dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
     cache_file = engine_path.with_name("timing.cache")
     cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.exists() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    profile = builder.create_optimization_profile()
-    one = (1, *input_shape)
-    profile.set_shape(INPUT_NAME, one, one, (max_batch, *input_shape))
-    config.add_optimization_profile(profile)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):  # another GPU's or version's
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    if onnx.dynamic_batch:  # a static ONNX takes no profile (trtexec refuses shapes for it)
+        profile = builder.create_optimization_profile()
+        one = (1, *input_shape)
+        profile.set_shape(INPUT_NAME, one, one, (max_batch, *input_shape))
+        config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise StageError("TensorRT failed to build the engine", value=str(onnx_path))
@@ -129,7 +136,7 @@ def build_engine(
     with atomic_path(cache_file) as tmp:
         Path(tmp).write_bytes(bytes(config.get_timing_cache().serialize()))
     name, cc = this_gpu()
-    meta = EngineMeta(trt.__version__, cc, name, precision, target.name, dla_core)
+    meta = EngineMeta(trt.__version__, cc, name, precision, target.name, dla_core, mode.label)
     write_json(engine_path.with_suffix(engine_path.suffix + ".json"), asdict(meta))
     return meta
 

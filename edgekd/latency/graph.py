@@ -324,8 +324,15 @@ def graph_layers(
     return layers
 
 
-def resolve_precision(target, precision: str | None, quantized: bool) -> tuple:
-    """(float precision, implicit int8) for a build at `precision` of a (Q/DQ or float) ONNX."""
+def resolve_precision(
+    target, precision: str | None, quantized: bool, float_type: str = "fp32"
+) -> tuple:
+    """(float precision, implicit int8) for a build at `precision` of a (Q/DQ or float) ONNX
+    whose float tensors are `float_type`.
+
+    TensorRT: the float layers of an INT8 engine are what `trt_build.build_mode` builds them
+    in: FP16 on 8.x (`--int8 --fp16`), the ONNX's own float type under strong typing (10.x
+    GPU, 11.x). A float graph asked for INT8 gets TensorRT's implicit INT8."""
     if precision is None:
         return ("fp32", False)
     if precision not in target.precisions:
@@ -335,10 +342,19 @@ def resolve_precision(target, precision: str | None, quantized: bool) -> tuple:
             valid=target.precisions,
         )
     if precision == "int8":
-        # a Q/DQ graph is explicitly quantized; a float graph gets TensorRT's implicit INT8
         fallback = "fp16" if "fp16" in target.precisions else "fp32"
+        if target.runtime == "tensorrt" and quantized:
+            from edgekd.backends.trt_build import OnnxFacts, build_mode
+
+            mode = build_mode(target, "int8", OnnxFacts(float_type=float_type, quantized=True))
+            fallback = mode.float_precision
         return (fallback, not quantized)
     return (precision, False)
+
+
+def float_type(model) -> str:
+    """fp16 when the graph's weights are FP16, else fp32."""
+    return "fp16" if any(i.data_type == 10 for i in model.graph.initializer) else "fp32"
 
 
 def is_quantized(model) -> bool:
@@ -349,5 +365,7 @@ def is_quantized(model) -> bool:
 def costed_layers(model, target, precision: str | None) -> list[Layer]:
     """The layers of ONNX `model` as `target`'s runtime would build it at `precision`
     (see `resolve_precision`): what the cost model and the layer table both cost."""
-    float_prec, implicit = resolve_precision(target, precision, is_quantized(model))
+    float_prec, implicit = resolve_precision(
+        target, precision, is_quantized(model), float_type(model)
+    )
     return graph_layers(model, target.runtime, float_prec, implicit)

@@ -9,7 +9,9 @@ roofline only for the rest (a measured lookup beats the roofline when present).
 
 TensorRT names its layers after the ONNX nodes it fused ("/conv/Conv + /relu/Relu",
 "PWN(/act/Sigmoid, /act/Mul)", "Reformatting CopyNode for Input Tensor 0 to /conv/Conv"): each
-profile entry is charged to the costed layer of the first ONNX node it names.
+profile entry is charged to the costed layer of the first ONNX node it names. A Myelin region,
+"{ForeignNode[/a/Conv.../z/Gemm]}", is charged to the costed layers from its first to its last
+node, split by their FLOPs (the profile gives one time for the region).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from edgekd.latency.trtexec import parse_layer_profile
 from edgekd.targets import user_profiles_dir
 
 _TOKEN = re.compile(r"[^\s+(),]+")
+# a Myelin region: "{ForeignNode[first...last]}" names the first and last ONNX node it fused
+_FOREIGN = re.compile(r"\{ForeignNode\[(.+?)\.\.\.(.+?)\]\}")
 
 
 def signature(layer: Layer) -> str:
@@ -45,7 +49,16 @@ def match_profile(layers: list[Layer], layer_times) -> tuple[dict[str, float], f
     per_layer: dict[str, float] = {}
     sig_of: dict[str, str] = {}
     unmatched = 0.0
+    order = [layer.name for layer in layers]
     for entry in layer_times:
+        span = _foreign_span(entry.name, layers, owner, order)
+        if span:  # a Myelin region: its time shared over its layers by their roofline FLOPs
+            total = sum(max(x.flops, 1.0) for x in span)
+            for x in span:
+                per_layer[x.name] = per_layer.get(x.name, 0.0) + entry.average_ms * max(
+                    x.flops, 1.0) / total  # fmt: skip
+                sig_of[x.name] = signature(x)
+            continue
         hit = next((owner[t] for t in _TOKEN.findall(entry.name) if t in owner), None)
         if hit is None:
             unmatched += entry.average_ms
@@ -56,6 +69,19 @@ def match_profile(layers: list[Layer], layer_times) -> tuple[dict[str, float], f
     for name, ms in per_layer.items():
         measured.setdefault(sig_of[name], []).append(ms)
     return {k: statistics.median(v) for k, v in measured.items()}, unmatched
+
+
+def _foreign_span(name: str, layers: list[Layer], owner: dict, order: list[str]) -> list[Layer]:
+    """The costed layers from the first to the last node a ForeignNode entry names (NVIDIA/
+    TensorRT #3768 shows such names), or [] when it is not one or its ends are unknown."""
+    m = _FOREIGN.search(name)
+    if not m:
+        return []
+    first, last = owner.get(m.group(1)), owner.get(m.group(2))
+    if first is None or last is None:
+        return []
+    i, j = order.index(first.name), order.index(last.name)
+    return layers[min(i, j) : max(i, j) + 1]
 
 
 def load_table(target_name: str) -> dict[str, float]:

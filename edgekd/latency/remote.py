@@ -327,14 +327,17 @@ def trtexec_remote(
             f"--timingCacheFile={wd}/timing.cache",
             *argv_after_onnx,
         ]
-        proc = runner.run(argv, check=False, timeout=max(runner.timeout, 1800))
+        # 2>&1 on the device: trtexec prints [E]/[W] on stderr and [I] on stdout, and the log
+        # keeps them in the order they were printed
+        proc = runner.run(["sh", "-c", shlex.join(argv) + " 2>&1"], check=False,
+                          timeout=max(runner.timeout, 1800), program=trtexec)  # fmt: skip
         log_text = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
         log = out_dir / f"{stem}.trtexec.log"
         log.write_text(log_text)
         if "no space left on device" in log_text.lower():
             raise _classify(log_text, proc.returncode, runner.dest, trtexec)
         result = parse_trtexec_log(log_text)
-        if proc.returncode != 0 or not result.passed:
+        if proc.returncode != 0 or not result.passed:  # [E] lines of a PASSED run are fine
             first = result.errors[0] if result.errors else f"exit {proc.returncode}"
             raise RemoteError("trtexec failed on the device", value=first, fix=f"see {log}")
         engine = runner.get(f"{wd}/model.engine", out_dir / f"{stem}.engine")

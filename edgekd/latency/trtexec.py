@@ -1,10 +1,18 @@
 """Read what `trtexec` prints: the performance summary, the version, and failures.
 
-Works for the TensorRT 8.x summary (percentile(99%) only) and the 8.6 / 10.x one (every
-printed percentile, H2D / D2H latency), with or without the `[date] [I]` prefixes. Per-layer
-profiles written by `--exportProfile` (a JSON list: a `{"count": N}` entry, then one entry per
-layer with `name`, `timeMs`, `averageMs`, `medianMs`, `percentage`) are read by
-`parse_layer_profile`.
+Works for every summary format from TensorRT 8.2 to 11.1 (sampleReporting.cpp `printEpilog`:
+8.2 prints one percentile and an End-to-End line, 8.5+ print several percentiles, H2D / D2H
+latency), with or without the `[date] [I]` prefixes, and the `&&&&` header with or without the
+`[b<build>]` tag TensorRT 10.4+ adds (samples/common/logging.h@v10.4.0:383).
+
+Pass or fail comes from the final `&&&& PASSED|FAILED` line (and, for a remote run, the exit
+code): successful builds print recoverable `[E]` lines (tactic out of memory, "Skipping
+tactic"), which are kept in `errors` as diagnostics and do not fail a PASSED run.
+
+Per-layer profiles written by `--exportProfile` (a JSON list: a `{"count": N}` entry, then one
+entry per layer with `name`, `timeMs`, `averageMs`, `medianMs`, `percentage`) are read by
+`parse_layer_profile`; trtexec writes names unescaped and numbers as C++ streams print them
+(`nan`, `-nan`, `inf`), so a file JSON cannot read is parsed entry by entry instead.
 
 Anything that is not a trtexec log raises `TrtexecParseError` (an `EdgekdError`), never
 another exception: logs come from remote machines and may be cut off.
@@ -44,11 +52,12 @@ class TrtexecResult:
     stats: dict[str, Stats]  # "latency", "enqueue", "h2d", "gpu_compute", "d2h", "end_to_end"
     total_host_walltime_s: float | None
     total_gpu_compute_s: float | None
-    errors: list[str]
+    errors: list[str]  # every [E] line: diagnostics, also in a PASSED run
 
     @property
     def passed(self) -> bool:
-        return self.status == "PASSED" and not self.errors
+        """The final `&&&&` status is PASSED ([E] lines of a passing run do not count)."""
+        return self.status == "PASSED"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -61,7 +70,8 @@ class TrtexecResult:
 
 _PREFIX = re.compile(r"^(\[[^\]]*\]\s*)*")  # [03/11/2022-14:57:03] [I] ...
 _HEADER = re.compile(
-    r"&&&&\s+(RUNNING|PASSED|FAILED)\s+TensorRT\.trtexec\s*(?:\[TensorRT v(\d+)\])?\s*(?:#\s*(.*))?"
+    r"&&&&\s+(RUNNING|PASSED|FAILED)\s+TensorRT\.trtexec\s*(?:\[TensorRT v(\d+)\])?"
+    r"\s*(?:\[b\d+\])?\s*(?:#\s*(.*))?"
 )
 _STAT_LINES = {
     "Latency": "latency",
@@ -158,9 +168,12 @@ def parse_layer_profile(text: str) -> list[LayerTime]:
     try:
         data = json.loads(text)
     except (ValueError, TypeError, RecursionError):
-        raise TrtexecParseError(
-            "layer profile is not JSON", fix="pass the file trtexec wrote with --exportProfile"
-        ) from None
+        data = _tolerant_profile(text) if isinstance(text, str) else None
+        if not data:
+            raise TrtexecParseError(
+                "layer profile is not JSON",
+                fix="pass the file trtexec wrote with --exportProfile",
+            ) from None
     if not isinstance(data, list):
         raise TrtexecParseError("layer profile must be a JSON list", value=type(data).__name__)
     layers = []
@@ -175,8 +188,40 @@ def parse_layer_profile(text: str) -> list[LayerTime]:
             raise TrtexecParseError(
                 "layer profile entry without a numeric averageMs", value=str(entry)[:80]
             ) from None
+        if avg != avg or avg in (float("inf"), float("-inf")):
+            continue  # a layer trtexec could not time: it teaches nothing
         layers.append(LayerTime(str(entry["name"]), avg, med, pct))
     return sorted(layers, key=lambda layer: -layer.average_ms)
+
+
+_ENTRY = re.compile(
+    r'\{\s*"name"\s*:\s*"(?P<name>.*?)"\s*,\s*"timeMs"\s*:\s*(?P<time>[^,}]+),\s*'
+    r'"averageMs"\s*:\s*(?P<avg>[^,}]+)(?:,\s*"medianMs"\s*:\s*(?P<med>[^,}]+))?'
+    r'(?:,\s*"percentage"\s*:\s*(?P<pct>[^,}]+))?\s*\}'
+)
+
+
+def _tolerant_profile(text: str) -> list[dict]:
+    """Entries of a profile JSON that json cannot read (unescaped quotes in a name, `nan`)."""
+
+    def num(v: str | None) -> float | None:
+        if v is None:
+            return None
+        try:
+            return float(v.strip().lstrip("+"))  # float() reads nan, -nan, inf
+        except ValueError:
+            return None
+
+    out = []
+    for m in _ENTRY.finditer(text):
+        entry = {"name": m["name"], "averageMs": num(m["avg"])}
+        if m["med"] is not None:
+            entry["medianMs"] = num(m["med"])
+        if m["pct"] is not None:
+            entry["percentage"] = num(m["pct"])
+        if entry["averageMs"] is not None:
+            out.append(entry)
+    return out
 
 
 def trtexec_latency(result, where: str) -> dict:

@@ -144,11 +144,12 @@ class RemoteDevice(Probe):
         from edgekd.latency import remote as rmt
 
         if self.target.runtime == "tensorrt":
-            from edgekd.backends.trt_build import trtexec_args
+            from edgekd.backends.trt_build import onnx_facts, trtexec_args
             from edgekd.latency.trtexec import trtexec_latency
 
+            args = trtexec_args(self.target, precision, self.shape, onnx=onnx_facts(path))
             build = rmt.trtexec_remote(
-                self.runner, path, trtexec_args(self.target, precision, self.shape),
+                self.runner, path, args,
                 self.device_dir, stem=stem, trtexec=self.trtexec,
             )  # fmt: skip
             self.runs[stem] = {"model": build.engine, "log": build.log}

@@ -186,7 +186,7 @@ def profile_remote(
         out["predicted"] = predict_latency(model_path, target, precision).to_dict(top=10)
     shape = _input_shape(model)
     if target.runtime == "tensorrt":
-        from edgekd.backends.trt_build import trtexec_args
+        from edgekd.backends.trt_build import onnx_facts, trtexec_args
         from edgekd.latency.remote import trtexec_remote
         from edgekd.latency.trtexec import parse_layer_profile, trtexec_latency
 
@@ -195,7 +195,7 @@ def profile_remote(
         build = trtexec_remote(
             runner,
             Path(model_path),
-            trtexec_args(target, prec, shape),
+            trtexec_args(target, prec, shape, onnx=onnx_facts(model_path)),
             dest,
             stem=f"model-{prec}",
             trtexec=trtexec or DEFAULT_TRTEXEC,

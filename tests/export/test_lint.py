@@ -60,6 +60,11 @@ def test_clean_float_graph_passes():
         ("8.5", 18, False),
         ("10.3", 20, True),
         ("10.3", 21, False),
+        ("8.4", 17, True),  # onnx-tensorrt 8.4 operators.md: "up to Opset 17"
+        ("10.9", 22, True),
+        ("10.15", 24, True),
+        ("10.15", 25, False),
+        ("11.1", 25, True),
     ],
 )
 def test_opset_range(trt, opset, ok):
@@ -71,7 +76,10 @@ def test_opset_range(trt, opset, ok):
 def test_nonzero_zero_point_and_uint8():
     assert "qdq-zero-point" in rules(qdq_graph(zp=3))
     assert "qdq-type" in rules(qdq_graph(zp=0, zp_type=np.uint8), "8.5")
-    assert "qdq-type" not in rules(qdq_graph(zp=0, zp_type=np.uint8), "10.3")
+    # UINT8 Q/DQ is refused by the 10.x importer too (onnx-tensorrt 10.1-GA
+    # onnxOpImporters.cpp:1349 "Found unsupported input type of UINT8")
+    assert "qdq-type" in rules(qdq_graph(zp=0, zp_type=np.uint8), "10.3")
+    assert "qdq-type" in rules(qdq_graph(zp=0, zp_type=np.uint8), "11.1")
 
 
 def test_non_positive_scale():
@@ -125,3 +133,65 @@ def test_lint_of_a_real_modelopt_export_has_no_errors(tmp_path, digits):
     path = export_onnx(q, tmp_path / "q.onnx", (3, 32, 32)).path
     for trt in ("8.5", "10.3"):
         assert rules(onnx.load(str(path)), trt, severity="error") == []
+
+
+def _replace(model, node_name, **kw):
+    """A copy of model with node `node_name` rebuilt with other inputs/outputs/attributes."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for i, n in enumerate(m.graph.node):
+        if n.name == node_name:
+            new = helper.make_node(n.op_type, kw.get("inputs", list(n.input)),
+                                   kw.get("outputs", list(n.output)), name=n.name,
+                                   **kw.get("attrs", {}))  # fmt: skip
+            m.graph.node.remove(n)
+            m.graph.node.insert(i, new)
+            return m
+    raise KeyError(node_name)
+
+
+def test_quantize_without_zero_point_is_uint8():
+    m = _replace(qdq_graph(), "q_in", inputs=["input", "sc"])
+    assert "qdq-type" in rules(m)
+
+
+def test_per_channel_scale_on_an_activation_is_an_error():
+    m = qdq_graph()
+    m.graph.initializer.append(G.init("sc3", np.full(3, 0.1)))
+    m.graph.initializer.append(G.init("zp3", np.zeros(3), np.int8))
+    m = _replace(m, "q_in", inputs=["input", "sc3", "zp3"], attrs={"axis": 1})
+    m = _replace(m, "dq_in", inputs=["xq", "sc3", "zp3"], attrs={"axis": 1})
+    assert "qdq-activation-per-channel" in rules(m)
+    assert "qdq-activation-per-channel" not in rules(qdq_graph())  # weights per channel: fine
+
+
+def test_qdq_needs_opset_10_and_per_axis_13():
+    assert "qdq-opset" in rules(qdq_graph(opset=12), "8.5")  # per-axis weights at 12
+    assert "qdq-opset" not in rules(qdq_graph(opset=13), "8.5")
+
+
+def test_float_island_looks_back_through_maxpool_and_reshape():
+    m = qdq_graph()
+    m = _replace(m, "conv", inputs=["xp", "wd"])
+    pool = helper.make_node("MaxPool", ["xd"], ["xp"], kernel_shape=[1, 1], name="pool")
+    m.graph.node.insert(len(m.graph.node) - 1, pool)
+    assert "float-island" not in rules(m)  # TensorRT moves the DQ forward through MaxPool
+    m2 = _replace(m, "pool", inputs=["input"])  # the pool reads the raw input: a real island
+    assert "float-island" in rules(m2)
+
+
+def test_dla_needs_static_shapes_and_a_tensorrt_with_dla():
+    m = qdq_graph()
+    assert [f.rule for f in lint_model(m, "10.3", dla=True)] == []
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    assert "dla-shape" in {f.rule for f in lint_model(m, "10.3", dla=True)}
+    assert "dla-shape" in {f.rule for f in lint_model(qdq_graph(), "11.1", dla=True)}
+
+
+def test_strongly_typed_scale_must_match_the_input_type():
+    m = qdq_graph()
+    for init in m.graph.initializer:
+        if init.name == "sc":
+            init.CopyFrom(G.init("sc", np.float16(0.1), np.float16))
+    assert "qdq-scale-type" in rules(m, "10.3")
+    assert "qdq-scale-type" not in rules(m, "8.6")  # weakly typed: no such rule

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 import torch
@@ -74,3 +75,26 @@ def test_a_damaged_table_is_ignored(home, tmp_path):
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
     assert predict_latency(onnx, target, "fp16").total_ms == pytest.approx(clean)
+
+
+def test_a_myelin_foreign_node_is_charged_to_the_layers_it_spans(home, tmp_path):
+    from edgekd.latency.layer_table import match_profile, signature
+    from edgekd.latency.trtexec import LayerTime
+
+    target = get_target(TARGET)
+    onnx = _onnx(tmp_path / "a.onnx", 0)
+    fp, implicit = resolve_precision(target, "fp16", False)
+    layers = graph_layers(load_onnx(onnx), "tensorrt", fp, implicit)
+    first, last = layers[2], layers[5]
+    # the form NVIDIA/TensorRT #3768 shows: {ForeignNode[<first node>...<last node>]}
+    entry = LayerTime(f"{{ForeignNode[{first.name}...{last.name}]}}", 1.2, None, None)
+    measured, unmatched = match_profile(layers, [entry])
+    span = layers[2:6]
+    flops = [max(x.flops, 1.0) for x in span]
+    want: dict[str, list[float]] = {}
+    for x, f in zip(span, flops, strict=True):
+        want.setdefault(signature(x), []).append(1.2 * f / sum(flops))
+    assert unmatched == 0.0 and set(measured) == set(want)
+    for k, v in want.items():  # the table keeps the median per signature
+        assert measured[k] == pytest.approx(statistics.median(v))
+    assert sum(sum(v) for v in want.values()) == pytest.approx(1.2)

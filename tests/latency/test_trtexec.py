@@ -152,3 +152,67 @@ def test_random_layer_profiles_raise_only_the_parsers_error(text):
         parse_layer_profile(text)
     except TrtexecParseError:
         pass
+
+
+# Lines built from the format strings of the TensorRT source (as the audit quotes them:
+# shared/reference/tensorrt/audit-2026-12.md, sections 2.1-2.6) and the recoverable [E] lines
+# of public issues (Hale423/CenterPoint #10, NVIDIA/Stable-Diffusion-WebUI-TensorRT #163).
+TRT1013_HEADER = "&&&& RUNNING TensorRT.trtexec [TensorRT v101300] [b35] # trtexec --onnx=m.onnx"
+RECOVERABLE = [
+    "[12/01/2025-10:00:01] [E] [TRT] Requested amount of GPU memory (1073741824 bytes) could "
+    "not be allocated. There may not be enough free memory for allocation to succeed.",
+    "[12/01/2025-10:00:01] [W] [TRT] Skipping tactic 3 due to insufficient memory on requested "
+    "size of 1073741824 detected for tactic 0x0000000000000003.",
+    "[12/01/2025-10:00:02] [E] 9: Skipping tactic 0x0000000000000000 due to exception "
+    "[autotuner.cpp:get_best_tactic:1433] autotuning: CUDA error 2 allocating 0-byte buffer",
+]
+# the 11.1 epilog (an empty [I] line first) and an 8.5 latency line with the default percentiles,
+# written from sampleReporting.cpp's format strings at those tags
+SUMMARY_11 = (HERE / "data/trt11-summary-format.log").read_text()
+SUMMARY_85 = (HERE / "data/trt85-latency-format.log").read_text()
+
+
+def test_a_build_tag_in_the_header_keeps_the_command():
+    r = parse_trtexec_log(TRT1013_HEADER + "\n&&&& PASSED TensorRT.trtexec [TensorRT v101300] "
+                          "[b35] # trtexec --onnx=m.onnx")  # fmt: skip
+    assert (r.version, r.status, r.command) == ("10.13.0", "PASSED", "trtexec --onnx=m.onnx")
+    r11 = parse_trtexec_log("&&&& PASSED TensorRT.trtexec [TensorRT v110100] [b106] # trtexec")
+    assert (r11.version, r11.command) == ("11.1.0", "trtexec")
+
+
+def test_recoverable_errors_in_a_passing_build_do_not_fail_it():
+    passed = "&&&& PASSED TensorRT.trtexec [TensorRT v101300] [b35] # trtexec"
+    log = "\n".join([TRT1013_HEADER, *RECOVERABLE, SUMMARY_11, passed])
+    r = parse_trtexec_log(log)
+    assert r.status == "PASSED" and r.passed
+    assert len(r.errors) == 2 and "could not be allocated" in r.errors[0]  # kept as diagnostics
+    failed = parse_trtexec_log(log.replace("&&&& PASSED", "&&&& FAILED"))
+    assert not failed.passed and failed.errors == r.errors
+
+
+def test_tensorrt_11_summary_after_an_empty_info_line():
+    r = parse_trtexec_log(SUMMARY_11)
+    assert r.throughput_qps == 5012.3
+    assert r.stats["latency"].percentiles == {50.0: 0.19, 90.0: 0.205, 99.0: 0.251}
+    assert r.stats["gpu_compute"].percentiles[90.0] == 0.194 and r.total_gpu_compute_s == 9.12
+
+
+def test_tensorrt_85_default_percentiles():
+    lat = parse_trtexec_log(SUMMARY_85).stats["latency"]
+    assert lat.percentiles == {90.0: 1.4, 95.0: 1.5, 99.0: 1.9} and lat.median == 1.28
+
+
+def test_layer_profiles_with_nan_and_unescaped_names_still_parse():
+    # trtexec writes names without JSON escaping and numbers as C++ streams print them
+    # (sampleReporting.cpp Profiler::exportJSONProfile): json cannot read this file
+    text = ('[\n  { "count" : 10 }\n, { "name" : "/conv/Conv + /act/Relu", "timeMs" : 1.5, '
+            '"averageMs" : 0.15, "medianMs" : 0.14, "percentage" : 60.2 }\n'
+            ', { "name" : "Reformatting "CopyNode" for Input", "timeMs" : 0.5, "averageMs" : '
+            '0.05, "medianMs" : 0.05, "percentage" : 20 }\n'
+            ', { "name" : "idle", "timeMs" : -nan, "averageMs" : -nan, "medianMs" : nan, '
+            '"percentage" : nan }\n]')  # fmt: skip
+    with pytest.raises(ValueError):
+        json.loads(text)
+    layers = parse_layer_profile(text)
+    assert [(x.name, x.average_ms) for x in layers] == [
+        ("/conv/Conv + /act/Relu", 0.15), ('Reformatting "CopyNode" for Input', 0.05)]

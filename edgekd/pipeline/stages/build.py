@@ -74,13 +74,13 @@ def run(ctx: RunContext, plan: None, onnx) -> Built:
         }
         sizes = ", ".join(f"{p} {a.size_mb:.2f} MB" for p, a in arts.items())
         return Built(arts, None, sizes, ctx.run.root)
-    from edgekd.backends.trt_build import write_build_script
+    from edgekd.backends.trt_build import onnx_facts, write_build_script
 
     toolchain = {"tensorrt": target.runtime_version, "engine_built": False}
     arts = {p: Artifact.of(src, "onnx", p, target.name, toolchain) for p, src in variants.items()}
     script = write_build_script(
         ctx.run.path(SCRIPT), target, {p: f"../{ctx.run.rel(s)}" for p, s in variants.items()},
-        ctx.shape,
+        ctx.shape, onnx={p: onnx_facts(s) for p, s in variants.items()},
     )  # fmt: skip
     summary = (
         f"TensorRT {target.runtime_version} engines are built on the device; "

@@ -195,9 +195,11 @@ def run(ctx: RunContext, plan: ValidatePlan, teacher, onnx, built) -> Validated:
     if facts := probe.facts():
         metrics["device_facts"] = facts
     if ctx.trt:
-        from edgekd.backends.trt_build import precision_flags
+        from edgekd.backends.trt_build import build_mode, onnx_facts
 
-        metrics["build_flags"] = " ".join(precision_flags(ctx.target, choice))
+        mode = build_mode(ctx.target, choice, onnx_facts(final))
+        metrics["build_flags"] = " ".join(mode.flags)
+        metrics["engine_precision"] = mode.label  # e.g. "int8 (float layers fp32)"
     path = write_json(ctx.run.path(METRICS), metrics)
     speed = teacher_m["latency"]["p90_ms"] / arts[choice]["latency"]["p90_ms"]
     metrics["summary"] = (
