@@ -7,6 +7,7 @@ edgekd is installed):
     profile MODEL [--threads N] [--warmup W] [--iters I] --json   latency, ms
     accuracy MODEL X.npy Y.npy [--threads N] --json               top-1 and predictions
     facts --json                                                  Jetson model, L4T, power mode
+    versions --json                   Python, numpy, ONNX Runtime, TensorRT, cuda-python, CUDA
 
 MODEL is an .onnx file (ONNX Runtime on the CPU) or a TensorRT .engine/.plan (TensorRT's
 Python bindings, 8.5+, with cuda-python; Jetson only). Output is one JSON object on stdout; a
@@ -330,6 +331,79 @@ def facts(root: str = "/") -> dict:
     return out
 
 
+def _dist_version(*names: str):
+    """The installed version of the first distribution found among `names` (None if none)."""
+    try:
+        from importlib import metadata
+    except ImportError:  # pragma: no cover (3.8 has importlib.metadata)
+        return None
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def parse_cuda_version(text: str):
+    """'12.6.68' from /usr/local/cuda/version.json, or '12.6' from `nvcc --version`."""
+    try:
+        data = json.loads(text)
+        return str(data["cuda"]["version"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    m = re.search(r"release (\d+\.\d+)", text)
+    return m.group(1) if m else None
+
+
+def versions(root: str = "/") -> dict:
+    """What runs here: Python, numpy, ONNX Runtime, TensorRT, cuda-python (and its layout),
+    CUDA, plus the Jetson facts (L4T, power mode, clocks). Nothing is required: a missing
+    package is None, and `problems` says what it would stop."""
+    out: dict = {"python": platform.python_version(), "machine": platform.machine()}
+    out["numpy"] = _dist_version("numpy")
+    out["onnxruntime"] = _dist_version("onnxruntime", "onnxruntime-gpu")
+    try:
+        import tensorrt as trt
+
+        out["tensorrt"] = trt.__version__
+    except ImportError:
+        out["tensorrt"] = None
+    out["cuda_python"] = _dist_version("cuda-python", "cuda-bindings")
+    try:
+        cudart = import_cudart()
+        out["cuda_python_layout"] = cudart.__name__
+        err, v = cudart.cudaRuntimeGetVersion()
+        out["cuda_runtime"] = f"{v // 1000}.{(v % 1000) // 10}" if err == \
+            cudart.cudaError_t.cudaSuccess else None  # fmt: skip
+    except ImportError:
+        out["cuda_python_layout"] = None
+        out["cuda_runtime"] = None
+    cuda = None
+    for f in (
+        Path(root) / "usr/local/cuda/version.json",
+        Path(root) / "usr/local/cuda/version.txt",
+    ):
+        try:
+            cuda = cuda or parse_cuda_version(f.read_text())
+        except OSError:
+            continue
+    out["cuda"] = cuda
+    out["facts"] = facts(root)
+    problems = []
+    if out["tensorrt"] is None:
+        problems.append("no tensorrt Python package: on-device accuracy of engines cannot run")
+    if out["cuda_python"] is None:
+        problems.append("no cuda-python: on-device accuracy of engines cannot run")
+    elif cuda and out["cuda_python"].split(".")[0] != cuda.split(".")[0]:
+        problems.append(f"cuda-python {out['cuda_python']} does not match CUDA {cuda}: "
+                        f"pip install 'cuda-python=={cuda.split('.')[0]}.*'")  # fmt: skip
+    if out["facts"].get("jetson") and out["facts"].get("clocks_fixed") is False:
+        problems.append("GPU clocks are not fixed: latency will vary (sudo jetson_clocks)")
+    out["problems"] = problems
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="edgekd-agent", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -347,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--json", action="store_true")
     f = sub.add_parser("facts")
     f.add_argument("--json", action="store_true")
+    v = sub.add_parser("versions")
+    v.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "profile":
@@ -355,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
             result = profile(args.model, args.threads, args.warmup, args.iters)
         elif args.cmd == "accuracy":
             result = accuracy(args.model, args.x, args.y, args.threads)
+        elif args.cmd == "versions":
+            result = versions()
         else:
             result = facts()
     except ImportError as e:

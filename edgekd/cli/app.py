@@ -9,6 +9,7 @@ import typer
 from edgekd import __version__
 from edgekd.cli.compress import HELP as COMPRESS_HELP
 from edgekd.cli.compress import compress_command
+from edgekd.cli.doctor import doctor_command
 from edgekd.cli.lint import lint_command
 from edgekd.cli.losses import losses_command
 from edgekd.cli.profile import profile_command
@@ -36,6 +37,7 @@ app.command("profile")(profile_command)
 app.command("verify")(verify_command)
 app.command("report")(report_command)
 app.command("lint")(lint_command)
+app.command("doctor")(doctor_command)
 app.command("losses")(losses_command)
 app.command("quant-report")(quant_report_command)
 app.command("search")(search_command)

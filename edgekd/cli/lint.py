@@ -21,12 +21,16 @@ def lint_command(
     target: Annotated[
         str, typer.Option(help="Target profile whose TensorRT version to check against.")
     ] = "jetson",
+    dla: Annotated[
+        bool, typer.Option("--dla", help="Also check what DLA needs (static shapes).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     debug: Debug = False,
 ) -> None:
-    """TensorRT compatibility lint: opset range, unsupported ops, Q/DQ rules (zero point 0,
-    positive scales, per-channel axis 0, INT8 before TensorRT 10), residual Adds left in float,
-    float islands. Exit 1 when any error is found."""
+    """TensorRT compatibility lint: opset range per TensorRT version, unsupported ops, Q/DQ
+    rules (INT8 only, zero point 0, positive scales, per-channel weights on axis 0, activations
+    per tensor, opsets, scale types under strong typing), DLA shapes, residual Adds left in
+    float, float islands. Exit 1 when any error is found."""
 
     def body() -> None:
         from edgekd.errors import InputError
@@ -42,7 +46,7 @@ def lint_command(
                     fix="pass --trt VERSION or a TensorRT --target",
                 )
             version = prof.runtime_version
-        findings = lint_file(model, version)
+        findings = lint_file(model, version, dla=dla)
         s = summarize(findings)
         if as_json:
             sys.stdout.write(
