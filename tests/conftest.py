@@ -82,14 +82,26 @@ def train_teacher_module():
 
 @pytest.fixture(scope="session")
 def digits_teacher(tmp_path_factory, train_teacher_module) -> Path:
-    """A resnet18 trained 3 epochs on digits, saved as an edgekd checkpoint."""
+    """A resnet18 trained 3 epochs on digits, saved as an edgekd checkpoint.
+
+    Trained once per test session, not once per xdist worker: the first worker to need it
+    trains it under a file lock in the session's shared temp root, the others wait for it and
+    reuse the file (read only: tests copy it before changing anything)."""
+    import fcntl
+
     from edgekd.models import save_checkpoint
 
-    model, data, _ = train_teacher_module.train(
-        "resnet18", epochs=3, lr=3e-3, batch_size=64, seed=0
-    )
-    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
-    save_checkpoint(path, model, "resnet18", data.num_classes, data.input_shape)
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    path = shared / "digits-teacher" / "teacher.pt"
+    path.parent.mkdir(exist_ok=True)
+    with open(shared / "digits-teacher.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            model, data, _ = train_teacher_module.train(
+                "resnet18", epochs=3, lr=3e-3, batch_size=64, seed=0
+            )
+            save_checkpoint(path, model, "resnet18", data.num_classes, data.input_shape)
     return path
 
 

@@ -28,10 +28,10 @@ import numpy as np
 from edgekd._io import atomic_path, write_json
 from edgekd.agent import import_cudart
 from edgekd.backends.trt_build import build_mode, onnx_facts, workspace_mb
-from edgekd.backends.trt_versions import parse_version
 from edgekd.errors import InputError, StageError
 from edgekd.export.onnx_export import INPUT_NAME
 from edgekd.targets import TargetProfile
+from edgekd.trt_versions import parse_version
 
 
 def available() -> tuple[bool, str]:

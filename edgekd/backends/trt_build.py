@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekd._io import write_text
-from edgekd.backends.trt_versions import facts, parse_version
 from edgekd.errors import InputError
 from edgekd.export.onnx_export import INPUT_NAME
 from edgekd.targets import TargetProfile
+from edgekd.trt_versions import facts, int8_float_precision, parse_version
 
 
 def trt_version(target: TargetProfile) -> tuple[int, int]:
@@ -112,8 +112,8 @@ def build_mode(
             fix="pass the FP16 ONNX (export/model-fp16.onnx), or --precision fp32",
         )
     if precision == "int8":
-        return BuildMode(strong, "strong", onnx.float_type,
-                         f"int8 (float layers {onnx.float_type})")  # fmt: skip
+        fl = int8_float_precision(f.version, onnx.float_type)
+        return BuildMode(strong, "strong", fl, f"int8 (float layers {fl})")
     return BuildMode(strong, "strong", "fp16", "fp16")
 
 

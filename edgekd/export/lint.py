@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.backends.trt_versions import facts
 from edgekd.errors import InputError
 from edgekd.latency.graph import load_onnx
+from edgekd.trt_versions import facts
 
 NEVER = {
     "QLinearConv": "export Q/DQ (QuantizeLinear/DequantizeLinear) pairs around a float Conv",

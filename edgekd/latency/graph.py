@@ -330,9 +330,10 @@ def resolve_precision(
     """(float precision, implicit int8) for a build at `precision` of a (Q/DQ or float) ONNX
     whose float tensors are `float_type`.
 
-    TensorRT: the float layers of an INT8 engine are what `trt_build.build_mode` builds them
-    in: FP16 on 8.x (`--int8 --fp16`), the ONNX's own float type under strong typing (10.x
-    GPU, 11.x). A float graph asked for INT8 gets TensorRT's implicit INT8."""
+    TensorRT: the float layers of an INT8 engine are what `trt_versions.int8_float_precision`
+    says (the rule `trt_build.build_mode` builds with): FP16 on 8.x (`--int8 --fp16`), the
+    ONNX's own float type under strong typing (10.x GPU, 11.x). A float graph asked for INT8
+    gets TensorRT's implicit INT8."""
     if precision is None:
         return ("fp32", False)
     if precision not in target.precisions:
@@ -344,10 +345,9 @@ def resolve_precision(
     if precision == "int8":
         fallback = "fp16" if "fp16" in target.precisions else "fp32"
         if target.runtime == "tensorrt" and quantized:
-            from edgekd.backends.trt_build import OnnxFacts, build_mode
+            from edgekd.trt_versions import int8_float_precision, parse_version
 
-            mode = build_mode(target, "int8", OnnxFacts(float_type=float_type, quantized=True))
-            fallback = mode.float_precision
+            fallback = int8_float_precision(parse_version(target.runtime_version), float_type)
         return (fallback, not quantized)
     return (precision, False)
 

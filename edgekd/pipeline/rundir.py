@@ -81,14 +81,10 @@ class RunDir:
                 value=str(self.root),
                 fix="pass --out a new folder, e.g. runs/NAME",
             )
+        self._refuse_a_run(has_run, resume, force)  # before the lock file is made
         self._lock()
-        has_run = (self.root / MANIFEST_NAME).exists()  # again, under the lock
-        if has_run and not (resume or force):
-            raise RunDirError(
-                "run directory already holds a run",
-                value=str(self.root),
-                fix="pass --resume to continue it, --force to start over, or another --out",
-            )
+        has_run = (self.root / MANIFEST_NAME).exists()
+        self._refuse_a_run(has_run, resume, force)  # again, under the lock
         if resume and has_run:
             from edgekd.pipeline.manifest import Manifest
 
@@ -97,6 +93,14 @@ class RunDir:
             self._force_clean(inputs)
         for sub in MADE:
             (self.root / sub).mkdir(exist_ok=True)
+
+    def _refuse_a_run(self, has_run: bool, resume: bool, force: bool) -> None:
+        if has_run and not (resume or force):
+            raise RunDirError(
+                "run directory already holds a run",
+                value=str(self.root),
+                fix="pass --resume to continue it, --force to start over, or another --out",
+            )
 
     def _lock(self) -> None:
         """Hold an exclusive lock on RUN/.edgekd.lock until `release()` or the process ends

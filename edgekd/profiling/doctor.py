@@ -13,9 +13,9 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edgekd.backends.trt_versions import parse_version
 from edgekd.errors import RemoteError
 from edgekd.targets import get_target
+from edgekd.trt_versions import parse_version
 
 
 @dataclass

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from edgekd.backends.trt_build import OnnxFacts, build_script, trtexec_args
-from edgekd.backends.trt_versions import facts
 from edgekd.errors import InputError
 from edgekd.targets import builtin_profiles
+from edgekd.trt_versions import facts
 
 LISTS = Path(__file__).parent / "trtexec_options"
 

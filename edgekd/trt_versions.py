@@ -76,3 +76,13 @@ def parse_version(text: str) -> Version:
         return int(parts[0]), int(parts[1])
     except ValueError:
         return (10, 0)
+
+
+def int8_float_precision(version: Version, float_type: str, *, dla: bool = False) -> str:
+    """The precision of the layers an INT8 Q/DQ engine leaves in float: FP16 where edgekd
+    builds weakly typed with `--int8 --fp16` (8.x, and DLA on 10.x), else the ONNX's own float
+    type (strong typing keeps what the graph says)."""
+    f = facts(version)
+    if not f.strongly_typed or (dla and f.weak_precision_flags):
+        return "fp16"
+    return float_type
