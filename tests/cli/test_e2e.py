@@ -16,6 +16,8 @@ from tests.conftest import assert_one_line_error, run_cli
 from tests.data.test_folder import make_folder
 
 FAST = [
+    "--max-train",  # a stratified 500 of digits' 1437 training images
+    "500",
     "--epochs",
     "1",
     "--qat-epochs",

@@ -20,6 +20,8 @@ from tests.conftest import ROOT, assert_one_line_error, run_cli
 ARGS = [
     "--data",
     "digits",
+    "--max-train",  # a stratified 500 of digits' 1437: these tests are about the run's
+    "500",  # bookkeeping (kill, resume, verify), which does not need every image
     "--epochs",
     "3",
     "--qat-epochs",
