@@ -120,6 +120,12 @@ def diswot_reference(teacher, teacher_arch: str | None, data, batch_size: int, s
     else:
         why = " (its architecture is unknown)"
     teacher.eval()
+    if isinstance(teacher, torch.jit.ScriptModule):  # its layers cannot be hooked
+        return DiswotReference(lambda _s: teacher, batches, seeds, trained=True,
+                               outputs_only=True,
+                               source="the trained teacher's outputs only (TorchScript: its "
+                               "layers cannot be hooked; relation of logits, no semantic "
+                               f"term), {draws}")  # fmt: skip
     return DiswotReference(lambda _s: teacher, batches, seeds, trained=True,
                            source=f"the trained teacher{why}, {draws}")  # fmt: skip
 

@@ -267,3 +267,32 @@ def test_diswot_reference_is_the_teachers_architecture_at_random_init(digits_tea
     x, y = fallback.batches[0]
     f_eval, _ = features(loaded.module, x, y, None, batch_stats=False)  # eval mode
     assert torch.equal(fallback.draws[0][3], f_eval)
+
+
+def test_a_torchscript_teacher_is_searched_on_its_outputs(tmp_path):
+    """DisWOT hooks the teacher's layers; a TorchScript teacher has none to hook, so its side
+    is its logits (issue 25 item 1: before, this failed after minutes with a feature-loss
+    message). The table says which reference was used."""
+    import warnings
+
+    import torch
+
+    from tests.cli.test_cli_runner import invoke
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(8, 10)).eval()  # fmt: skip
+    ts = tmp_path / "teacher.ts"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(net, torch.zeros(1, 3, 32, 32)).save(str(ts))
+    r = invoke("search", str(ts), "--data", "digits", "--max-train", "200", "--candidate",
+               "lcnet_050", "--candidate", "mobilenetv3_small_050", "--few-shot-k", "0",
+               "--batch-size", "16", "--out", str(tmp_path / "s"))  # fmt: skip
+    assert r.exit_code == 0, (r.stdout, r.stderr)
+    cands = json.loads((tmp_path / "s/search/candidates.json").read_text())
+    ref = cands["diswot_reference"]
+    assert ref.startswith("the trained teacher's outputs only (TorchScript")
+    scores = [c["scores"]["diswot"] for c in cands["candidates"]]
+    assert len(scores) == 2 and all(s == s and s <= 0 for s in scores)  # finite, -distance

@@ -118,13 +118,22 @@ class DiswotReference:
         seeds: Sequence[int],
         trained: bool = False,
         source: str = "",
+        outputs_only: bool = False,
     ) -> None:
         self.seeds, self.batches, self.trained = list(seeds), list(batches), trained
         self.source = source  # what the teacher side is, for reports
+        # outputs_only: a teacher whose layers cannot be hooked (TorchScript) gives only its
+        # logits; DisWOT's relation term is then taken on the logits of both networks and the
+        # semantic term (a classifier gradient) is left out -- edgekd's variant, not the paper's
+        self.outputs_only = outputs_only
         self.draws = []
         for seed in self.seeds:
             teacher = teacher_at(seed)
             for x, y in self.batches:
+                if outputs_only:
+                    with torch.no_grad():
+                        self.draws.append((seed, x, y, teacher.eval()(x).float(), None))
+                    continue
                 # a network built for this draw needs no copy (batch statistics do not read
                 # the running statistics they update)
                 f_t, g_t = features(teacher, x, y, None, batch_stats=not trained, keep=False)
@@ -138,6 +147,11 @@ class DiswotReference:
         for seed, x, y, f_t, g_t in self.draws:
             if built != seed:
                 student, built = student_at(seed), seed
+            if self.outputs_only:
+                batch_statistics(student)
+                with torch.no_grad():
+                    d_rel += relation_distance(f_t, student(x).float())
+                continue
             f_s, g_s = features(student, x, y, None, batch_stats=True, keep=False)
             d_sem += relation_distance(g_t, g_s)
             d_rel += relation_distance(f_t, f_s)
