@@ -49,6 +49,7 @@ class Inputs:
     teacher: LoadedModel
     data: DataBundle
     teacher_sha: str  # sha256 of the teacher file, or the timm:NAME itself
+    shape_from: str = "--input-shape"  # where data.input_shape came from, for the first line
 
 
 def load_inputs(spec: InputSpec) -> Inputs:
@@ -62,15 +63,19 @@ def load_inputs(spec: InputSpec) -> Inputs:
                 fix="pass the trained teacher (checkpoint, TorchScript or .pt2)",
             )
         teacher = load_teacher(spec.teacher, num_classes=data.num_classes)
+        shape_from = "--input-shape" if spec.input_shape else "the data's default"
     else:
         teacher = load_teacher(spec.teacher, arch=spec.arch, trust_pickle=spec.trust_pickle)
         shape = spec.input_shape or teacher.input_shape
         data = load_data(spec.data, shape, spec.augment, spec.max_train)
+        shape_from = ("--input-shape" if spec.input_shape else
+                      f"the teacher file ({teacher.kind})" if teacher.input_shape else
+                      "the data's default")  # fmt: skip
     if not data.labeled:
         data = label_with_teacher(teacher, data)
     check_teacher(teacher, data.input_shape, data.num_classes)
     sha = sha256_file(spec.teacher) if teacher.kind != "timm" else spec.teacher
-    return Inputs(teacher, data, sha)
+    return Inputs(teacher, data, sha, shape_from)
 
 
 def label_with_teacher(teacher: LoadedModel, data: DataBundle) -> DataBundle:

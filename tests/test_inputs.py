@@ -44,3 +44,32 @@ def test_a_teacher_with_other_classes_than_the_data_is_refused(tmp_path):
     with pytest.raises(InputError, match="output classes do not match") as e:
         load_inputs(InputSpec(str(path), "digits"))
     assert "teacher 5 vs data 10" in e.value.one_line()
+
+
+def test_a_traced_torchscript_teacher_gives_the_input_shape(tmp_path):
+    """issue 25 item 7: the size a TorchScript teacher was traced at is used, and the first
+    line says where the size came from (a folder's 224x224 default is never silent)."""
+    import warnings
+
+    import torch
+
+    from edgekd.inputs import InputSpec, load_inputs
+    from tests.data.test_folder import make_folder
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(net, torch.zeros(2, 3, 28, 28)).save(str(tmp_path / "traced.ts"))
+        torch.jit.script(net).save(str(tmp_path / "scripted.ts"))
+    data = make_folder(tmp_path / "imgs", classes=("a", "b"), per_class=1, size=8)
+    traced = load_inputs(InputSpec(str(tmp_path / "traced.ts"), str(data)))
+    assert traced.data.input_shape == (3, 28, 28)
+    assert traced.shape_from == "the teacher file (torchscript)"
+    scripted = load_inputs(InputSpec(str(tmp_path / "scripted.ts"), str(data)))
+    assert (
+        scripted.data.input_shape == (3, 224, 224) and scripted.shape_from == "the data's default"
+    )
+    given = load_inputs(InputSpec(str(tmp_path / "traced.ts"), str(data), input_shape=(3, 16, 16)))
+    assert given.data.input_shape == (3, 16, 16) and given.shape_from == "--input-shape"

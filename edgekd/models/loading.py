@@ -122,14 +122,14 @@ def load_teacher(
     names = _zip_names(path)
     if any(n.endswith("/constants.pkl") or "/code/__torch__/" in n for n in names):
         try:
-            m = torch.jit.load(str(path), map_location="cpu")
+            m = torch.jit.load(str(path), map_location="cpu", _restore_shapes=True)
         except Exception as e:
             raise ModelLoadError(
                 "cannot read TorchScript file (corrupt or truncated?)",
                 value=str(path),
                 fix=str(e).splitlines()[0][:200],
             ) from None
-        return LoadedModel(m.eval(), "torchscript", str(path))
+        return LoadedModel(m.eval(), "torchscript", str(path), input_shape=_traced_shape(m))
     if any(n.endswith("/archive_format") or n.endswith("/models/model.json") for n in names):
         data = path.read_bytes()
         unsafe = unsafe_entries(data)
@@ -219,6 +219,18 @@ def load_teacher(
     return LoadedModel(
         m.eval(), kind, str(path), arch=arch, num_classes=n_cls, input_shape=input_shape
     )
+
+
+def _traced_shape(m) -> tuple[int, int, int] | None:
+    """C,H,W of the example input a traced TorchScript file stores (`traced_inputs.pkl`, read
+    back with `_restore_shapes=True`); None for scripted modules or other input ranks."""
+    try:
+        sizes = list(m.graph.inputs())[1].type().sizes()
+    except (IndexError, AttributeError, RuntimeError):
+        return None
+    if not sizes or len(sizes) != 4 or not all(isinstance(d, int) and d > 0 for d in sizes):
+        return None
+    return int(sizes[1]), int(sizes[2]), int(sizes[3])
 
 
 def _unreadable(path: Path, fix: str) -> ModelLoadError:

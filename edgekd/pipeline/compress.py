@@ -131,8 +131,11 @@ def _announce(ctx: RunContext, teacher_file: str) -> None:
     ctx.reporter.message(
         f"teacher {teacher.kind} ({count_params(teacher.module) / 1e6:.2f}M params), data "
         f"{data.name}: {len(data.train)} train / {len(data.val)} val"
-        + (f" / {len(data.test)} test" if data.test is not None else "") + ", "
-        f"{data.num_classes} classes, input {'x'.join(map(str, data.input_shape))}"
+        + (f" / {len(data.test)} test" if data.test is not None else "")
+        + ", "
+        f"{data.num_classes} classes, input {'x'.join(map(str, data.input_shape))} (from "
+        f"{ctx.inputs.shape_from}"
+        + ("; pass --input-shape to change it)" if "default" in ctx.inputs.shape_from else ")")
         + ("" if data.labeled else "; no labels: training on the teacher's outputs only")
     )
     if data.skipped:
