@@ -75,3 +75,8 @@ class StageError(EdgekdError):
 
 class RemoteError(EdgekdError):
     """The device could not be reached or a command on it failed (SSH, trtexec, agent)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what CI runners and `timeout` send), raised by the CLI's handler: a
+    KeyboardInterrupt, so every stage cleans up and records itself as on Ctrl-C."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable
@@ -11,7 +13,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, Terminated
 from edgekd.latency.remote import DEFAULT_TRTEXEC  # noqa: F401  (the CLI's default)
 
 T = TypeVar("T")
@@ -47,7 +49,7 @@ MaxTrain = Annotated[
                  "whole. A quick look at a large dataset.", show_default=False),
 ]  # fmt: skip
 
-EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
+EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 
 
 def fail(line: str, code: int = EXIT_ERROR) -> typer.Exit:
@@ -62,6 +64,9 @@ def guarded(fn: Callable[[], T], *, debug: bool, verbose: bool = False) -> T:
         # third-party deprecation chatter (torch.onnx, modelopt plugins) is not the user's to fix
         warnings.simplefilter("ignore")
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return fn()
     except typer.Exit:
@@ -70,6 +75,14 @@ def guarded(fn: Callable[[], T], *, debug: bool, verbose: bool = False) -> T:
         if debug:
             traceback.print_exc()
         raise fail(e.one_line(), e.exit_code) from None
+    except Terminated:
+        if debug:
+            traceback.print_exc()
+        raise fail(
+            "terminated (SIGTERM); finished stages and the last epoch checkpoint are kept, "
+            "rerun with --resume to continue",
+            EXIT_TERMINATED,
+        ) from None
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()
@@ -86,3 +99,10 @@ def guarded(fn: Callable[[], T], *, debug: bool, verbose: bool = False) -> T:
             f"unexpected {type(e).__name__}: {msg}; rerun with --debug for the traceback "
             "and report it if the input looks right"
         ) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()

@@ -265,7 +265,6 @@ def compress_command(
         from edgekd.cli.recipe import effective_values
         from edgekd.config import Budgets, CompressConfig, build_config
         from edgekd.errors import ConfigError
-        from edgekd.pipeline.compress import compress
         from edgekd.targets import get_target
 
         if verbose and quiet:
@@ -319,6 +318,12 @@ def compress_command(
             | {k: v for k, v in overrides.items() if v is not None},
         )
         cfg = build_config(CompressConfig, merged | {"budgets": budgets})
+        from edgekd.pipeline.rundir import STAGE_FOLDERS, RunDir
+
+        # a refused --out is refused now, not after torch and the inputs have loaded
+        RunDir(cfg.out, STAGE_FOLDERS).precheck(resume=cfg.resume, force=cfg.force)
+        from edgekd.pipeline.compress import compress
+
         reporter = RichReporter(quiet=quiet, interactive=not ci)
         result = compress(cfg, reporter, budgets=budgets)
         if result.follower:  # a rank > 0 under torchrun: rank 0 prints the verdict

@@ -18,6 +18,10 @@ class Reporter:
 
     def message(self, text: str) -> None: ...
 
+    def log_only(self, text: str) -> None:
+        """A line for edgekd.log that the console does not show (a stage's failure: the CLI
+        prints its own one-line error)."""
+
 
 class LogFileReporter(Reporter):
     """Forwards every event to `inner` and appends it, timestamped, to a log file."""
@@ -59,3 +63,6 @@ class LogFileReporter(Reporter):
     def message(self, text: str) -> None:
         self._log(text)
         self.inner.message(text)
+
+    def log_only(self, text: str) -> None:
+        self._log(text)

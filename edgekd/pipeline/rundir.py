@@ -13,6 +13,9 @@ from edgekd.pipeline.manifest import MANIFEST_NAME
 # --force removes only these files and those folders.
 RUN_FILES = (MANIFEST_NAME, "report.json", "report.md", "report.html", "junit.xml", "edgekd.log")
 MADE = ("distill", "export", "build", "validate")  # made up front (search/, device/ on demand)
+# every stage's OWNS (edgekd.pipeline.stages.OWNED, which imports every stage and torch): the
+# CLI's precheck uses this list so that it runs before those imports; a test keeps them equal
+STAGE_FOLDERS = ("search", "distill", "export", "build", "validate", "device")
 LOCK_NAME = ".edgekd.lock"
 _HELD_LOCKS: dict[str, int] = {}  # run directory -> fd of its held lock file
 
@@ -44,6 +47,33 @@ class RunDir:
         the files the manifest lists, the run's own report files and the stage folders left
         empty, and refuses when one of `inputs` (the teacher file, the data folder) is among
         them or holds one of them."""
+        self.precheck(resume=resume, force=force)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".edgekd-write-test.", dir=self.root)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise RunDirError(
+                "cannot write the run directory",
+                value=str(self.root),
+                fix=f"{e.strerror or e}; pass a writable --out",
+            ) from None
+        self._lock()
+        has_run = (self.root / MANIFEST_NAME).exists()
+        self._refuse_a_run(has_run, resume, force)  # again, under the lock
+        if resume and has_run:
+            from edgekd.pipeline.manifest import Manifest
+
+            Manifest.load(self.root)  # a damaged manifest is one line now, not mid-run
+        if force and has_run:
+            self._force_clean(inputs)
+        for sub in MADE:
+            (self.root / sub).mkdir(exist_ok=True)
+
+    def precheck(self, *, resume: bool, force: bool) -> None:
+        """The checks of `prepare` that write nothing: cheap enough to run before any import
+        of torch or any loading, so a refused --out costs the user no wait."""
         root = self.root.expanduser().resolve()
         if root == Path(root.anchor) or root == Path.home().resolve():
             raise RunDirError(
@@ -60,17 +90,11 @@ class RunDir:
                     value=str(self.root / name),
                     fix="remove the link, or pass another --out",
                 )
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".edgekd-write-test.", dir=self.root)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            raise RunDirError(
-                "cannot write the run directory",
-                value=str(self.root),
-                fix=f"{e.strerror or e}; pass a writable --out",
-            ) from None
+        if not self.root.exists():
+            return
+        if not self.root.is_dir():
+            raise RunDirError("--out is a file, not a folder", value=str(self.root),
+                              fix="pass a folder for the run, e.g. runs/NAME")  # fmt: skip
         has_run = (self.root / MANIFEST_NAME).exists()
         foreign = [] if has_run else self._foreign_entries()
         if foreign:  # refused before the lock file is made: nothing added to the folder
@@ -81,18 +105,7 @@ class RunDir:
                 value=str(self.root),
                 fix="pass --out a new folder, e.g. runs/NAME",
             )
-        self._refuse_a_run(has_run, resume, force)  # before the lock file is made
-        self._lock()
-        has_run = (self.root / MANIFEST_NAME).exists()
-        self._refuse_a_run(has_run, resume, force)  # again, under the lock
-        if resume and has_run:
-            from edgekd.pipeline.manifest import Manifest
-
-            Manifest.load(self.root)  # a damaged manifest is one line now, not mid-run
-        if force and has_run:
-            self._force_clean(inputs)
-        for sub in MADE:
-            (self.root / sub).mkdir(exist_ok=True)
+        self._refuse_a_run(has_run, resume, force)
 
     def _refuse_a_run(self, has_run: bool, resume: bool, force: bool) -> None:
         if has_run and not (resume or force):

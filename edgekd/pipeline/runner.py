@@ -54,7 +54,9 @@ class StageRunner:
         t0 = time.perf_counter()
         try:
             result = stage.run(dataclasses.replace(ctx, stage_key=key), plan, *upstream)
-        except BaseException:
+        except BaseException as e:
+            why = e.one_line() if hasattr(e, "one_line") else f"{type(e).__name__}: {e}"
+            self.reporter.log_only(f"stage {name}: failed: {' '.join(why.split())[:300]}")
             rec.status = "failed"
             rec.wall_s = time.perf_counter() - t0
             _note_written(rec, before, _files(ctx.run.root, stage.OWNS))

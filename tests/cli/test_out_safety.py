@@ -82,3 +82,19 @@ def test_a_folder_that_is_not_a_run_is_refused_even_with_force(random_teacher, t
                         *extra), "not an edgekd run", "--out a new folder")  # fmt: skip
     assert (out / "README.md").read_text() == "mine"
     assert (out / "distill" / "teacher.pt").read_bytes() == random_teacher.read_bytes()
+
+
+def test_an_out_that_holds_a_run_is_refused_before_torch_is_imported(tmp_path):
+    """issue 25 item 10: the refusal used to come after minutes of imports and loading."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    run.mkdir()
+    _earlier_run(run)
+    code = ("import sys\nfrom edgekd.cli.app import app\ntry:\n    app()\nexcept SystemExit as e:\n"
+            "    print('exit', e.code, 'torch' in sys.modules)")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code, "compress", "timm:resnet18", "--out",
+                           str(run)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert "already holds a run" in proc.stderr
+    assert proc.stdout.strip() == "exit 1 False", (proc.stdout, proc.stderr)

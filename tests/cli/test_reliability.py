@@ -82,19 +82,28 @@ def _wait_for_epoch(out: Path, proc: subprocess.Popen, timeout: float = 300) -> 
     time.sleep(0.5)
 
 
-def test_ctrl_c_exits_130_and_keeps_the_checkpoint(digits_teacher, tmp_path):
+@pytest.mark.parametrize(
+    "sig,code,phrase,logged",
+    [(signal.SIGINT, 130, "interrupted", "KeyboardInterrupt"),
+     # SIGTERM is what CI runners and `timeout` send (issue 25 item 10)
+     (signal.SIGTERM, 143, "terminated (SIGTERM)", "Terminated")],
+    ids=["ctrl-c", "sigterm"],
+)  # fmt: skip
+def test_ctrl_c_and_sigterm_keep_the_checkpoint(digits_teacher, tmp_path, sig, code, phrase,
+                                                logged):  # fmt: skip
     out = tmp_path / "run"
     proc = _start(digits_teacher, out)
     _wait_for_epoch(out, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "interrupted" in lines[0] and "--resume" in lines[0]
+    assert len(lines) == 1 and phrase in lines[0] and "--resume" in lines[0]
     assert (out / "distill" / "last.pt").exists()
     assert not (out / "report.json").exists()
     m = json.loads((out / "manifest.json").read_text())
     assert {s["name"]: s["status"] for s in m["stages"]}["distill"] == "failed"
+    assert f"stage distill: failed: {logged}" in (out / "edgekd.log").read_text()
 
 
 @pytest.fixture(scope="module")

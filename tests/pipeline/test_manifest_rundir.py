@@ -32,9 +32,11 @@ def _manifest(run, **written):
 
 
 def test_force_deletes_only_what_the_manifest_lists(tmp_path):
+    from edgekd.pipeline.rundir import STAGE_FOLDERS
     from edgekd.pipeline.stages import OWNED
 
     assert set(OWNED) == {"search", "distill", "export", "build", "validate", "device"}
+    assert set(STAGE_FOLDERS) == set(OWNED)  # the CLI's precheck, before the stages import
     run = RunDir(tmp_path / "r", OWNED)
     run.prepare(resume=False, force=False)
     (run.path("device")).mkdir()
