@@ -23,6 +23,30 @@ MAX_CHANNELS = 4
 MAX_CLASSES = 100_000
 
 
+def parse_arch_args(text: str) -> dict[str, int | float | bool | str]:
+    """'patch_size=8,embed_dim=192,global_pool=avg' -> {"patch_size": 8, ...} (ints, floats,
+    true/false, else strings)."""
+    out: dict[str, int | float | bool | str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, raw = part.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"expected KEY=VALUE pairs such as patch_size=8, got {part!r}")
+        raw = raw.strip()
+        value: int | float | bool | str
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            try:
+                value = int(raw)
+            except ValueError:
+                try:
+                    value = float(raw)
+                except ValueError:
+                    value = raw
+        out[key.strip()] = value
+    return out
+
+
 def shape_problem(shape) -> str | None:
     """What is wrong with a C,H,W input shape (None when it is usable)."""
     if len(shape) != 3 or any(int(d) <= 0 for d in shape):
@@ -106,6 +130,9 @@ class CompressConfig(BaseModel):
     few_shot_epochs: int = Field(2, ge=1, le=1000, description="Epochs of each few-shot run.")
     out: Path = Field(Path("runs/edgekd"), description="Run directory.")
     arch: str | None = Field(None, description="timm architecture of a plain state dict.")
+    arch_args: dict[str, int | float | bool | str] | None = Field(
+        None, description="timm keyword arguments of --arch, e.g. patch_size=8."
+    )
     input_shape: tuple[int, int, int] | None = Field(None, description="C,H,W of one input.")
     trust_pickle: bool = False
     epochs: int = Field(20, ge=1, le=10000)
@@ -210,6 +237,13 @@ class CompressConfig(BaseModel):
 
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
             raise ValueError("expected auto, cpu, cuda or cuda:N")
+        return v
+
+    @field_validator("arch_args", mode="before")
+    @classmethod
+    def _parse_arch_args(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return parse_arch_args(v)
         return v
 
     @field_validator("input_shape", mode="before")

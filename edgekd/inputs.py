@@ -29,12 +29,14 @@ class InputSpec:
     augment: bool = True
     trust_pickle: bool = False
     max_train: int | None = None
+    arch_args: dict | None = None  # timm keyword arguments of `arch` (patch_size=8, ...)
 
     @classmethod
     def from_config(cls, cfg) -> InputSpec:
         """The inputs of a `CompressConfig` (or anything with its teacher/data fields)."""
         return cls(cfg.teacher, cfg.data, cfg.arch, cfg.input_shape, cfg.augment,
-                   cfg.trust_pickle, getattr(cfg, "max_train", None))  # fmt: skip
+                   cfg.trust_pickle, getattr(cfg, "max_train", None),
+                   getattr(cfg, "arch_args", None))  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict) -> InputSpec:
@@ -65,7 +67,8 @@ def load_inputs(spec: InputSpec) -> Inputs:
         teacher = load_teacher(spec.teacher, num_classes=data.num_classes)
         shape_from = "--input-shape" if spec.input_shape else "the data's default"
     else:
-        teacher = load_teacher(spec.teacher, arch=spec.arch, trust_pickle=spec.trust_pickle)
+        teacher = load_teacher(spec.teacher, arch=spec.arch, trust_pickle=spec.trust_pickle,
+                               arch_args=spec.arch_args, input_shape=spec.input_shape)  # fmt: skip
         shape = spec.input_shape or teacher.input_shape
         data = load_data(spec.data, shape, spec.augment, spec.max_train)
         shape_from = ("--input-shape" if spec.input_shape else

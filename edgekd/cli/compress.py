@@ -77,6 +77,14 @@ def compress_command(
         str | None,
         typer.Option(help="timm architecture of a plain state-dict teacher, e.g. resnet18."),
     ] = None,
+    arch_args: Annotated[
+        str | None,
+        typer.Option(
+            "--arch-args",
+            help="timm keyword arguments of --arch, e.g. patch_size=8,embed_dim=192 (a ViT "
+            "trained at a small size; models with an img_size are built at --input-shape).",
+        ),
+    ] = None,
     input_shape: Annotated[
         str | None,
         typer.Option(help="Input shape C,H,W (default: from the teacher checkpoint or the data)."),

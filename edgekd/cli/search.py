@@ -28,6 +28,10 @@ def search_command(
         typer.Option(help="Explicit candidates: timm names or pkg.module:fn factories (repeat)."),
     ] = None,
     arch: Annotated[str | None, typer.Option(help="Architecture of a state-dict teacher.")] = None,
+    arch_args: Annotated[
+        str | None,
+        typer.Option("--arch-args", help="timm keyword arguments of --arch (patch_size=8,...)."),
+    ] = None,
     input_shape: Annotated[str | None, typer.Option(help="C,H,W of one input.")] = None,
     batch_size: Annotated[
         int, typer.Option(help="Images per scoring batch (DisWOT averages 3 batches).")
@@ -85,6 +89,7 @@ def search_command(
                 "data": data,
                 "target": target,
                 "arch": arch,
+                "arch_args": arch_args,
                 "input_shape": input_shape,
                 "max_train": max_train,
                 "augment": False,

@@ -69,15 +69,48 @@ def _zip_names(path: Path) -> list[str]:
         return []
 
 
-def _load_state_dict(module: nn.Module, sd: dict, arch: str, source: str) -> None:
+def _load_state_dict(module: nn.Module, sd: dict, arch: str, source: str, built: dict) -> None:
     try:
         module.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))
+        how = ", ".join(f"{k}={v}" for k, v in built.items()) or "timm's defaults"
+        if "size mismatch" in first and ("pos_embed" in first or "patch_embed" in first):
+            fix = (f"{first[:160]}; the weights were trained at another input size or patch "
+                   f"size than {arch} built with {how}: pass --input-shape C,H,W of its "
+                   "training and --arch-args patch_size=N (timm keyword arguments)")  # fmt: skip
+        elif "size mismatch" in first:
+            fix = (f"{first[:160]}; the weights' shapes differ from {arch} built with {how}: "
+                   "pass its timm keyword arguments with --arch-args KEY=VALUE,..., or check "
+                   "--arch")  # fmt: skip
+        else:
+            fix = f"{first[:200]}; check --arch (and that --data has the teacher's classes)"
+        raise ModelLoadError(f"state dict does not fit timm {arch!r}", value=source,
+                             fix=fix) from None  # fmt: skip
+
+
+def build_timm(
+    arch: str,
+    num_classes: int | None,
+    arch_args: dict | None,
+    input_shape: tuple[int, int, int] | None,
+) -> tuple[nn.Module, dict]:
+    """timm `arch` with `arch_args`, at the input size when the model takes an `img_size`
+    (ViTs, DeiTs; CNNs do not): (model, the keyword arguments it was built with)."""
+    kwargs = dict(arch_args or {})
+    if input_shape is not None and "img_size" not in kwargs:
+        try:
+            sized = {**kwargs, "img_size": tuple(input_shape[1:])}
+            return create_timm(arch, num_classes, **sized), sized
+        except TypeError:  # the architecture has no img_size
+            pass
+    try:
+        return create_timm(arch, num_classes, **kwargs), kwargs
+    except TypeError as e:
         raise ModelLoadError(
-            f"state dict does not fit timm {arch!r}",
-            value=source,
-            fix=f"{first[:200]}; check --arch (and that --data has the teacher's classes)",
+            f"timm {arch!r} does not take these arguments",
+            value=", ".join(f"{k}={v}" for k, v in kwargs.items()),
+            fix=f"{str(e).splitlines()[0][:160]}; check --arch-args",
         ) from None
 
 
@@ -96,6 +129,8 @@ def load_teacher(
     arch: str | None = None,
     num_classes: int | None = None,
     trust_pickle: bool = False,
+    arch_args: dict | None = None,
+    input_shape: tuple[int, int, int] | None = None,
 ) -> LoadedModel:
     """Load the teacher named by `spec` (a file path or `timm:NAME`), in eval mode.
 
@@ -105,6 +140,10 @@ def load_teacher(
         arch: timm architecture for a plain state dict.
         num_classes: classes of the data, used for `timm:NAME` and plain state dicts.
         trust_pickle: allow a fully pickled `nn.Module` (runs code from the file).
+        arch_args: timm keyword arguments for `arch` (a checkpoint's own `arch_args` are used
+            when not given).
+        input_shape: C,H,W the state dict was trained at: timm models that take an
+            `img_size` (ViTs) are built at it (a checkpoint's own `input_shape` otherwise).
     """
     if spec.startswith("timm:"):
         name = spec.removeprefix("timm:")
@@ -187,9 +226,12 @@ def load_teacher(
         arch = arch or obj.get("arch")
         kind = "checkpoint"
         shape = obj.get("input_shape")
-        input_shape = tuple(int(d) for d in shape) if shape else None
+        recorded = tuple(int(d) for d in shape) if shape else None
+        input_shape = input_shape or recorded
+        if arch_args is None and isinstance(obj.get("arch_args"), dict):
+            arch_args = obj["arch_args"]
     else:
-        sd, kind, input_shape = obj, "state_dict", None
+        sd, kind = obj, "state_dict"
     if not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ModelLoadError(
             "teacher file is a dict but not a state dict of tensors", value=str(path)
@@ -214,10 +256,16 @@ def load_teacher(
             value=str(path),
             fix="check that the file is the teacher's state dict",
         )
-    m = create_timm(arch, n_cls)
-    _load_state_dict(m, sd, arch, str(path))
+    m, built = build_timm(arch, n_cls, arch_args, input_shape)
+    _load_state_dict(m, sd, arch, str(path), built)
     return LoadedModel(
-        m.eval(), kind, str(path), arch=arch, num_classes=n_cls, input_shape=input_shape
+        m.eval(),
+        kind,
+        str(path),
+        arch=arch,
+        num_classes=n_cls,
+        input_shape=input_shape,
+        meta={"arch_args": {k: v for k, v in built.items() if k != "img_size"}},
     )
 
 
@@ -276,13 +324,17 @@ def save_checkpoint(
     arch: str,
     num_classes: int,
     input_shape: tuple[int, int, int] | None = None,
+    arch_args: dict | None = None,
 ) -> Path:
-    """Save a timm model as an edgekd checkpoint (loads with weights_only=True, no --arch)."""
+    """Save a timm model as an edgekd checkpoint (loads with weights_only=True, no --arch);
+    `arch_args` are the timm keyword arguments it was built with (patch_size=8, ...)."""
     from edgekd._io import atomic_path
 
     payload = {"arch": arch, "num_classes": int(num_classes), "state_dict": module.state_dict()}
     if input_shape:
         payload["input_shape"] = list(input_shape)
+    if arch_args:
+        payload["arch_args"] = dict(arch_args)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)

@@ -171,6 +171,12 @@ CASES = [
                                              "input_shape": [3, 100000, 100000],
                                              "state_dict": fx["state_dict"]})],
          ("input_shape", "exceeds 1024")),
+    Case("ViT state dict trained at 32x32 with patch 8, without --arch-args",
+         lambda t, fx: [_save(t, "vit.pt", fx["vit_sd"]), "--arch", "deit_tiny_patch16_224",
+                        "--input-shape", "3,32,32"],
+         ("another input size or patch size", "--arch-args patch_size=N")),
+    Case("--arch-args that are not KEY=VALUE",
+         lambda t, fx: [_teacher(fx), "--arch-args", "patch_size"], ("--arch-args", "KEY=VALUE")),
     Case(".pt2 with a use_pickle weight", _pt2("_pickled_weight"),
          ("pickled tensor 'conv.weight'", "--trust-pickle")),
     Case(".pt2 with an opaque pickled constant", _pt2("_opaque_constant"), ("'evil'",)),
@@ -335,7 +341,11 @@ def fx(tmp_path_factory):
     torch.export.save(ep, str(d / "clean.pt2"))
     flat = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)).eval()
     torch.jit.trace(flat, torch.zeros(1, 3, 32, 32)).save(str(d / "fixed.ts"))
+    import timm
+
+    vit = timm.create_model("deit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=8)
     shared = {"teacher": teacher, "onnx": onnx, "clean_pt2": d / "clean.pt2",
+              "vit_sd": vit.state_dict(),
               "fixed_ts": d / "fixed.ts",
               "state_dict": net.state_dict(), "cleanup": []}  # fmt: skip
     yield shared

@@ -144,3 +144,41 @@ def test_pickle_module_is_not_imported_for_weights_only(tmp_path):
     with pytest.raises(ModelLoadError):
         load_teacher(str(p))
     assert not (tmp_path / "m").exists()
+
+
+def test_a_vit_state_dict_trained_at_a_small_size_loads_with_its_arguments(tmp_path):
+    """issue 25 item 2: --arch is built at the input size (img_size) with --arch-args, the
+    edgekd checkpoint keeps them, and a mismatch names the real cause."""
+    arch = "deit_tiny_patch16_224"
+    torch.manual_seed(0)
+    vit = timm.create_model(arch, num_classes=10, img_size=32, patch_size=8).eval()
+    sd_path = tmp_path / "vit_sd.pt"
+    torch.save(vit.state_dict(), sd_path)
+    x = torch.randn(2, 3, 32, 32)
+
+    t = load_teacher(str(sd_path), arch=arch, arch_args={"patch_size": 8}, input_shape=(3, 32, 32))
+    with torch.no_grad():
+        assert torch.allclose(t.module(x), vit(x), atol=1e-5)
+    assert t.meta["arch_args"] == {"patch_size": 8}
+
+    with pytest.raises(ModelLoadError, match="another input size or patch size.*--arch-args"):
+        load_teacher(str(sd_path), arch=arch)  # timm's 224/16 defaults: pos_embed mismatch
+
+    ck = save_checkpoint(tmp_path / "vit.pt", vit, arch, 10, (3, 32, 32), {"patch_size": 8})
+    again = load_teacher(str(ck))  # no flags: the checkpoint says how to build it
+    with torch.no_grad():
+        assert torch.allclose(again.module(x), vit(x), atol=1e-5)
+
+
+def test_arch_args_parse_and_bad_ones_are_one_line():
+    from edgekd.config import CompressConfig, build_config, parse_arch_args
+    from edgekd.errors import ConfigError
+
+    assert parse_arch_args("patch_size=8, drop_rate=0.1,global_pool=avg,class_token=false") == {
+        "patch_size": 8,
+        "drop_rate": 0.1,
+        "global_pool": "avg",
+        "class_token": False,
+    }
+    with pytest.raises(ConfigError, match="--arch-args.*KEY=VALUE"):
+        build_config(CompressConfig, {"teacher": "t.pt", "arch_args": "patch_size"})
