@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -65,7 +66,10 @@ def guarded(fn: Callable[[], T], *, debug: bool, verbose: bool = False) -> T:
         warnings.simplefilter("ignore")
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     previous = None
-    if threading.current_thread() is threading.main_thread():
+    # a follower rank under torchrun is stopped with SIGTERM when rank 0 fails: it stays quiet
+    # (rank 0 prints the one error line), so only rank 0 (or a plain run) turns it into one
+    leader = os.environ.get("RANK", "0") == "0"
+    if leader and threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return fn()

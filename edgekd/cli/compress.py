@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -328,8 +329,10 @@ def compress_command(
         cfg = build_config(CompressConfig, merged | {"budgets": budgets})
         from edgekd.pipeline.rundir import STAGE_FOLDERS, RunDir
 
-        # a refused --out is refused now, not after torch and the inputs have loaded
-        RunDir(cfg.out, STAGE_FOLDERS).precheck(resume=cfg.resume, force=cfg.force)
+        # a refused --out is refused now, not after torch and the inputs have loaded (only
+        # by rank 0 under an outer torchrun: the other ranks never touch the run directory)
+        if os.environ.get("RANK", "0") == "0":
+            RunDir(cfg.out, STAGE_FOLDERS).precheck(resume=cfg.resume, force=cfg.force)
         from edgekd.pipeline.compress import compress
 
         reporter = RichReporter(quiet=quiet, interactive=not ci)
