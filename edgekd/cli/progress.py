@@ -26,6 +26,7 @@ class RichReporter(Reporter):
         self._progress: Progress | None = None
         self._task = None
         self._t0: dict[str, float] = {}
+        self._val = "val top-1"  # what record["val_acc"] is (val_metric() says otherwise)
 
     def _print(self, text: str) -> None:
         if not self.quiet:
@@ -88,14 +89,17 @@ class RichReporter(Reporter):
             f"{k.removeprefix('loss_')} {v:.3f}" for k, v in record.items() if k.startswith("loss_")
         )
         line = (
-            f"  {phase} epoch {record['epoch']}: {losses}  val {record['val_acc']:.2f}%  "
+            f"  {phase} epoch {record['epoch']}: {losses}  {self._val} {record['val_acc']:.2f}%  "
             f"({record['seconds']:.1f}s)"
         )
         if self._progress is not None:
-            self._progress.update(self._task, status=f"val {record['val_acc']:.2f}%")
+            self._progress.update(self._task, status=f"{self._val} {record['val_acc']:.2f}%")
             self._progress.console.print(line, highlight=False)
         else:
             self._print(line)
+
+    def val_metric(self, label: str) -> None:
+        self._val = label
 
     def message(self, text: str) -> None:
         if self._progress is not None:

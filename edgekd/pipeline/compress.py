@@ -138,6 +138,10 @@ def _announce(ctx: RunContext, teacher_file: str) -> None:
         + ("; pass --input-shape to change it)" if "default" in ctx.inputs.shape_from else ")")
         + ("" if data.labeled else "; no labels: training on the teacher's outputs only")
     )
+    ctx.reporter.val_metric(
+        "val top-1" if data.val_labeled else
+        "val agreement with the teacher (the val images have no labels)"
+    )  # fmt: skip
     if data.skipped:
         ctx.reporter.message(
             f"skipped {len(data.skipped)} file(s) in the data folder that are not images "

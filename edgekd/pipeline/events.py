@@ -18,6 +18,9 @@ class Reporter:
 
     def message(self, text: str) -> None: ...
 
+    def val_metric(self, label: str) -> None:
+        """What the per-epoch val figure is ("val top-1", "val agreement with the teacher")."""
+
     def log_only(self, text: str) -> None:
         """A line for edgekd.log that the console does not show (a stage's failure: the CLI
         prints its own one-line error)."""
@@ -66,3 +69,7 @@ class LogFileReporter(Reporter):
 
     def log_only(self, text: str) -> None:
         self._log(text)
+
+    def val_metric(self, label: str) -> None:
+        self._log(f"per-epoch val figure: {label}")
+        self.inner.val_metric(label)

@@ -65,6 +65,10 @@ def test_label_free_folder_trains_on_teacher_outputs(digits_teacher, tmp_path):
     r = json.loads((out / "report.json").read_text())
     assert r["data"]["labeled"] is False and r["data"]["num_classes"] == 10
     assert "agreement with the teacher" in r["data"]["accuracy_metric"]
+    # here val/ has images but no class folders: the per-epoch figure is named for what it is
+    assert (
+        "per-epoch val figure: val agreement with the teacher" in (out / "edgekd.log").read_text()
+    )
     assert r["teacher"]["accuracy"] == pytest.approx(100.0)  # the teacher agrees with itself
     hist = r["distill"]["history"][0]
     assert "loss_ce" not in hist and {"loss_kd", "loss_fa"} <= set(hist)
@@ -92,3 +96,16 @@ def test_bad_distillation_options_are_one_line(digits_teacher, tmp_path, extra, 
     out = tmp_path / "run"
     one_line(invoke("compress", str(digits_teacher), "--out", str(out), *extra), *needles)
     assert not out.exists()  # refused before the run directory was touched
+
+
+def test_the_epoch_line_names_the_val_metric(capsys):
+    from edgekd.cli.progress import RichReporter
+
+    rep = RichReporter(quiet=False, interactive=False)
+    record = {"epoch": 1, "loss_kd": 0.5, "val_acc": 10.0, "seconds": 1.0}
+    rep.epoch_end("distill", record)
+    rep.val_metric("val agreement with the teacher (the val images have no labels)")
+    rep.epoch_end("distill", record)
+    err = capsys.readouterr().err
+    assert "val top-1 10.00%" in err  # labelled data
+    assert "val agreement with the teacher (the val images have no labels) 10.00%" in err
