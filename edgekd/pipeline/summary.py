@@ -28,6 +28,25 @@ def _data(data) -> dict:
     }
 
 
+def _with_weights(variants: dict, quant: dict) -> dict:
+    """Each variant with the student weights it holds: the float ones are the KD student
+    (distill/best.pt); the INT8 ones are those weights calibrated (PTQ) or fine-tuned by QAT,
+    whichever the quantize stage kept (issue 25 item 9: they can differ by many points)."""
+    kept = str(quant.get("kept", "ptq"))
+    if kept.startswith("qat"):
+        int8 = (f"QAT: the KD student fine-tuned with fake quantization "
+                f"({quant.get('checkpoint', 'distill/qat_best.pt')}), not the float weights")
+    else:
+        int8 = "PTQ: the KD student's weights (distill/best.pt), calibrated"
+    if kept.endswith("+mixed"):
+        int8 += f"; layers kept in float: {', '.join(quant.get('float_layers') or [])}"
+    out = {}
+    for p, m in variants.items():
+        w = int8 if p.startswith("int8") else "KD: the distilled student (distill/best.pt)"
+        out[p] = {**m, "weights": w}
+    return out
+
+
 def _stages(manifest: Manifest) -> list[dict]:
     reused = manifest.run.get("stages_reused", [])
     return [{"name": s.name, "status": s.status, "wall_s": s.wall_s, "reused": s.name in reused}
@@ -69,8 +88,8 @@ def build_report(ctx: RunContext, manifest: Manifest, results: RunResults) -> di
             # the pick's latency, proxy scores, few-shot accuracy and how it was chosen
             "search": searched,
         },
-        variants=v["student"],
-        artifact=art,
+        variants=_with_weights(v["student"], quant),
+        artifact=_with_weights({art["precision"]: art}, quant)[art["precision"]],
         selection_reason=v["selection_reason"],
         device=v.get("device_facts"),
         speedup_vs_teacher_p90=teacher["latency"]["p90_ms"] / art["latency"]["p90_ms"],

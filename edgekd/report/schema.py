@@ -57,6 +57,7 @@ class ModelMetrics(_Model):
     device_agreement: float | None = None  # its top-1 agreement (%) with ORT here
     device_runtime: str | None = None
     trtexec_log: str | None = None  # run-relative path of the device's trtexec log
+    weights: str | None = None  # which student weights this artifact holds (KD, PTQ or QAT)
 
 
 class Parity(_Model):

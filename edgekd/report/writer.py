@@ -280,6 +280,9 @@ def render_markdown(r: dict) -> str:
             f"| {r['student']['name']}{mark} | {p} | {m['accuracy']:.2f} | "
             f"{m['agreement']:.2f} | {_lat(m)} | {m['size_mb']:.2f} |"
         )
+    weights = {p: m.get("weights") for p, m in r["variants"].items() if m.get("weights")}
+    if weights:
+        lines += ["", "**Weights**: " + "; ".join(f"{p}: {w}" for p, w in weights.items()) + "."]
     lines += [
         "",
         f"**Artifact**: `{r['artifact']['path']}` ({r['artifact']['precision']}, "

@@ -98,6 +98,13 @@ def test_report_holds_accuracies_latencies_sizes_and_artifact(demo_run):
     assert r["export"]["float_conv_gemm_left"]["int8"] > 0
     assert r["variants"]["int8"]["float_conv_gemm_left"] == 0
     assert r["variants"]["fp32"]["parity"] >= 99.0
+    # which weights each artifact holds (issue 25 item 9): the float ones the KD student, the
+    # INT8 ones whichever of PTQ and QAT the quantize stage kept
+    kept = r["quantization"]["kept"]
+    assert r["variants"]["fp32"]["weights"].startswith("KD: the distilled student")
+    assert r["variants"]["int8"]["weights"].startswith("QAT" if kept.startswith("qat") else "PTQ")
+    assert r["artifact"]["weights"] == r["variants"][r["artifact"]["precision"]]["weights"]
+    assert "**Weights**: fp32: KD" in (out / "report.md").read_text()
     assert r["variants"]["int8"]["parity"] == r["parity"]["int8-ort"]["top1_agreement"]
     assert r["verdict"]["passed"] and r["verdict"]["exit_code"] == 0
     md = (out / "report.md").read_text()
