@@ -225,7 +225,8 @@ def compress_command(
         float | None,
         typer.Option(
             help="Smallest top-1 agreement (%) of the shipped ONNX in ONNX Runtime with its torch "
-            "model (a gate like the budgets)."
+            "model: a gate like the budgets, and a variant below it is not shipped while "
+            "another passes [default: 95]."
         ),
     ] = None,
     resume: Annotated[

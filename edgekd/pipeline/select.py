@@ -34,6 +34,15 @@ def select_variant(
         if budgets.max_accuracy_drop is None
         or teacher_accuracy - v["accuracy"] <= budgets.max_accuracy_drop
     ]
+    # an artifact that disagrees with its own torch model is not shipped while another passes
+    # (issue 25 item 8: a 21%-agreement INT8 artifact shipped)
+    low = {p: variants[p]["parity"] for p in drop_ok
+           if budgets.min_parity is not None and variants[p].get("parity") is not None
+           and variants[p]["parity"] < budgets.min_parity}  # fmt: skip
+    if low and len(low) < len(drop_ok):
+        drop_ok = [p for p in drop_ok if p not in low]
+    else:
+        low = {}
     timings = ", ".join(f"{p} {lat(p):.3f} ms" for p in sorted(variants, key=lat))
     if drop_ok:
         fastest = min(drop_ok, key=lat)
@@ -61,9 +70,13 @@ def select_variant(
                 )
             else:
                 reason += "; INT8 was slower on this target, so the float artifact ships"
-        rejected = sorted(set(variants) - set(drop_ok))
+        rejected = sorted(set(variants) - set(drop_ok) - set(low))
         if rejected:
             reason += f"; over the accuracy budget: {', '.join(rejected)}"
+        if low:
+            reason += "; left out for parity below --min-parity {:.0f}%: {}".format(
+                budgets.min_parity, ", ".join(f"{p} {a:.1f}%" for p, a in sorted(low.items()))
+            )
         return choice, reason
     choice = max(variants, key=lambda p: variants[p]["accuracy"])
     return choice, f"no variant within the accuracy budget; kept the most accurate ({timings})"

@@ -48,3 +48,17 @@ def test_a_latency_tie_goes_to_the_more_accurate_variant():
         ]
         == "int8"
     )
+
+
+def test_a_variant_that_disagrees_with_its_torch_model_is_not_shipped():
+    # issue 25 item 8: a label-free run shipped an INT8 artifact with 21% parity
+    fp32 = v(90.0, 0.2) | {"parity": 100.0}
+    int8 = v(89.5, 0.1) | {"parity": 21.0}
+    assert Budgets().min_parity == 95.0  # a default gate
+    choice, why = select_variant({"fp32": fp32, "int8": int8}, 90.0, Budgets())
+    assert choice == "fp32" and "left out for parity below --min-parity 95%: int8 21.0%" in why
+    choice, _ = select_variant({"fp32": fp32, "int8": int8}, 90.0, Budgets(min_parity=None))
+    assert choice == "int8"  # the gate switched off: the fastest ships
+    both_low = {"fp32": fp32 | {"parity": 50.0}, "int8": int8}
+    choice, _ = select_variant(both_low, 90.0, Budgets())
+    assert choice == "int8"  # none passes: selection as before, the parity gate reports it
