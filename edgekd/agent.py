@@ -333,10 +333,8 @@ def facts(root: str = "/") -> dict:
 
 def _dist_version(*names: str):
     """The installed version of the first distribution found among `names` (None if none)."""
-    try:
-        from importlib import metadata
-    except ImportError:  # pragma: no cover (3.8 has importlib.metadata)
-        return None
+    from importlib import metadata  # 3.8+
+
     for name in names:
         try:
             return metadata.version(name)

@@ -25,7 +25,8 @@ OP_CLASSES: tuple[str, ...] = ("dense_conv", "depthwise_conv", "gemm", "elementw
 
 
 def _control_char(text: str) -> str | None:
-    """The first control, format or line/paragraph separator character in text, as U+XXXX."""
+    """The first control, format or line/paragraph separator character in text, named by its
+    code point ("U+000A" for a newline); None when there is none."""
     for ch in text:
         if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
             return f"U+{ord(ch):04X}"

@@ -78,11 +78,15 @@ def parse_version(text: str) -> Version:
         return (10, 0)
 
 
+def weak_typing(version: Version, *, dla: bool = False) -> bool:
+    """Whether edgekd builds INT8/FP16 engines weakly typed (`--int8 --fp16` / `--fp16`): on
+    8.x, and for DLA on 10.x (trtexec sets FP16 for DLA, which strong typing refuses)."""
+    f = facts(version)
+    return not f.strongly_typed or (dla and f.weak_precision_flags)
+
+
 def int8_float_precision(version: Version, float_type: str, *, dla: bool = False) -> str:
     """The precision of the layers an INT8 Q/DQ engine leaves in float: FP16 where edgekd
-    builds weakly typed with `--int8 --fp16` (8.x, and DLA on 10.x), else the ONNX's own float
-    type (strong typing keeps what the graph says)."""
-    f = facts(version)
-    if not f.strongly_typed or (dla and f.weak_precision_flags):
-        return "fp16"
-    return float_type
+    builds weakly typed (`weak_typing`), else the ONNX's own float type (strong typing keeps
+    what the graph says)."""
+    return "fp16" if weak_typing(version, dla=dla) else float_type

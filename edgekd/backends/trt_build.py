@@ -37,7 +37,7 @@ from edgekd._io import write_text
 from edgekd.errors import InputError
 from edgekd.export.onnx_export import INPUT_NAME
 from edgekd.targets import TargetProfile
-from edgekd.trt_versions import facts, int8_float_precision, parse_version
+from edgekd.trt_versions import facts, int8_float_precision, parse_version, weak_typing
 
 
 def trt_version(target: TargetProfile) -> tuple[int, int]:
@@ -63,12 +63,12 @@ def onnx_facts(path: str | Path) -> OnnxFacts:
     """Read the input's batch axis, the float type and whether there are Q/DQ nodes."""
     import onnx
 
+    from edgekd.latency.graph import float_type, is_quantized
+
     model = onnx.load(str(path), load_external_data=False)
     inp = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
     dynamic = bool(inp) and (inp[0].HasField("dim_param") or not inp[0].HasField("dim_value"))
-    fp16 = any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
-    quantized = any(n.op_type == "QuantizeLinear" for n in model.graph.node)
-    return OnnxFacts(dynamic, "fp16" if fp16 else "fp32", quantized)
+    return OnnxFacts(dynamic, float_type(model), is_quantized(model))
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def build_mode(
         raise InputError("unknown precision", value=precision, valid=["fp32", "fp16", "int8"])
     if precision == "fp32":
         return BuildMode([], "strong" if f.strongly_typed else "weak", "fp32", "fp32")
-    if not f.strongly_typed or (dla and f.weak_precision_flags):
+    if weak_typing(f.version, dla=dla):
         flags = ["--int8", "--fp16"] if precision == "int8" else ["--fp16"]
         label = "int8 (float layers fp16)" if precision == "int8" else "fp16"
         return BuildMode(flags, "weak", "fp16", label)
@@ -115,12 +115,6 @@ def build_mode(
         fl = int8_float_precision(f.version, onnx.float_type)
         return BuildMode(strong, "strong", fl, f"int8 (float layers {fl})")
     return BuildMode(strong, "strong", "fp16", "fp16")
-
-
-def precision_flags(
-    target: TargetProfile, precision: str, onnx: OnnxFacts | None = None
-) -> list[str]:
-    return build_mode(target, precision, onnx).flags
 
 
 def trtexec_args(

@@ -354,7 +354,10 @@ def resolve_precision(
 
 def float_type(model) -> str:
     """fp16 when the graph's weights are FP16, else fp32."""
-    return "fp16" if any(i.data_type == 10 for i in model.graph.initializer) else "fp32"
+    import onnx
+
+    fp16 = onnx.TensorProto.FLOAT16
+    return "fp16" if any(i.data_type == fp16 for i in model.graph.initializer) else "fp32"
 
 
 def is_quantized(model) -> bool:

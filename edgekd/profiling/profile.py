@@ -10,7 +10,7 @@ import yaml
 from edgekd._io import write_text
 from edgekd.errors import InputError
 from edgekd.latency.cost import predict_latency
-from edgekd.latency.graph import is_quantized, load_onnx
+from edgekd.latency.graph import float_type, is_quantized, load_onnx
 from edgekd.targets import get_target, user_profiles_dir
 
 
@@ -240,10 +240,4 @@ def profile_remote(
 
 def _onnx_precision(model) -> str:
     """int8 for a Q/DQ graph, fp16 when its weights are FP16, else fp32."""
-    import onnx
-
-    if is_quantized(model):
-        return "int8"
-    if any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer):
-        return "fp16"
-    return "fp32"
+    return "int8" if is_quantized(model) else float_type(model)

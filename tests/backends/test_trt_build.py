@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from edgekd.backends.trt_build import build_script, precision_flags, trtexec_args, workspace_mb
+from edgekd.backends.trt_build import build_mode, build_script, trtexec_args, workspace_mb
 from edgekd.errors import InputError
 from edgekd.targets import get_target
 
@@ -15,9 +15,9 @@ SHAPE = (3, 224, 224)
 
 def test_orin_tensorrt10_builds_are_strongly_typed():
     orin = get_target("jetson-orin-nano-8gb")
-    assert precision_flags(orin, "int8") == ["--stronglyTyped"]
-    assert precision_flags(orin, "fp16") == ["--stronglyTyped"]  # from the FP16 ONNX
-    assert precision_flags(orin, "fp32") == []
+    assert build_mode(orin, "int8").flags == ["--stronglyTyped"]
+    assert build_mode(orin, "fp16").flags == ["--stronglyTyped"]  # from the FP16 ONNX
+    assert build_mode(orin, "fp32").flags == []
     args = trtexec_args(orin, "int8", SHAPE)
     # trtexec 10.3 warns about and drops --int8/--fp16 given with --stronglyTyped
     # (sampleOptions.cpp@v10.3.0:1232-1247): edgekd never emits them together
