@@ -65,11 +65,19 @@ def compile_model(onnx_path: Path, out_path: Path, precision: str, target: str) 
     )
 
 
-def predict(path: str | Path, ds, batch_size: int = 128, threads: int = 1) -> np.ndarray:
-    """Logits of the model at `path` on every sample of `ds` (in order)."""
+def predict(
+    path: str | Path, ds, batch_size: int = 128, threads: int = 1, progress=None
+) -> np.ndarray:
+    """Logits of the model at `path` on every sample of `ds` (in order).
+    `progress(done, total)`: called after each batch."""
     sess = session(path, threads)
     name = sess.get_inputs()[0].name
-    outs = [sess.run(None, {name: x.numpy()})[0] for x, _ in loader(ds, batch_size)]
+    batches = loader(ds, batch_size)
+    outs = []
+    for i, (x, _) in enumerate(batches):
+        outs.append(sess.run(None, {name: x.numpy()})[0])
+        if progress is not None:
+            progress(i + 1, len(batches))
     return np.concatenate(outs)
 
 

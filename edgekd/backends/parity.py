@@ -10,9 +10,12 @@ import torch
 from edgekd.backends import onnxruntime as ort_backend
 
 
-def parity(onnx_path: str | Path, torch_logits: torch.Tensor, ds, threads: int = 1) -> dict:
-    """Top-1 agreement (percent) and logit differences between ONNX Runtime and torch."""
-    ort_logits = ort_backend.predict(onnx_path, ds, threads=threads)
+def parity(
+    onnx_path: str | Path, torch_logits: torch.Tensor, ds, threads: int = 1, progress=None
+) -> dict:
+    """Top-1 agreement (percent) and logit differences between ONNX Runtime and torch.
+    `progress(done, total)`: after each batch ONNX Runtime ran."""
+    ort_logits = ort_backend.predict(onnx_path, ds, threads=threads, progress=progress)
     ref = torch_logits.detach().numpy()
     diff = np.abs(ort_logits - ref)
     return {

@@ -101,6 +101,11 @@ class RichReporter(Reporter):
     def val_metric(self, label: str) -> None:
         self._val = label
 
+    def heartbeat(self, text: str) -> None:
+        # a live bar or spinner already shows the time; a CI log gets the line
+        if not self.quiet and not self.interactive:
+            self.console.print(f"[dim]  {text}[/]", highlight=False, soft_wrap=True)
+
     def message(self, text: str) -> None:
         if self._progress is not None:
             self._progress.update(self._task, description=text)

@@ -78,7 +78,14 @@ def search_command(
             _relaunch(launch)
         if launch is not None:
             check_gpus(run_device, launch.local_rank + 1, "torchrun LOCAL_RANK + 1 =")
-        from edgekd.search.search import chosen, diswot_source, search, write_results
+        from edgekd.search.search import (
+            chance_level,
+            chosen,
+            diswot_source,
+            search,
+            undecided,
+            write_results,
+        )
         from edgekd.search.space import candidates
         from edgekd.targets import get_target
 
@@ -116,7 +123,9 @@ def search_command(
         )
         if launch is not None and not launch.leader:  # rank 0 writes and prints
             return
-        path = write_results(out / "search", ranked, latency_budget_ms)
+        chance = chance_level(bundle.num_classes, len(bundle.val))
+        pick = chosen(ranked, chance=chance)
+        path = write_results(out / "search", ranked, latency_budget_ms, pick)
         kind = "measured" if ranked and ranked[0].latency_measured else "predicted"
         lines = [
             f"{'rank':>4s} {'candidate':28s} {'params':>9s} {kind + ' ms':>13s} {'diswot':>9s} "
@@ -135,7 +144,10 @@ def search_command(
         ref = diswot_source(ranked)
         if ref:
             lines.append(f"diswot: against {ref}")
-        lines.append(f"chosen: {chosen(ranked).name}; wrote {path} and {path.parent}/pareto.png")
+        why = undecided(ranked, chance)
+        if why:
+            lines.append(f"few-shot: {why}: the DisWOT ranking decides")
+        lines.append(f"chosen: {pick.name}; wrote {path} and {path.parent}/pareto.png")
         sys.stdout.write("\n".join(lines) + "\n")
 
     def _relaunch(launch) -> None:

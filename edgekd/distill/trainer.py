@@ -29,6 +29,7 @@ from edgekd.distill.losses import KDBatch, create_loss
 from edgekd.distill.taps import Taps
 from edgekd.errors import ConfigError, StageError
 from edgekd.models.evaluate import FrozenTeacher, evaluate_torch
+from edgekd.progress import Tally
 
 
 @dataclass(frozen=True)
@@ -158,10 +159,12 @@ class _TeacherOutputs:
         return logits, feat if "features" in self.needs else None, emb
 
     @torch.no_grad()
-    def build_cache(self, ds: Dataset, batch_size: int, limit_bytes: float) -> bool:
-        """Run the teacher once over `ds` (in order); False if the outputs would not fit."""
+    def build_cache(self, ds: Dataset, batch_size: int, limit_bytes: float, progress=None) -> bool:
+        """Run the teacher once over `ds` (in order); False if the outputs would not fit.
+        `progress(done, total)`: after each batch."""
         parts: dict[str, list[torch.Tensor]] = {}
-        for i, (x, _y) in enumerate(loader(ds, batch_size)):
+        batches = loader(ds, batch_size)
+        for i, (x, _y) in enumerate(batches):
             logits, feat, emb = self.taps.run(x.to(self.device))
             got = {"logits": logits, "feat": feat if "features" in self.needs else None}
             got["emb"] = emb if "embeddings" in self.needs else None
@@ -172,6 +175,8 @@ class _TeacherOutputs:
             for k, v in got.items():
                 if v is not None:
                     parts.setdefault(k, []).append(v.float().cpu())
+            if progress is not None:
+                progress(i + 1, len(batches))
         self.cache = {k: torch.cat(v) for k, v in parts.items()}
         return True
 
@@ -360,7 +365,8 @@ def distill(
             if ck.get("key") == key and ck.get("needs") == sorted(needs):
                 teacher_out.cache, loaded = ck["cache"], True
         limit = float("inf") if cache_mode in ("memory", "disk") else cfg.cache_limit_gb * 2**30
-        if loaded or teacher_out.build_cache(bundle.train, 256, limit):
+        running = Tally(say, "teacher outputs for the cache", "batches")
+        if loaded or teacher_out.build_cache(bundle.train, 256, limit, progress=running):
             teacher_out.mode = "disk" if cache_mode == "disk" else "memory"
             if cache_mode == "disk" and not loaded:
                 ckpt_dir.mkdir(parents=True, exist_ok=True)

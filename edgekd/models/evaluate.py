@@ -28,16 +28,21 @@ class FrozenTeacher:
 
 
 @torch.no_grad()
-def evaluate_torch(model: nn.Module, ds, batch_size: int = 256) -> tuple[float, torch.Tensor]:
+def evaluate_torch(
+    model: nn.Module, ds, batch_size: int = 256, progress=None
+) -> tuple[float, torch.Tensor]:
     """Top-1 accuracy (percent) and logits (on the CPU) of `model` on dataset `ds`, run on the
-    device the model's parameters are on."""
+    device the model's parameters are on. `progress(done, total)`: called after each batch."""
     model.eval()
     device = next(model.parameters(), torch.empty(0)).device
     logits, labels = [], []
-    for x, y in loader(ds, batch_size):
+    batches = loader(ds, batch_size)
+    for i, (x, y) in enumerate(batches):
         out = model(x.to(device))
         logits.append((out[0] if isinstance(out, (tuple, list)) else out).float().cpu())
         labels.append(torch.as_tensor(y))
+        if progress is not None:
+            progress(i + 1, len(batches))
     out = torch.cat(logits)
     acc = (out.argmax(1) == torch.cat(labels)).float().mean().item() * 100
     return acc, out

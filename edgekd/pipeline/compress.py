@@ -155,7 +155,8 @@ def _compress(
     plans = make_plans(cfg, budgets)  # a bad loss, recipe, target or device fails here
     ctx = _context(cfg, plans, reporter or Reporter(), launch)
     try:
-        return _chain(cfg, plans, ctx)
+        with ctx.reporter.watch():  # edgekd.log is never silent for long (events.HEARTBEAT_S)
+            return _chain(cfg, plans, ctx)
     finally:
         ctx.run.release()
 

@@ -57,13 +57,15 @@ def quantize_int8(
     batch_size: int = 64,
     method: str = "max",
     percentile: float = 99.99,
+    progress=None,
 ) -> nn.Module:
     """Insert INT8 fake-quant nodes into `model` and calibrate them on `calib_ds` (in place).
 
     Weights are always calibrated by their per-channel max. Activations by `method`:
     `max` (largest |x| seen), `entropy` (the range minimising the KL divergence between the
     float and quantized histograms, TensorRT's classic choice) or `percentile` (the
-    `percentile`-th percentile of |x|, which clips rare outliers).
+    `percentile`-th percentile of |x|, which clips rare outliers). `progress(done, total)`:
+    called after each calibration batch.
     """
     if method not in CALIB_METHODS:
         raise ConfigError("unknown calibration method", value=repr(method), valid=CALIB_METHODS)
@@ -74,9 +76,12 @@ def quantize_int8(
     device = next(model.parameters()).device
 
     def forward_loop(m: nn.Module) -> None:
+        batches = loader(calib_ds, batch_size)
         with torch.no_grad():
-            for x, _ in loader(calib_ds, batch_size):
+            for i, (x, _) in enumerate(batches):
                 m(x.to(device))
+                if progress is not None:
+                    progress(i + 1, len(batches))
 
     model.eval()
     cfg = _int8_config(method)

@@ -38,8 +38,11 @@ def _logits(model: nn.Module, ds, batch_size: int) -> torch.Tensor:
     return torch.cat([model(x.to(device)).float().cpu() for x, _ in loader(ds, batch_size)])
 
 
-def layer_sensitivity(model: nn.Module, calib_ds, batch_size: int = 64) -> list[tuple[str, float]]:
-    """(layer, KL) for every quantized layer, most sensitive first. Leaves `model` as it was."""
+def layer_sensitivity(
+    model: nn.Module, calib_ds, batch_size: int = 64, progress=None
+) -> list[tuple[str, float]]:
+    """(layer, KL) for every quantized layer, most sensitive first. Leaves `model` as it was.
+    `progress(done, total, layer)`: called after each layer."""
     layers = quantized_layers(model)
     everything = [q for qs in layers.values() for q in qs]
     for q in everything:
@@ -53,6 +56,8 @@ def layer_sensitivity(model: nn.Module, calib_ds, batch_size: int = 64) -> list[
             log_q = F.log_softmax(_logits(model, calib_ds, batch_size), dim=1)
             kl = (ref.exp() * (ref - log_q)).sum(1).mean().item()
             scores.append((name, max(kl, 0.0)))
+            if progress is not None:
+                progress(len(scores), len(layers), name)
             for q in qs:
                 q.disable()
     finally:

@@ -18,6 +18,7 @@ at 1/16 of the teacher's parameters when there is no latency budget (`size_cap`)
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,7 @@ import torch
 from edgekd._io import write_json
 from edgekd.distributed import gather, join, leave, rank_device, send, torchrun_launch
 from edgekd.errors import ConfigError
+from edgekd.progress import Tally
 from edgekd.search import proxies
 from edgekd.search.proxies import DiswotReference
 from edgekd.search.space import build_candidate
@@ -252,15 +254,23 @@ def few_shot(names, teacher, data, epochs, seed, device, launch=None, say=None) 
 
     rank, world = (launch.rank, launch.world_size) if launch else (0, 1)
     mine = {}
-    for name in names[rank::world]:
+    share = names[rank::world]
+    where = f" (rank {rank})" if world > 1 else ""
+    tally = Tally(say, f"few-shot KD{where}", "epochs", every=0)
+    for i, name in enumerate(share):
         torch.manual_seed(seed)
         model = build_candidate(name, data.num_classes, data.input_shape)
         cfg = TrainConfig(epochs, 1e-2, seed=seed, device=device)
+
+        def epoch_done(r, i=i, name=name):
+            tally(i * epochs + r["epoch"], len(share) * epochs,
+                  f"{name} ({i + 1} of {len(share)}) epoch {r['epoch']}/{epochs}, val "
+                  f"{r['val_acc']:.2f}%")  # fmt: skip
+
         with tempfile.TemporaryDirectory() as d:
-            res = distill(model, teacher, data, cfg, d, distributed=False)
+            res = distill(model, teacher, data, cfg, d, distributed=False, on_epoch=epoch_done)
         mine[name] = res.best_val_acc
-        say(f"{name}: few-shot val {res.best_val_acc:.2f}%"
-            + (f" (rank {rank})" if world > 1 else ""))  # fmt: skip
+        say(f"{name}: few-shot val {res.best_val_acc:.2f}%{where}")
     if launch is None:
         return mine
     parts = gather(mine) or []
@@ -276,11 +286,14 @@ def _score_all(
     cache_file, cache = _load_cache()
     out: list[Candidate] = []
     built = {}
-    for name in names:
+    building = Tally(say, "search: building candidates")
+    for i, name in enumerate(names):
         try:
             built[name] = candidate_at(name, data.num_classes, shape)(seed)
         except Exception as e:  # one bad candidate does not stop the search
             out.append(Candidate(name, 0, float("nan"), False, False, error=str(e)[:200]))
+            say(f"{name}: does not build ({str(e).splitlines()[0][:120] if str(e) else e!r})")
+        building(i + 1, len(names))
     sizes = {n: int(proxies.params_score(m)) for n, m in built.items()}
     # the teacher's own architecture is no student (and DisWOT would rank it first: the
     # random-init reference is that very network, distance 0); it takes no part in the cap
@@ -290,6 +303,12 @@ def _score_all(
         allowed = {n for n, p in students.items() if p <= max_params}
         allowed = allowed or set(sorted(students, key=students.get)[:1])  # else the smallest
     reference = None  # built at the first candidate within budget
+    costed = [n for n in built if n in allowed]
+    capped = [n for n in built if n not in allowed and n != teacher_arch]
+    if capped:
+        say(f"search: {len(capped)} of {len(names)} candidates over the size cap ({max_params} "
+            f"params), not costed: {', '.join(capped)}")  # fmt: skip
+    tally = Tally(say, "search: candidate", every=0)  # a line per candidate costed
     for name, model in built.items():
         if name == teacher_arch:
             why = "the teacher's own architecture"
@@ -299,15 +318,16 @@ def _score_all(
         if name not in allowed:
             why = f"over the size cap ({sizes[name]} > {max_params} params)"
             out.append(Candidate(name, sizes[name], float("nan"), False, False, dropped=why))
-            say(f"{name}: {why}, dropped")
             continue
+        done = costed.index(name) + 1
         ms, measured = candidate_latency(name, model, shape, target, cache)
+        at = f"{ms:.3f} ms {'measured' if measured else 'predicted'}"
         fits = latency_budget_ms is None or ms <= latency_budget_ms
         cand = Candidate(name, sizes[name], ms, measured, fits)
         out.append(cand)
         if not fits:
             cand.dropped = f"over the latency budget ({ms:.3f} > {latency_budget_ms} ms)"
-            say(f"{name}: {ms:.3f} ms > budget, dropped")
+            tally(done, len(costed), f"{name}: {at} > budget, dropped")
             continue
         if reference is None:
             reference = diswot_reference(teacher, teacher_arch, data, batch_size, seed)
@@ -316,8 +336,8 @@ def _score_all(
         cand.scores = score_candidate(reference, candidate_at(name, data.num_classes, shape),
                                       model)  # fmt: skip
         cand.diswot_reference = reference.source
-        say(f"{name}: {ms:.3f} ms, diswot {cand.scores['diswot']:.4f} "
-            f"({time.perf_counter() - t0:.1f} s)")  # fmt: skip
+        tally(done, len(costed), f"{name}: {at}, diswot {cand.scores['diswot']:.4f} "
+              f"(scored in {time.perf_counter() - t0:.1f} s)")  # fmt: skip
     write_json(cache_file, cache)
     order = {n: i for i, n in enumerate(names)}
     out.sort(key=lambda c: order[c.name])
@@ -328,10 +348,36 @@ def _score_all(
     return ranked + [c for c in out if c not in ranked]
 
 
-def chosen(ranked: list[Candidate], *, fastest_if_none: bool = False) -> Candidate:
+def chance_level(num_classes: int, n_val: int) -> float:
+    """The val top-1 (percent) a guess does not beat at three standard errors: 1/classes plus
+    3 sqrt(p(1-p)/n). digits (10 classes, 360 val images): 14.74%."""
+    p = 1 / max(num_classes, 1)
+    return 100 * (p + 3 * math.sqrt(p * (1 - p) / max(n_val, 1)))
+
+
+def undecided(ranked: list[Candidate], chance: float | None) -> str | None:
+    """Why the few-shot accuracies cannot pick the student (None when they can): the best of
+    them is at chance (`chance_level`), or two or more share it."""
+    shot = [c for c in ranked if c.within_budget and c.scores and c.few_shot_acc is not None]
+    if not shot:
+        return None
+    best = max(c.few_shot_acc for c in shot)
+    if chance is not None and best <= chance:
+        return f"every few-shot run ended at chance (best {best:.2f}%, chance up to {chance:.2f}%)"
+    tied = [c.name for c in shot if c.few_shot_acc == best]
+    if len(tied) > 1:
+        return f"{', '.join(tied)} tie at {best:.2f}% after the few-shot runs"
+    return None
+
+
+def chosen(
+    ranked: list[Candidate], *, fastest_if_none: bool = False, chance: float | None = None
+) -> Candidate:
     """The winner: best few-shot accuracy when there is one, else the top DisWOT score. When
-    no candidate meets the budget: the fastest costed one with `fastest_if_none` (the report
-    then shows the budget missed), else an error."""
+    the few-shot runs cannot decide (`undecided`: all at `chance`, or a tie at the top), the
+    proxy ranking does: the top DisWOT score (of the tied ones). When no candidate meets the
+    budget: the fastest costed one with `fastest_if_none` (the report then shows the budget
+    missed), else an error."""
     fit = [c for c in ranked if c.within_budget and c.scores]
     if ranked and all(c.error for c in ranked):
         raise ConfigError(
@@ -348,7 +394,12 @@ def chosen(ranked: list[Candidate], *, fastest_if_none: bool = False) -> Candida
             fix="raise --latency-budget-ms or add smaller candidates",
         )
     shot = [c for c in fit if c.few_shot_acc is not None]
-    return max(shot, key=lambda c: c.few_shot_acc) if shot else fit[0]
+    if not shot:
+        return fit[0]
+    best = max(c.few_shot_acc for c in shot)
+    if chance is not None and best <= chance:
+        return fit[0]  # fit is in DisWOT order
+    return next(c for c in fit if c.few_shot_acc == best)  # a tie goes to DisWOT's order
 
 
 def diswot_source(ranked: list[Candidate]) -> str | None:

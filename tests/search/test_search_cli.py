@@ -296,3 +296,33 @@ def test_a_torchscript_teacher_is_searched_on_its_outputs(tmp_path):
     assert ref.startswith("the trained teacher's outputs only (TorchScript")
     scores = [c["scores"]["diswot"] for c in cands["candidates"]]
     assert len(scores) == 2 and all(s == s and s <= 0 for s in scores)  # finite, -distance
+
+
+def test_chance_level_is_one_over_classes_plus_three_standard_errors():
+    import math
+
+    from edgekd.search.search import chance_level
+
+    # digits: 10 classes, 360 val images: 10% + 3 sqrt(0.1 * 0.9 / 360) = 10% + 4.743%
+    assert math.isclose(chance_level(10, 360), 14.7434164902525, rel_tol=1e-12)
+    assert math.isclose(chance_level(2, 10_000), 51.5, rel_tol=1e-12)  # 50% + 3 x 0.5%
+
+
+def test_few_shot_at_chance_or_tied_falls_back_to_diswot():
+    from edgekd.search.search import Candidate, chosen, undecided
+
+    def cand(name, diswot, acc):
+        return Candidate(name, 1, 1.0, True, True, {"diswot": diswot}, few_shot_acc=acc)
+
+    # `ranked` is in DisWOT order, as search() returns it
+    ranked = [cand("a", -0.1, 10.0), cand("b", -0.2, 10.0), cand("c", -0.3, 9.7)]
+    why = undecided(ranked, chance=14.74)
+    assert why == "every few-shot run ended at chance (best 10.00%, chance up to 14.74%)"
+    assert chosen(ranked, chance=14.74).name == "a"
+    # above chance, the best wins; a tie at the top goes to the better DisWOT score
+    ranked = [cand("a", -0.1, 60.0), cand("b", -0.2, 80.0), cand("c", -0.3, 80.0)]
+    assert undecided(ranked, chance=14.74) == "b, c tie at 80.00% after the few-shot runs"
+    assert chosen(ranked, chance=14.74).name == "b"
+    ranked[2].few_shot_acc = 81.0
+    assert undecided(ranked, chance=14.74) is None
+    assert chosen(ranked, chance=14.74).name == "c"

@@ -18,6 +18,7 @@ from edgekd.models.evaluate import evaluate_torch
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.plans import ExportPlan
 from edgekd.pipeline.rundir import RunDir
+from edgekd.progress import Tally
 from edgekd.quant import restore_quantized
 from edgekd.quant.ort_layout import fusion_report, qat_input_ranges, quantize_for_ort
 
@@ -99,6 +100,8 @@ def _ort_layout(ctx: RunContext, plan: ExportPlan, fp32, quant_ck: dict, qmodel)
     with tempfile.TemporaryDirectory() as d:
         tmp32 = export_onnx(trained.eval(), Path(d) / "trained.onnx", ctx.shape).path
         calib = data.calibration_subset(plan.calib.num_samples, plan.seed)
+        ctx.reporter.message(f"INT8 in ONNX Runtime's layout: ranges from {len(calib)} "
+                             "calibration images")  # fmt: skip
         learned = qat_input_ranges(qmodel, calib, plan.batch_size)
         return quantize_for_ort(tmp32, ctx.run.path(FILES["int8-ort"]), calib,
                                 module_ranges=learned)  # fmt: skip
@@ -109,27 +112,37 @@ def run(ctx: RunContext, plan: ExportPlan, fp32, int8) -> OnnxSet:
 
     data, shape, trt = ctx.inputs.data, ctx.shape, ctx.trt
     files = {"fp32": ctx.run.path(FILES["fp32"]), "int8": ctx.run.path(FILES["int8"])}
+    say = ctx.reporter.message
+
+    def check(name: str, path: Path, logits) -> dict:  # ORT against torch on val
+        tally = Tally(say, f"parity of {name} in ONNX Runtime", "batches")
+        return parity(path, logits, data.val, progress=tally)
+
     student = load_student(fp32.student, data.num_classes, shape, fp32.best)
+    say("exporting the FP32 student to ONNX")
     e32 = export_onnx(student, files["fp32"], shape, opset=plan.opset)
-    _, logits32 = evaluate_torch(student, data.val)
+    _, logits32 = evaluate_torch(student, data.val,
+                                 progress=Tally(say, "FP32 student in torch on val", "batches"))
     ck = torch.load(int8.checkpoint, map_location="cpu", weights_only=True)  # read once: the
     # fake-quant model here, its float weights for the ORT layout below
     qmodel = restore_quantized(build_student(fp32.student, data.num_classes, shape), ck["extra"],
                                ck["model"])  # fmt: skip
+    say("exporting the INT8 student to ONNX (Q/DQ)")
     e8 = export_onnx(qmodel, files["int8"], shape, opset=plan.opset)
-    _, logits8 = evaluate_torch(qmodel, data.val)
-    par = {"fp32": parity(files["fp32"], logits32, data.val),
-           "int8": parity(files["int8"], logits8, data.val)}  # fmt: skip
+    _, logits8 = evaluate_torch(qmodel, data.val,
+                                progress=Tally(say, "INT8 student in torch on val", "batches"))
+    par = {"fp32": check("fp32", files["fp32"], logits32),
+           "int8": check("int8", files["int8"], logits8)}  # fmt: skip
     if trt and "fp16" in ctx.target.precisions:  # the FP16 ONNX a strongly typed build wants
         files = {"fp32": files["fp32"], "fp16": ctx.run.path(FILES["fp16"]), "int8": files["int8"]}
         export_onnx_fp16(student, files["fp16"], shape)
-        par["fp16"] = parity(files["fp16"], logits32, data.val)
+        par["fp16"] = check("fp16", files["fp16"], logits32)
     fusion = {"int8": fusion_report(files["int8"])["float_conv_gemm"]}
     lint = _lint(ctx, files) if trt else {}
     if not trt:
         ort = _ort_layout(ctx, plan, fp32, ck, qmodel)
         files["int8-ort"] = ort.path
-        par["int8-ort"] = parity(ort.path, logits8, data.val)
+        par["int8-ort"] = check("int8-ort", ort.path, logits8)
         par["int8-ort"]["learned_ranges"] = ort.learned_ranges
         fusion["int8-ort"] = fusion_report(ort.path)["float_conv_gemm"]
     shipped = "int8" if trt else "int8-ort"

@@ -17,6 +17,7 @@ from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.plans import QuantPlan
 from edgekd.pipeline.rundir import RunDir
 from edgekd.pipeline.stages._phase import train_phase
+from edgekd.progress import Tally
 from edgekd.quant import (
     count_quantizers,
     quantize_int8,
@@ -72,8 +73,11 @@ def _calibrated(ctx: RunContext, plan: QuantPlan, fp32, calib):
     """The FP32 student with INT8 quantizers calibrated on `calib`; non-finite ranges fail."""
     data = ctx.inputs.data
     student = load_student(fp32.student, data.num_classes, ctx.shape, fp32.best).to(ctx.device)
+    say = ctx.reporter.message
+    say(f"calibrating INT8 ranges ({plan.calib.method}) on {len(calib)} training images")
     student = quantize_int8(student, calib, batch_size=plan.batch_size, method=plan.calib.method,
-                            percentile=plan.calib.percentile)  # fmt: skip
+                            percentile=plan.calib.percentile,
+                            progress=Tally(say, "calibration", "batches"))  # fmt: skip
     ranges = bad_ranges(student)
     fatal = {k: v for k, v in ranges.items() if v == "not finite"}
     if fatal:
@@ -91,16 +95,27 @@ def _mixed(ctx: RunContext, plan: QuantPlan, student, calib, acc: float, info: d
     """Per-layer sensitivity of the kept INT8 model; over the accuracy budget, the most
     sensitive layers stay in higher precision until it holds. Returns the accuracy kept."""
     val = ctx.inputs.data.val
-    ranking = layer_sensitivity(student, calib, plan.batch_size)
+    say = ctx.reporter.message
+    ranking = layer_sensitivity(student, calib, plan.batch_size,
+                                progress=Tally(say, "per-layer sensitivity", "layers"))  # fmt: skip
     info["sensitivity"] = [{"layer": n, "kl": kl} for n, kl in ranking]
     if plan.max_accuracy_drop is None or not ranking:
         return acc
-    teacher_acc, _ = evaluate_torch(ctx.inputs.teacher.module, val)
+    teacher_acc, _ = evaluate_torch(ctx.inputs.teacher.module, val,
+                                    progress=Tally(say, "teacher on val", "batches"))  # fmt: skip
     goal = teacher_acc - plan.max_accuracy_drop
     if acc >= goal:
         return acc
+    say(f"INT8 val {acc:.2f}% is under {goal:.2f}% (the teacher's {teacher_acc:.2f}% less "
+        f"{plan.max_accuracy_drop}): keeping the most sensitive layers in float")
+
+    def accuracy(m) -> float:
+        got = evaluate_torch(m, val, progress=Tally(say, "mixed precision on val", "batches"))[0]
+        say(f"mixed precision: val {got:.2f}%")
+        return got
+
     float_layers, mixed_acc = mixed_precision(
-        student, ranking, lambda m: evaluate_torch(m, val)[0], goal,
+        student, ranking, accuracy, goal,
         max_float_layers=max(1, len(ranking) // 2),
     )  # fmt: skip
     save_quantized(ctx.run.path(MIXED), student)
@@ -114,7 +129,9 @@ def run(ctx: RunContext, plan: QuantPlan, fp32) -> QuantStudent:
     data = ctx.inputs.data
     calib = data.calibration_subset(plan.calib.num_samples, plan.seed)
     student, ranges = _calibrated(ctx, plan, fp32, calib)
-    ptq_acc, _ = evaluate_torch(student, data.val)
+    ptq_acc, _ = evaluate_torch(student, data.val,
+                                progress=Tally(ctx.reporter.message, "PTQ on val", "batches"))
+    ctx.reporter.message(f"PTQ (calibration alone): val {ptq_acc:.2f}%")
     info = {
         "method": plan.calib.method,
         "percentile": plan.calib.percentile if plan.calib.method == "percentile" else None,

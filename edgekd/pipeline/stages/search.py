@@ -23,10 +23,12 @@ from edgekd.search import space
 from edgekd.search.search import (
     AUTO_FEW_SHOT_K,
     Candidate,
+    chance_level,
     chosen,
     diswot_source,
     search,
     size_cap,
+    undecided,
     write_results,
 )
 
@@ -89,11 +91,20 @@ def key(ctx: RunContext, plan: SearchPlan) -> dict:
     }  # fmt: skip
 
 
-def _how(pick: Candidate, plan: SearchPlan, k: int, fit: list[Candidate], within: str) -> str:
-    """Why this candidate: the line the report and the log show."""
+def _how(
+    pick: Candidate, plan: SearchPlan, k: int, fit: list[Candidate], within: str, why: str | None
+) -> str:
+    """Why this candidate: the line the report and the log show. `why`: why the few-shot runs
+    did not decide (`undecided`)."""
     at = f"{pick.latency_ms:.3f} ms {'measured' if pick.latency_measured else 'predicted'}"
     if not pick.within_budget:
         return f"no candidate meets {plan.latency_ms:.3g} ms: the fastest, {at}"
+    if why is not None:
+        return (
+            f"{why}: they tell the candidates apart no better than a guess, so the proxy "
+            f"ranking decides: the best DisWOT score of the {len(fit)} candidates {within}"
+            f"{' among the tied' if 'tie' in why else ''}; {at}"
+        )
     if pick.few_shot_acc is not None:
         shot = [c.name for c in fit if c.few_shot_acc is not None]
         return (
@@ -112,14 +123,18 @@ def run(ctx: RunContext, plan: SearchPlan) -> SearchPick:
         latency_budget_ms=plan.latency_ms, few_shot_k=k, few_shot_epochs=plan.few_shot_epochs,
         seed=ctx.seed, device=ctx.device,
         distributed=False,  # under torchrun rank 0 searches alone
-        teacher_arch=teacher.arch, max_params=cap,
+        teacher_arch=teacher.arch, max_params=cap, progress=ctx.reporter.message,
     )  # fmt: skip
-    pick = chosen(ranked, fastest_if_none=plan.mode == "auto")
+    data = ctx.inputs.data
+    chance = chance_level(data.num_classes, len(data.val))
+    pick = chosen(ranked, fastest_if_none=plan.mode == "auto", chance=chance)
+    why = undecided(ranked, chance) if pick.within_budget else None
     path = write_results(ctx.run.path("search"), ranked, plan.latency_ms, pick)
     fit = [c for c in ranked if c.within_budget and c.scores]
     record = dataclasses.asdict(pick) | {
         "mode": plan.mode,
-        "how": _how(pick, plan, k, fit, _within(plan, cap)),
+        "how": _how(pick, plan, k, fit, _within(plan, cap), why),
+        "few_shot_undecided": why,
         "candidates_file": CANDIDATES,
         "diswot_reference": diswot_source(ranked),
         "few_shot": {c.name: c.few_shot_acc for c in fit if c.few_shot_acc is not None},

@@ -22,6 +22,7 @@ from edgekd.pipeline.plans import ValidatePlan
 from edgekd.pipeline.rundir import RunDir
 from edgekd.pipeline.select import select_variant
 from edgekd.profiling.probe import Probe, choose_probe
+from edgekd.progress import Tally
 
 NAME = "validate"
 OWNS = ("validate", "device")
@@ -78,8 +79,9 @@ def _probe(ctx: RunContext, plan: ValidatePlan) -> Probe:
 
 
 def _teacher(ctx: RunContext, plan: ValidatePlan, teacher, probe: Probe, y: np.ndarray):
-    ctx.reporter.message("validating the teacher (FP32 ONNX)")
-    logits = ort_backend.predict(teacher.path, ctx.inputs.data.report_set, threads=plan.threads)
+    what = "validating the teacher (FP32 ONNX)"
+    logits = ort_backend.predict(teacher.path, ctx.inputs.data.report_set, threads=plan.threads,
+                                 progress=Tally(ctx.reporter.message, what, "batches"))
     precision = "fp16" if ctx.trt and "fp16" in ctx.target.precisions else "fp32"
     m = {
         "path": ctx.run.rel(teacher.path),
@@ -109,10 +111,13 @@ def _variants(ctx, plan, onnx, built, probe: Probe, y, t_pred) -> dict:
     arts: dict[str, dict] = {}
     logits_of: dict[Path, np.ndarray] = {}
     for p, a in built.artifacts.items():
-        ctx.reporter.message(f"validating the student ({p})")
+        what = f"validating the student ({p})"
         if a.path not in logits_of:  # fp16 and fp32 engines come from one ONNX
-            logits_of[a.path] = ort_backend.predict(a.path, ctx.inputs.data.report_set,
-                                                    threads=plan.threads)  # fmt: skip
+            logits_of[a.path] = ort_backend.predict(
+                a.path, ctx.inputs.data.report_set, threads=plan.threads,
+                progress=Tally(ctx.reporter.message, what, "batches"))  # fmt: skip
+        else:
+            ctx.reporter.message(what)
         pred = logits_of[a.path].argmax(1)
         arts[p] = {
             "path": ctx.run.rel(a.path),
