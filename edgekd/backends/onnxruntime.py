@@ -68,17 +68,30 @@ def compile_model(onnx_path: Path, out_path: Path, precision: str, target: str) 
 def predict(
     path: str | Path, ds, batch_size: int = 128, threads: int = 1, progress=None
 ) -> np.ndarray:
-    """Logits of the model at `path` on every sample of `ds` (in order).
+    """Logits of the model at `path` on every sample of `ds` (in order). A model with a fixed
+    batch dimension (a user's ONNX teacher) runs in batches of that size, the last one padded.
     `progress(done, total)`: called after each batch."""
     sess = session(path, threads)
-    name = sess.get_inputs()[0].name
-    batches = loader(ds, batch_size)
+    name, dtype, fixed = feed(sess)
+    batches = loader(ds, fixed or batch_size)
     outs = []
     for i, (x, _) in enumerate(batches):
-        outs.append(sess.run(None, {name: x.numpy()})[0])
+        x = x.numpy().astype(dtype, copy=False)
+        n = len(x)
+        if fixed and n < fixed:
+            x = np.concatenate([x, np.zeros((fixed - n, *x.shape[1:]), dtype)])
+        outs.append(np.asarray(sess.run(None, {name: x})[0][:n], dtype=np.float32))
         if progress is not None:
             progress(i + 1, len(batches))
     return np.concatenate(outs)
+
+
+def feed(sess) -> tuple[str, type, int | None]:
+    """(input name, numpy dtype, fixed batch size or None) of a session's first input."""
+    meta = sess.get_inputs()[0]
+    dtype = np.float16 if meta.type == "tensor(float16)" else np.float32
+    b = meta.shape[0] if meta.shape else None
+    return meta.name, dtype, b if isinstance(b, int) and b > 0 else None
 
 
 def profile(
@@ -91,10 +104,12 @@ def profile(
     batch: int = 1,
     seed: int = 0,
 ) -> LatencyReport:
-    """Latency of one `sess.run` on a random batch, after warm-up, at `threads` threads."""
+    """Latency of one `sess.run` on a random batch, after warm-up, at `threads` threads (at
+    the model's own batch size when it fixes one)."""
     sess = session(path, threads)
-    name = sess.get_inputs()[0].name
-    x = np.random.default_rng(seed).standard_normal((batch, *input_shape)).astype(np.float32)
+    name, dtype, fixed = feed(sess)
+    batch = fixed or batch
+    x = np.random.default_rng(seed).standard_normal((batch, *input_shape)).astype(dtype)
     return time_calls(
         lambda: sess.run(None, {name: x}),
         warmup=warmup,

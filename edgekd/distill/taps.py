@@ -34,9 +34,12 @@ def as_map(x: torch.Tensor) -> torch.Tensor:
 
 
 def _hookable(model: nn.Module, role: str) -> None:
-    if isinstance(model, torch.jit.ScriptModule):
+    from edgekd.models.onnx_teacher import opaque_kind
+
+    kind = opaque_kind(model)
+    if kind is not None:
         raise ConfigError(
-            f"feature losses need a {role} whose layers can be hooked, not TorchScript",
+            f"feature losses need a {role} whose layers can be hooked, not {kind}",
             fix="pass a checkpoint or a state dict with --arch, or use a logit loss (kd, dkd...)",
         )
 
@@ -120,6 +123,7 @@ class Taps:
     ) -> None:
         self.model = model
         self.layer: str | None = None
+        self.raw_shape: tuple[int, ...] | None = None  # the tapped output's, before as_map
         self._feat: torch.Tensor | None = None
         self._emb: torch.Tensor | None = None
         self._hooks = []
@@ -141,7 +145,26 @@ class Taps:
             self._hooks.append(classifier_module(model).register_forward_pre_hook(self._keep_emb))
 
     def _keep_feat(self, _m, _i, out) -> None:
-        self._feat = as_map(out[0] if isinstance(out, (tuple, list)) else out)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        self.raw_shape = tuple(out.shape[1:])
+        self._feat = as_map(out)
+
+    def describe(self, feat: torch.Tensor | None, emb: torch.Tensor | None) -> str:
+        """What this side taps, from one run's outputs: "layer4 -> 512x2x2", a ViT's
+        "blocks.11: tokens 65x192 -> map 192x8x8 (1 prefix token dropped)", "embedding 512"."""
+        parts = []
+        if feat is not None and self.layer is not None:
+            shape = "x".join(map(str, feat.shape[1:]))
+            raw = self.raw_shape or ()
+            if len(raw) == 2:  # [N, C] tokens laid out as a square map
+                dropped = raw[0] - feat.shape[2] * feat.shape[3]
+                shape = f"tokens {raw[0]}x{raw[1]} -> map {shape}"
+                shape += f" ({dropped} prefix token(s) dropped)" if dropped else ""
+            parts.append(f"{self.layer} -> {shape}")
+        if emb is not None:
+            parts.append(f"embedding {emb.shape[1]} (the classifier's input)")
+        return "; ".join(parts)
+
 
     def _keep_emb(self, _m, inputs) -> None:
         self._emb = inputs[0].flatten(1)
@@ -158,3 +181,19 @@ class Taps:
         for h in self._hooks:
             h.remove()
         self._hooks = []
+
+
+def describe_module(module: nn.Module) -> str:
+    """One line for a small learned module: "Conv2d 48->256 1x1 + BatchNorm2d (12,800 params)"."""
+
+    def one(m: nn.Module) -> str:
+        if isinstance(m, nn.Conv2d):
+            return f"Conv2d {m.in_channels}->{m.out_channels} {m.kernel_size[0]}x{m.kernel_size[1]}"
+        if isinstance(m, nn.Linear):
+            return f"Linear {m.in_features}->{m.out_features}"
+        return type(m).__name__
+
+    seq = isinstance(module, nn.Sequential)
+    parts = [one(m) for m in module.children()] if seq else [one(module)]
+    n = sum(p.numel() for p in module.parameters())
+    return f"{' + '.join(parts)} ({n:,} params)"

@@ -26,7 +26,7 @@ from edgekd._io import atomic_path
 from edgekd.data import DataBundle, loader
 from edgekd.distill.guards import first_nonfinite_module
 from edgekd.distill.losses import KDBatch, create_loss
-from edgekd.distill.taps import Taps
+from edgekd.distill.taps import Taps, describe_module
 from edgekd.errors import ConfigError, StageError
 from edgekd.models.evaluate import FrozenTeacher, evaluate_torch
 from edgekd.progress import Tally
@@ -340,6 +340,12 @@ def distill(
             if v is not None
         }
         loss_fn.setup(shapes)
+        learned = [f"{name}: {describe_module(m)}" for name, m in loss_fn.named_children()
+                   if any(p.requires_grad for p in m.parameters())]  # fmt: skip
+        say(f"{cfg.loss} taps: student {s_taps.describe(f_s, e_s)}; teacher "
+            f"{t_taps.describe(f_t, e_t)}"
+            + (f"; learned by the loss: {', '.join(learned)}" if learned else
+               "; no adapter (the shapes match)"))  # fmt: skip
     if hasattr(loss_fn, "set_class_means"):
         loss_fn.set_class_means(
             teacher_class_means(

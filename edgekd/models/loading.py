@@ -34,7 +34,7 @@ class LoadedModel:
     """A teacher ready to run: the module, how it was stored, and what the file said of itself."""
 
     module: nn.Module
-    kind: str  # torchscript | exported | checkpoint | state_dict | pickle | timm
+    kind: str  # torchscript | exported | checkpoint | state_dict | pickle | timm | onnx
     source: str
     arch: str | None = None
     num_classes: int | None = None
@@ -135,8 +135,9 @@ def load_teacher(
     """Load the teacher named by `spec` (a file path or `timm:NAME`), in eval mode.
 
     Args:
-        spec: Path to a TorchScript file, a `.pt2` torch.export program, an edgekd checkpoint
-            or a plain state dict; or `timm:NAME` for a fresh (random) timm model.
+        spec: Path to a TorchScript file, a `.pt2` torch.export program, an edgekd checkpoint,
+            a plain state dict or an ONNX model (run in ONNX Runtime: `OnnxTeacher`); or
+            `timm:NAME` for a fresh (random) timm model.
         arch: timm architecture for a plain state dict.
         num_classes: classes of the data, used for `timm:NAME` and plain state dicts.
         trust_pickle: allow a fully pickled `nn.Module` (runs code from the file).
@@ -189,6 +190,13 @@ def load_teacher(
                 fix=str(e).splitlines()[0][:200],
             ) from None
         return LoadedModel(program.module(), "exported", str(path), program=program)
+
+    if not names and _is_onnx(path):
+        from edgekd.models.onnx_teacher import OnnxTeacher
+
+        m = OnnxTeacher(path)
+        return LoadedModel(m, "onnx", str(path), input_shape=m.input_shape,
+                           meta={"onnx_opset": m.opset})  # fmt: skip
 
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -282,15 +290,7 @@ def _traced_shape(m) -> tuple[int, int, int] | None:
 
 
 def _unreadable(path: Path, fix: str) -> ModelLoadError:
-    """The error for a teacher file torch cannot read: an ONNX model is named as one."""
-    if _is_onnx(path):
-        return ModelLoadError(
-            "the teacher is an ONNX model; distillation runs the teacher in PyTorch, and ONNX "
-            "teachers are not supported yet",
-            value=str(path),
-            fix="pass the PyTorch model it was exported from (TorchScript, torch.export .pt2, "
-            "or a state dict with --arch)",
-        )
+    """The error for a teacher file torch cannot read."""
     return ModelLoadError(
         "cannot read teacher file (corrupt or truncated?)", value=str(path), fix=fix
     )

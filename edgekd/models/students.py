@@ -14,6 +14,11 @@ from edgekd.models.loading import create_timm
 
 
 def count_params(module: nn.Module) -> int:
+    """Parameters of a torch module; an ONNX teacher's: the elements of its initializers."""
+    from edgekd.models.onnx_teacher import OnnxTeacher
+
+    if isinstance(module, OnnxTeacher):
+        return module.params
     return sum(p.numel() for p in module.parameters())
 
 

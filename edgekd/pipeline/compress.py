@@ -138,6 +138,11 @@ def _announce(ctx: RunContext, teacher_file: str) -> None:
         + ("; pass --input-shape to change it)" if "default" in ctx.inputs.shape_from else ")")
         + ("" if data.labeled else "; no labels: training on the teacher's outputs only")
     )
+    if getattr(teacher.module, "probabilities", False):  # an ONNX teacher with a softmax head
+        ctx.reporter.message(
+            "the ONNX teacher outputs probabilities (a softmax): distillation uses their log "
+            "as its logits (the same softmax)"
+        )
     ctx.reporter.val_metric(
         "val top-1" if data.val_labeled else
         "val agreement with the teacher (the val images have no labels)"

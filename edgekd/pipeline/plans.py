@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 from edgekd.config import Budgets, CompressConfig
 from edgekd.distill import TrainConfig
-from edgekd.distill.losses._registry import resolve_loss_args
+from edgekd.distill.losses._registry import loss_class, resolve_loss_args
 from edgekd.distributed import check_gpus, resolve_device
 from edgekd.errors import InputError
 from edgekd.export import DEFAULT_OPSET
 from edgekd.inputs import Inputs, InputSpec
 from edgekd.models import build_student
+from edgekd.models.onnx_teacher import opaque_kind
 from edgekd.pipeline.context import ScaleOut
 from edgekd.quant.recipes import CalibRecipe, resolve_calib
 from edgekd.targets import TargetProfile, get_target
@@ -87,8 +88,18 @@ class Plans:
         return DistillPlan(pick.name if pick is not None else self.student, self.train)
 
     def check(self, inputs: Inputs) -> None:
-        """What needs the loaded inputs: a ce loss needs labels; a given student builds."""
+        """What needs the loaded inputs: a ce loss needs labels; a feature loss a teacher whose
+        layers can be hooked (not TorchScript, not ONNX); a given student builds."""
         resolve_loss_args(self.train.loss, self.train.loss_args, labeled=inputs.data.labeled)
+        kind = opaque_kind(inputs.teacher.module)
+        if kind is not None and loss_class(self.train.loss).needs:
+            raise InputError(
+                f"the {self.train.loss} loss compares the teacher's features, and a {kind} "
+                "teacher's layers cannot be hooked",
+                value=inputs.teacher.source,
+                fix="use a logit loss (--kd-loss kd, dkd, dist, ...), or pass the teacher as a "
+                "checkpoint or a state dict with --arch",
+            )
         if self.search is None:
             build_student(self.student, inputs.data.num_classes, inputs.data.input_shape)
 

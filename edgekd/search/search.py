@@ -122,10 +122,13 @@ def diswot_reference(teacher, teacher_arch: str | None, data, batch_size: int, s
     else:
         why = " (its architecture is unknown)"
     teacher.eval()
-    if isinstance(teacher, torch.jit.ScriptModule):  # its layers cannot be hooked
+    from edgekd.models.onnx_teacher import opaque_kind
+
+    kind = opaque_kind(teacher)
+    if kind is not None:  # its layers cannot be hooked
         return DiswotReference(lambda _s: teacher, batches, seeds, trained=True,
                                outputs_only=True,
-                               source="the trained teacher's outputs only (TorchScript: its "
+                               source=f"the trained teacher's outputs only ({kind}: its "
                                "layers cannot be hooked; relation of logits, no semantic "
                                f"term), {draws}")  # fmt: skip
     return DiswotReference(lambda _s: teacher, batches, seeds, trained=True,

@@ -159,8 +159,14 @@ CASES = [
          ("pickled python objects", "torch.nn.modules.linear.Linear", "--trust-pickle")),
     Case("pickle calling os.system", lambda t, fx: [_save(t, "s.pt", _System(t / "ran"))],
          ("pickled python objects", "system", "a module torch blocks outright")),
-    Case("ONNX teacher", lambda t, fx: [str(fx["onnx"]), "--out", str(t / "run")],
-         ("the teacher is an ONNX model", "not supported yet", "TorchScript")),
+    Case("ONNX teacher with a feature loss",
+         lambda t, fx: [str(fx["onnx10"]), "--data", "digits", "--kd-loss", "fitnet"],
+         ("the fitnet loss compares the teacher's features", "ONNX teacher", "--kd-loss kd")),
+    Case("ONNX model that is no classifier",
+         lambda t, fx: [str(fx["onnx_conv"]), "--data", "digits", "--input-shape", "3,8,8"],
+         ("teacher must return logits of shape [N, classes]",)),
+    Case("ONNX teacher for other classes", lambda t, fx: [str(fx["onnx"]), "--data", "digits"],
+         ("teacher's output classes do not match the data", "teacher 7 vs data 10")),
     Case("plain state dict without --arch",
          lambda t, fx: [_save(t, "sd.pt", {"fc.weight": torch.zeros(10, 4)})], ("--arch",)),
     Case("state dict claiming 1e11 classes",
@@ -333,9 +339,13 @@ def fx(tmp_path_factory):
     torch.manual_seed(0)
     net = create_timm("resnet10t", 10)
     teacher = save_checkpoint(d / "teacher.pt", net, "resnet10t", 10, (3, 32, 32))
-    onnx = d / "teacher.onnx"
-    torch.onnx.export(torch.nn.Conv2d(3, 4, 3).eval(), (torch.zeros(1, 3, 8, 8),), str(onnx),
-                      dynamo=False)  # fmt: skip
+    onnx, onnx_conv = d / "teacher.onnx", d / "conv.onnx"
+    torch.onnx.export(torch.nn.Conv2d(3, 4, 3).eval(), (torch.zeros(1, 3, 8, 8),),
+                      str(onnx_conv), dynamo=False)  # fmt: skip
+    seven = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 7)).eval()
+    torch.onnx.export(seven, (torch.zeros(1, 3, 32, 32),), str(onnx), dynamo=False)
+    ten = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)).eval()
+    torch.onnx.export(ten, (torch.zeros(1, 3, 32, 32),), str(d / "ten.onnx"), dynamo=False)
     ep = torch.export.export(_Net().eval(), (X,),
                              dynamic_shapes={"x": {0: torch.export.Dim("b", max=64)}})  # fmt: skip
     torch.export.save(ep, str(d / "clean.pt2"))
@@ -344,7 +354,8 @@ def fx(tmp_path_factory):
     import timm
 
     vit = timm.create_model("deit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=8)
-    shared = {"teacher": teacher, "onnx": onnx, "clean_pt2": d / "clean.pt2",
+    shared = {"teacher": teacher, "onnx": onnx, "onnx_conv": onnx_conv,
+              "onnx10": d / "ten.onnx", "clean_pt2": d / "clean.pt2",
               "vit_sd": vit.state_dict(),
               "fixed_ts": d / "fixed.ts",
               "state_dict": net.state_dict(), "cleanup": []}  # fmt: skip

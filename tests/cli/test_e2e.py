@@ -242,6 +242,40 @@ def test_image_folder_timm_teacher_explicit_student_ptq_only(tmp_path):
     assert r["quantization"]["kept"] == "ptq"
 
 
+def test_onnx_teacher_on_an_image_folder_with_student_auto(tmp_path):
+    """Issue 25 item 11: a teacher held only as ONNX (fixed batch 1, softmax head, 32x32, no
+    --input-shape), --student auto: searched with DisWOT on its outputs, distilled from its
+    cached outputs, validated against the file itself."""
+    import timm
+    import torch
+
+    torch.manual_seed(0)
+    net = timm.create_model("resnet10t", num_classes=3, pretrained=False).eval()
+    head = torch.nn.Sequential(net, torch.nn.Softmax(1)).eval()
+    teacher = tmp_path / "teacher.onnx"
+    torch.onnx.export(head, (torch.zeros(1, 3, 32, 32),), str(teacher), dynamo=False)
+    data = make_folder(tmp_path / "imgs", classes=("a", "b", "c"), per_class=6, size=32)
+    out = tmp_path / "run"
+    proc = run_cli("compress", str(teacher), "--data", str(data), "--out", str(out),
+                   "--epochs", "1", "--qat-epochs", "0", "--few-shot-epochs", "1",
+                   "--max-accuracy-drop", "100", "--min-parity", "0", "--latency-iters", "10",
+                   "--no-augment", "--ci")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((out / "report.json").read_text())
+    stages = json.loads((out / "manifest.json").read_text())["stages"]
+    assert next(s for s in stages if s["name"] == "teacher")["info"]["kind"] == "onnx"
+    assert r["data"]["num_classes"] == 3
+    assert r["student"]["chosen_by"] == "auto"
+    assert "outputs only (ONNX" in r["student"]["search"]["diswot_reference"]
+    # the reference is the user's file, byte for byte, and the teacher's accuracy is its own
+    assert sha256_file(out / "export/teacher.onnx") == sha256_file(teacher)
+    log = (out / "edgekd.log").read_text()
+    assert "input 3x32x32 (from the teacher file (onnx))" in log
+    assert "the ONNX teacher outputs probabilities (a softmax)" in log
+    assert "teacher outputs cached (memory)" in log
+    assert r["verdict"]["exit_code"] == 0
+
+
 @pytest.mark.parametrize(
     "args,needles",
     [

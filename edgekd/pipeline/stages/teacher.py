@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from edgekd._io import atomic_path
 from edgekd.export import export_onnx
 from edgekd.models import count_params
 from edgekd.pipeline.context import RunContext
@@ -47,6 +48,8 @@ Result = TeacherOnnx
 
 
 def describe(ctx: RunContext, plan: None) -> str:
+    if ctx.inputs.teacher.kind == "onnx":
+        return "the ONNX teacher is the FP32 reference (copied)"
     return "export the teacher to ONNX (FP32 reference)"
 
 
@@ -59,5 +62,12 @@ def key(ctx: RunContext, plan: None) -> dict:
 def run(ctx: RunContext, plan: None) -> TeacherOnnx:
     teacher = ctx.inputs.teacher
     path = ctx.run.path(ONNX)
+    params = count_params(teacher.module)
+    if teacher.kind == "onnx":  # already the reference: the user's file, byte for byte
+        import shutil
+
+        with atomic_path(path) as tmp:
+            shutil.copyfile(teacher.source, tmp)
+        return TeacherOnnx(path, teacher.meta["onnx_opset"], params, teacher.kind, teacher.arch)
     info = export_onnx(teacher.module, path, ctx.shape, program=teacher.program)
-    return TeacherOnnx(path, info.opset, count_params(teacher.module), teacher.kind, teacher.arch)
+    return TeacherOnnx(path, info.opset, params, teacher.kind, teacher.arch)
