@@ -119,6 +119,9 @@ class CompressConfig(BaseModel):
     max_train: int | None = Field(
         None, ge=1, description="Train on this many images (stratified by class, seed 0)."
     )
+    normalize: str | None = Field(
+        None, description="An image folder's mean/std: imagenet (default), none, or MEAN/STD."
+    )
     target: str = Field("host", description="Target profile name or YAML path.")
     student: str = Field("auto", description="timm model name, auto, or search.")
     few_shot_k: int | None = Field(

@@ -30,13 +30,14 @@ class InputSpec:
     trust_pickle: bool = False
     max_train: int | None = None
     arch_args: dict | None = None  # timm keyword arguments of `arch` (patch_size=8, ...)
+    normalize: str | None = None  # an image folder's mean/std (data.folder.parse_normalize)
 
     @classmethod
     def from_config(cls, cfg) -> InputSpec:
         """The inputs of a `CompressConfig` (or anything with its teacher/data fields)."""
         return cls(cfg.teacher, cfg.data, cfg.arch, cfg.input_shape, cfg.augment,
                    cfg.trust_pickle, getattr(cfg, "max_train", None),
-                   getattr(cfg, "arch_args", None))  # fmt: skip
+                   getattr(cfg, "arch_args", None), getattr(cfg, "normalize", None))  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict) -> InputSpec:
@@ -57,7 +58,7 @@ class Inputs:
 def load_inputs(spec: InputSpec) -> Inputs:
     """Load and check the teacher and the data of `spec` (an `EdgekdError` line on bad input)."""
     if spec.teacher.startswith("timm:"):
-        data = load_data(spec.data, spec.input_shape, spec.augment, spec.max_train)
+        data = load_data(spec.data, spec.input_shape, spec.augment, spec.max_train, spec.normalize)
         if not data.labeled:
             raise DataError(
                 "label-free data needs a trained teacher file, not a timm:NAME teacher",
@@ -70,7 +71,7 @@ def load_inputs(spec: InputSpec) -> Inputs:
         teacher = load_teacher(spec.teacher, arch=spec.arch, trust_pickle=spec.trust_pickle,
                                arch_args=spec.arch_args, input_shape=spec.input_shape)  # fmt: skip
         shape = spec.input_shape or teacher.input_shape
-        data = load_data(spec.data, shape, spec.augment, spec.max_train)
+        data = load_data(spec.data, shape, spec.augment, spec.max_train, spec.normalize)
         shape_from = ("--input-shape" if spec.input_shape else
                       f"the teacher file ({teacher.kind})" if teacher.input_shape else
                       "the data's default")  # fmt: skip

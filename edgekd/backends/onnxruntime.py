@@ -11,6 +11,7 @@ from edgekd.backends.base import Artifact
 from edgekd.data import loader
 from edgekd.errors import StageError
 from edgekd.latency import LatencyReport, time_calls
+from edgekd.latency.measure import measure_steady
 
 
 def _ort():
@@ -105,16 +106,17 @@ def profile(
     seed: int = 0,
 ) -> LatencyReport:
     """Latency of one `sess.run` on a random batch, after warm-up, at `threads` threads (at
-    the model's own batch size when it fixes one)."""
+    the model's own batch size when it fixes one). Measured again, up to twice, while the
+    spread shows other work interfering (`latency.measure.measure_steady`)."""
     sess = session(path, threads)
     name, dtype, fixed = feed(sess)
     batch = fixed or batch
     x = np.random.default_rng(seed).standard_normal((batch, *input_shape)).astype(dtype)
-    return time_calls(
+    return measure_steady(lambda: time_calls(
         lambda: sess.run(None, {name: x}),
         warmup=warmup,
         iters=iters,
         batch=batch,
         threads=threads,
         runtime=f"onnxruntime {ort_version()} CPU",
-    )
+    ))  # fmt: skip

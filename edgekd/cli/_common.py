@@ -50,6 +50,13 @@ MaxTrain = Annotated[
                  "whole. A quick look at a large dataset.", show_default=False),
 ]  # fmt: skip
 
+Normalize = Annotated[
+    str | None,
+    typer.Option(help="How an image folder's pixels are normalised, as the teacher was trained: "
+                 "imagenet (default), none ([0, 1]), or MEAN/STD, one value or one per channel "
+                 "(e.g. 0.286/0.353).", show_default=False),
+]  # fmt: skip
+
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 
 

@@ -14,6 +14,7 @@ from edgekd.cli._common import (
     Debug,
     FewShotEpochs,
     MaxTrain,
+    Normalize,
     Quiet,
     RemotePython,
     SshOptions,
@@ -91,6 +92,7 @@ def compress_command(
         typer.Option(help="Input shape C,H,W (default: from the teacher checkpoint or the data)."),
     ] = None,
     max_train: MaxTrain = None,
+    normalize: Normalize = None,
     trust_pickle: Annotated[
         bool,
         typer.Option(help="Allow a fully pickled nn.Module teacher (runs code from the file)."),

@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
-from edgekd.cli._common import DataSource, Debug, FewShotEpochs, MaxTrain, guarded
+from edgekd.cli._common import DataSource, Debug, FewShotEpochs, MaxTrain, Normalize, guarded
 
 
 def search_command(
     teacher: Annotated[str, typer.Argument(help="Teacher file or timm:NAME (as for compress).")],
     data: DataSource = "digits",
     max_train: MaxTrain = None,
+    normalize: Normalize = None,
     target: Annotated[str, typer.Option(help="Target profile name or YAML path.")] = "host",
     latency_budget_ms: Annotated[
         float | None,
@@ -99,6 +100,7 @@ def search_command(
                 "arch_args": arch_args,
                 "input_shape": input_shape,
                 "max_train": max_train,
+                "normalize": normalize,
                 "augment": False,
                 "seed": seed,
             },  # fmt: skip
@@ -168,7 +170,8 @@ def search_command(
                 "--seed", str(seed), "--out", str(out), "--device", device]  # fmt: skip
         for flag, value in (("--latency-budget-ms", latency_budget_ms), ("--arch", arch),
                             ("--input-shape", input_shape),
-                            ("--max-train", max_train)):  # fmt: skip
+                            ("--max-train", max_train),
+                            ("--normalize", normalize)):  # fmt: skip
             if value is not None:
                 argv += [flag, str(value)]
         for flag, values in (("--family", families), ("--candidate", candidate)):

@@ -1,8 +1,10 @@
 """Image folders in torchvision's ImageFolder layout: ROOT/train/<class>/*.png, ROOT/val/<class>/*.
 
 Images are resized to the input shape and normalised with the ImageNet mean and std (the
-convention of timm and torchvision teachers). Training images get a mild random resized crop
-(none with `augment=False`, which lets the trainer cache the teacher's outputs).
+convention of timm and torchvision teachers), or as `normalize` says (`parse_normalize`): a
+teacher sees its images as it was trained on them, or its accuracy is a guess's. Training
+images get a mild random resized crop (none with `augment=False`, which lets the trainer
+cache the teacher's outputs).
 An image that cannot be decoded stops the run with its path named (it is not skipped silently:
 a silently shrunk validation set would make the accuracy figure lie).
 
@@ -17,6 +19,7 @@ agreement with the teacher.
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -27,6 +30,32 @@ from edgekd.errors import DataError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_SIZE = 224
+NORMALIZE_DEFAULT = "imagenet"
+
+
+def parse_normalize(text: str | None, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per channel, of pixel values in [0, 1], from `--normalize`: "imagenet"
+    (the default), "none" (mean 0, std 1: pixels stay in [0, 1]), "MEAN/STD" with one value
+    for every channel ("0.286/0.353", Fashion-MNIST's) or one per channel
+    ("0.5,0.5,0.5/0.25,0.25,0.25")."""
+    text = (text or NORMALIZE_DEFAULT).strip().lower()
+    if text == "imagenet":
+        return IMAGENET_MEAN[:channels], IMAGENET_STD[:channels]
+    if text == "none":
+        return (0.0,) * channels, (1.0,) * channels
+    fix = "use imagenet, none, or MEAN/STD such as 0.286/0.353 (one value or one per channel)"
+    mean_s, sep, std_s = text.partition("/")
+    try:
+        mean = tuple(float(v) for v in mean_s.split(","))
+        std = tuple(float(v) for v in std_s.split(","))
+    except ValueError:
+        raise DataError("bad --normalize", value=text, fix=fix) from None
+    if not sep or {len(mean), len(std)} - {1, channels}:
+        raise DataError(f"bad --normalize for {channels}-channel images", value=text, fix=fix)
+    if not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
+        raise DataError("--normalize needs finite means and positive stds", value=text, fix=fix)
+    mean, std = (v * channels if len(v) == 1 else v for v in (mean, std))
+    return mean, std
 
 
 # torchvision's IMG_EXTENSIONS plus GIF (PIL reads its first frame)
@@ -160,7 +189,7 @@ def _loose_images(d: Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if p.is_file() and is_image_name(p))
 
 
-def _transforms(input_shape, augment: bool):
+def _transforms(input_shape, augment: bool, normalize: str | None = None):
     from torchvision import transforms as T
 
     c, h, w = input_shape or (3, DEFAULT_SIZE, DEFAULT_SIZE)
@@ -171,7 +200,7 @@ def _transforms(input_shape, augment: bool):
     to_c = (
         [T.Grayscale(num_output_channels=1)] if c == 1 else [T.Lambda(lambda im: im.convert("RGB"))]
     )
-    norm = T.Normalize(IMAGENET_MEAN[:c], IMAGENET_STD[:c])
+    norm = T.Normalize(*parse_normalize(normalize, c))
     eval_tf = T.Compose([*to_c, T.Resize((h, w)), T.ToTensor(), norm])
     crop = T.RandomResizedCrop((h, w), scale=(0.7, 1.0), ratio=(0.9, 1.1))
     train_tf = T.Compose([*to_c, crop, T.ToTensor(), norm]) if augment else eval_tf
@@ -185,12 +214,20 @@ def _fingerprint(root: Path, parts: list[tuple[str, int]]) -> str:
     return fp.hexdigest()[:16]
 
 
-def label_free_bundle(root: Path, input_shape, augment: bool) -> DataBundle:
+def _norm_tag(normalize: str | None) -> str:
+    """The fingerprint's part for a normalisation other than the default."""
+    text = (normalize or NORMALIZE_DEFAULT).strip().lower()
+    if text == NORMALIZE_DEFAULT:
+        return ""
+    return "-norm" + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def label_free_bundle(root: Path, input_shape, augment: bool, normalize=None) -> DataBundle:
     """Unlabeled training images (see the module docstring); num_classes 0 until a teacher
     fills it in."""
     train_dir = root / "train" if (root / "train").is_dir() else root
     images = _loose_images(train_dir)
-    shape, train_tf, eval_tf = _transforms(input_shape, augment)
+    shape, train_tf, eval_tf = _transforms(input_shape, augment, normalize)
     val_dir = root / "val"
     val_classes = _split_classes(val_dir) if val_dir.is_dir() else []
     if val_classes:
@@ -220,7 +257,8 @@ def label_free_bundle(root: Path, input_shape, augment: bool) -> DataBundle:
         num_classes=0,
         input_shape=shape,
         class_names=(),
-        fingerprint=f"unlabeled-{'x'.join(map(str, shape))}-aug{int(augment)}-{fp}",
+        fingerprint=f"unlabeled-{'x'.join(map(str, shape))}-aug{int(augment)}-{fp}"
+        + _norm_tag(normalize),
         labeled=False,
         augmented=augment,
         val_labeled=val_labeled,
@@ -229,7 +267,10 @@ def label_free_bundle(root: Path, input_shape, augment: bool) -> DataBundle:
 
 
 def folder_bundle(
-    root: str | Path, input_shape: tuple[int, int, int] | None = None, augment: bool = True
+    root: str | Path,
+    input_shape: tuple[int, int, int] | None = None,
+    augment: bool = True,
+    normalize: str | None = None,
 ) -> DataBundle:
     """A DataBundle from ROOT/train and ROOT/val (or label-free images, see above)."""
     root = Path(root)
@@ -237,7 +278,7 @@ def folder_bundle(
         raise DataError("data folder not found", value=str(root), fix="check the --data path")
     train_dir = root / "train" if (root / "train").is_dir() else root
     if not _split_classes(train_dir) and _loose_images(train_dir):
-        return label_free_bundle(root, input_shape, augment)
+        return label_free_bundle(root, input_shape, augment, normalize)
     splits = {s: root / s for s in ("train", "val")}
     for split, d in splits.items():
         if not d.is_dir():
@@ -271,7 +312,7 @@ def folder_bundle(
             value=", ".join(unknown),
             fix="use the same class folder names in train/ and val/",
         )
-    (c, h, w), train_tf, eval_tf = _transforms(input_shape, augment)
+    (c, h, w), train_tf, eval_tf = _transforms(input_shape, augment, normalize)
     class_to_idx = {name: i for i, name in enumerate(train_classes)}
     train = CheckedImageFolder(splits["train"], train_tf, class_to_idx)
     val = CheckedImageFolder(splits["val"], eval_tf, class_to_idx)
@@ -284,7 +325,8 @@ def folder_bundle(
         num_classes=len(train_classes),
         input_shape=(c, h, w),
         class_names=tuple(train_classes),
-        fingerprint=f"folder-{c}x{h}x{w}-{fp}" + ("" if augment else "-noaug"),
+        fingerprint=f"folder-{c}x{h}x{w}-{fp}" + ("" if augment else "-noaug")
+        + _norm_tag(normalize),
         augmented=augment,
         skipped=_skipped(splits["train"], splits["val"]),
     )

@@ -91,6 +91,11 @@ def render_text(result: dict) -> str:
             f"warm-up, {m['iters']} runs)"
             + (f" on {result['device']}: {m['runtime']}" if "device" in result else "")
         )
+        if m.get("noise"):
+            lines.append(
+                f"warning: unreliable after {m.get('attempts', 1)} measurement(s): {m['noise']}; "
+                "rerun on a quiet machine (or with fewer --threads than free cores)"
+            )
         facts = m.get("facts") or {}
         if facts.get("jetson"):
             lines.append(

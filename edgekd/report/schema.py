@@ -24,6 +24,8 @@ class Latency(_Model):
     iters: int
     runtime: str
     measured: bool
+    attempts: int = 1  # measurements taken; more when the first ones were noisy
+    noise: str | None = None  # why the figure is unreliable, when it is
 
 
 class Gate(_Model):

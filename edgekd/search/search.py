@@ -170,11 +170,56 @@ def _load_cache() -> tuple[Path, dict]:
     return path, json.loads(path.read_text()) if path.exists() else {}
 
 
-def candidate_latency(name: str, model, shape, target: TargetProfile, cache: dict) -> tuple:
-    """(p90 ms, measured?) of the candidate on the target, cached."""
-    key = f"{name}|{'x'.join(map(str, shape))}|{target.name}"
-    if key in cache:
-        return cache[key]["ms"], cache[key]["measured"]
+CACHE_MAX_AGE_S = 7 * 24 * 3600  # a cached candidate latency older than this is measured again
+
+
+def machine_id() -> str:
+    """This machine as the latency cache knows it: host name, CPU model and count, ONNX
+    Runtime version (a measurement from another machine, or another runtime, is not this
+    one's)."""
+    import hashlib
+    import os
+    import platform
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor()
+    try:
+        import onnxruntime
+
+        ort = onnxruntime.__version__
+    except ImportError:
+        ort = "-"
+    text = f"{platform.node()}|{platform.machine()}|{cpu}|{os.cpu_count()}|{ort}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _cache_key(name: str, shape, target: TargetProfile) -> str:
+    """Measured: this machine's (`machine_id`); predicted: this profile's cost model."""
+    import hashlib
+
+    if target.measured:
+        where = f"machine {machine_id()} threads {target.threads or 1}"
+    else:
+        where = "profile " + hashlib.sha256(target.model_dump_json().encode()).hexdigest()[:12]
+    return f"{name}|{'x'.join(map(str, shape))}|{target.name}|{where}"
+
+
+def candidate_latency(
+    name: str, model, shape, target: TargetProfile, cache: dict, now: float | None = None
+) -> tuple:
+    """(p90 ms, measured?) of the candidate on the target, cached in `cache` by machine (or
+    cost model) for CACHE_MAX_AGE_S; a noisy measurement is used but not cached."""
+    now = time.time() if now is None else now
+    key = _cache_key(name, shape, target)
+    hit = cache.get(key)
+    if hit is not None and now - hit.get("at", 0) <= CACHE_MAX_AGE_S:
+        return hit["ms"], hit["measured"]
     from edgekd.export import export_onnx
 
     with tempfile.TemporaryDirectory() as d:
@@ -183,12 +228,15 @@ def candidate_latency(name: str, model, shape, target: TargetProfile, cache: dic
             from edgekd.backends import onnxruntime as ortb
 
             rep = ortb.profile(path, shape, threads=target.threads or 1, warmup=10, iters=50)
-            ms, measured = rep.p90_ms, True
+            ms, measured, noisy = rep.p90_ms, True, rep.noise is not None
         else:
             from edgekd.latency.cost import predict_latency
 
-            ms, measured = predict_latency(path, target).total_ms, False
-    cache[key] = {"ms": ms, "measured": measured}
+            ms, measured, noisy = predict_latency(path, target).total_ms, False, False
+    if noisy:
+        cache.pop(key, None)
+    else:
+        cache[key] = {"ms": ms, "measured": measured, "at": now}
     return ms, measured
 
 
@@ -260,18 +308,27 @@ def few_shot(names, teacher, data, epochs, seed, device, launch=None, say=None) 
     share = names[rank::world]
     where = f" (rank {rank})" if world > 1 else ""
     tally = Tally(say, f"few-shot KD{where}", "epochs", every=0)
+    steps = Tally(say, f"few-shot KD{where}", "steps", every=5.0)  # within long epochs
     for i, name in enumerate(share):
         torch.manual_seed(seed)
         model = build_candidate(name, data.num_classes, data.input_shape)
         cfg = TrainConfig(epochs, 1e-2, seed=seed, device=device)
+        per_run = epochs * math.ceil(len(data.train) / cfg.batch_size)
 
         def epoch_done(r, i=i, name=name):
             tally(i * epochs + r["epoch"], len(share) * epochs,
                   f"{name} ({i + 1} of {len(share)}) epoch {r['epoch']}/{epochs}, val "
                   f"{r['val_acc']:.2f}%")  # fmt: skip
 
+        def step_done(e, s, n, i=i, name=name, per_run=per_run):
+            done = i * per_run + e * n + s + 1
+            if done < len(share) * per_run:  # the last step's line is epoch_done's
+                steps(done, len(share) * per_run, f"{name} ({i + 1} of {len(share)}) epoch "
+                      f"{e + 1}/{epochs}, step {s + 1}/{n}")  # fmt: skip
+
         with tempfile.TemporaryDirectory() as d:
-            res = distill(model, teacher, data, cfg, d, distributed=False, on_epoch=epoch_done)
+            res = distill(model, teacher, data, cfg, d, distributed=False, on_epoch=epoch_done,
+                          on_step=step_done)  # fmt: skip
         mine[name] = res.best_val_acc
         say(f"{name}: few-shot val {res.best_val_acc:.2f}%{where}")
     if launch is None:

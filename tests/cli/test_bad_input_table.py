@@ -159,6 +159,12 @@ CASES = [
          ("pickled python objects", "torch.nn.modules.linear.Linear", "--trust-pickle")),
     Case("pickle calling os.system", lambda t, fx: [_save(t, "s.pt", _System(t / "ran"))],
          ("pickled python objects", "system", "a module torch blocks outright")),
+    Case("--normalize for built-in data",
+         lambda t, fx: [_teacher(fx), "--data", "digits", "--normalize", "none"],
+         ("--normalize applies to image folders", "--data digits")),
+    Case("--normalize with a bad value",
+         lambda t, fx: [_teacher(fx), "--data", str(fx["folder"]), "--normalize", "0.5/0"],
+         ("--normalize needs finite means and positive stds", "0.5/0")),
     Case("ONNX teacher with a feature loss",
          lambda t, fx: [str(fx["onnx10"]), "--data", "digits", "--kd-loss", "fitnet"],
          ("the fitnet loss compares the teacher's features", "ONNX teacher", "--kd-loss kd")),
@@ -354,7 +360,10 @@ def fx(tmp_path_factory):
     import timm
 
     vit = timm.create_model("deit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=8)
-    shared = {"teacher": teacher, "onnx": onnx, "onnx_conv": onnx_conv,
+    from tests.data.test_folder import make_folder
+
+    folder = make_folder(d / "imgs", classes=[str(i) for i in range(10)], per_class=1, size=8)
+    shared = {"teacher": teacher, "folder": folder, "onnx": onnx, "onnx_conv": onnx_conv,
               "onnx10": d / "ten.onnx", "clean_pt2": d / "clean.pt2",
               "vit_sd": vit.state_dict(),
               "fixed_ts": d / "fixed.ts",

@@ -240,6 +240,9 @@ def test_image_folder_timm_teacher_explicit_student_ptq_only(tmp_path):
     assert r["student"]["name"] == "lcnet_050" and r["data"]["num_classes"] == 3
     assert (out / "distill/ptq.pt").exists() and "qat_val_acc" not in r["quantization"]
     assert r["quantization"]["kept"] == "ptq"
+    # a random teacher on random images: its top-1 is a guess's, and the first lines say so
+    log = (out / "edgekd.log").read_text()
+    assert "warning: the teacher scores" in log and "unless --normalize says otherwise" in log
 
 
 def test_onnx_teacher_on_an_image_folder_with_student_auto(tmp_path):

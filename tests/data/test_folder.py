@@ -109,3 +109,26 @@ def test_a_train_class_folder_without_images_is_one_line(tmp_path):
     (root / "train" / "b" / "readme.md").write_text("x")
     with pytest.raises(DataError, match=r"class folder holds no images.*1 other file\(s\): \.md"):
         load_data(str(root), (3, 8, 8))
+
+
+def test_normalize_presets_and_values():
+    from edgekd.data.folder import IMAGENET_MEAN, IMAGENET_STD, parse_normalize
+    assert parse_normalize(None, 3) == (IMAGENET_MEAN, IMAGENET_STD)
+    assert parse_normalize("none", 1) == ((0.0,), (1.0,))
+    assert parse_normalize("0.286/0.353", 3) == ((0.286,) * 3, (0.353,) * 3)
+    assert parse_normalize("0.5,0.4,0.3/1,2,3", 3) == ((0.5, 0.4, 0.3), (1.0, 2.0, 3.0))
+    for bad in ("0.5", "a/b", "0.5,0.5/1", "0.5/0", "nan/1"):
+        with pytest.raises(DataError):
+            parse_normalize(bad, 3)
+
+
+def test_normalize_changes_the_pixels_and_the_fingerprint(tmp_path):
+    root = make_folder(tmp_path / "imgs")
+    plain = load_data(str(root), (1, 8, 8))
+    mine = load_data(str(root), (1, 8, 8), normalize="none")
+    x, _ = plain.val[0]
+    y, _ = mine.val[0]
+    # ImageNet's first channel: (p - 0.485) / 0.229; "none": p itself, in [0, 1]
+    assert float(y.min()) >= 0 and float(y.max()) <= 1
+    assert np.allclose(x.numpy(), (y.numpy() - 0.485) / 0.229, atol=1e-5)
+    assert plain.fingerprint != mine.fingerprint

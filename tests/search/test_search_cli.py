@@ -326,3 +326,24 @@ def test_few_shot_at_chance_or_tied_falls_back_to_diswot():
     ranked[2].few_shot_acc = 81.0
     assert undecided(ranked, chance=14.74) is None
     assert chosen(ranked, chance=14.74).name == "c"
+
+
+def test_latency_cache_is_keyed_by_machine_and_expires(monkeypatch):
+    import edgekd.search.search as s
+    from edgekd.targets import get_target
+
+    host, jetson = get_target("host"), get_target("jetson-orin-nano-8gb")
+    key = s._cache_key("lcnet_050", (3, 32, 32), host)
+    assert f"|host|machine {s.machine_id()} threads " in key
+    monkeypatch.setattr(s, "machine_id", lambda: "another")
+    assert s._cache_key("lcnet_050", (3, 32, 32), host) != key  # another machine measures anew
+    assert "|profile " in s._cache_key("lcnet_050", (3, 32, 32), jetson)  # the cost model's
+    model = s.build_candidate("lcnet_050", 10, (3, 32, 32))
+    cache: dict = {}
+    ms, measured = s.candidate_latency("lcnet_050", model, (3, 32, 32), jetson, cache, now=0.0)
+    assert not measured and list(cache.values()) == [{"ms": ms, "measured": False, "at": 0.0}]
+    (entry,) = cache.values()
+    entry["ms"] = -1.0  # a cached figure is what a fresh lookup returns...
+    assert s.candidate_latency("lcnet_050", model, (3, 32, 32), jetson, cache, now=10.0)[0] == -1
+    later = s.CACHE_MAX_AGE_S + 1.0  # ...until it expires
+    assert s.candidate_latency("lcnet_050", model, (3, 32, 32), jetson, cache, now=later)[0] == ms

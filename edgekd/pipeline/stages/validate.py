@@ -87,11 +87,21 @@ def _teacher(ctx: RunContext, plan: ValidatePlan, teacher, probe: Probe, y: np.n
         "path": ctx.run.rel(teacher.path),
         "precision": precision,
         "accuracy": float((logits.argmax(1) == y).mean() * 100),
-        "latency": probe.latency(teacher.path, precision, f"{teacher.path.stem}-{precision}"),
+        "latency": _latency(ctx, probe, teacher.path, precision,
+                            f"{teacher.path.stem}-{precision}", "the teacher"),
         "size_mb": teacher.path.stat().st_size / 1e6,
         "params": teacher.params,
     }
     return m, logits.argmax(1)
+
+
+def _latency(ctx: RunContext, probe: Probe, path: Path, precision: str, stem: str, what: str):
+    """`probe.latency(...)`, with a warning line when the measurement stayed noisy."""
+    lat = probe.latency(path, precision, stem)
+    if lat.get("noise"):
+        ctx.reporter.message(f"warning: the latency of {what} is unreliable after "
+                             f"{lat.get('attempts', 1)} measurements: {lat['noise']}")  # fmt: skip
+    return lat
 
 
 def _on_device(ctx: RunContext, probe: Probe, p: str, pred, y) -> dict:
@@ -126,7 +136,7 @@ def _variants(ctx, plan, onnx, built, probe: Probe, y, t_pred) -> dict:
             "size_mb": a.size_mb,
             "accuracy": float((pred == y).mean() * 100),
             "agreement": float((pred == t_pred).mean() * 100),
-            "latency": probe.latency(a.path, p, f"student-{p}"),
+            "latency": _latency(ctx, probe, a.path, p, f"student-{p}", f"the student ({p})"),
         }
         if probe.on_device:
             arts[p].update(_on_device(ctx, probe, p, pred, y))
