@@ -54,6 +54,13 @@ def quant_report_command(
                 f"parity {name}: top-1 agreement {p['top1_agreement']:.2f}% with torch, "
                 f"max |diff| {p['max_abs_diff']:.2e} ({p['samples']} images)"
             )
+        gate = s["parity_gate"]
+        if gate is not None:
+            out.append(
+                f"parity gate (--min-parity {gate['limit']:g}): the shipped {s['shipped']} "
+                f"artifact agrees {gate['value']:.2f}% with its torch model: "
+                + ("passed" if gate["passed"] else "FAILED")
+            )
         if s["float_conv_gemm_left"]:
             left = ", ".join(f"{k}: {v}" for k, v in s["float_conv_gemm_left"].items())
             out.append(f"float Conv/Gemm left in ONNX Runtime's graph: {left}")

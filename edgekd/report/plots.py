@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 
 def _fig():
@@ -49,6 +50,16 @@ def training_curves(r: dict) -> bytes | None:
 
 def latency_chart(r: dict) -> bytes:
     """p50 / p90 / p99 of the teacher and every student artifact, with the latency budget."""
+    return _png(latency_figure(r))
+
+
+def latency_figure(r: dict):
+    """The figure of `latency_chart`. Its log axis is labelled with plain numbers (matplotlib's
+    default also labels minor ticks when the range spans under a decade, and those labels
+    overlapped): at 1..9 of a decade when the range spans under one, at 1, 2 and 5 up to
+    three decades, at each decade beyond."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     plt = _fig()
     rows = [("teacher", r["teacher"])] + [(f"student {p}", m) for p, m in r["variants"].items()]
     fig, ax = plt.subplots(figsize=(7, 0.6 + 0.55 * len(rows)))
@@ -66,9 +77,19 @@ def latency_chart(r: dict) -> bytes:
         ax.axvline(budget, color="red", ls="--", label=f"budget {budget} ms")
     kind = "measured" if r["artifact"]["latency"]["measured"] else "predicted"
     ax.set(xlabel=f"latency, ms ({kind}, batch 1)", xscale="log")
+    values = [m["latency"][k] for _, m in rows for k in ("p50_ms", "p90_ms", "p99_ms")]
+    values += [budget] if budget else []
+    positive = [v for v in values if v and v > 0]
+    if positive:  # the bars start at the left edge: a fixed margin either side
+        ax.set_xlim(min(positive) / 1.3, max(positive) * 1.3)
+    decades = math.log10(max(positive) / min(positive) * 1.69) if positive else 0
+    subs = (tuple(range(1, 10)) if decades < 1 else (1.0, 2.0, 5.0) if decades <= 3 else (1.0,))
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="x")
-    return _png(fig)
+    return fig
 
 
 def layer_chart(r: dict) -> bytes | None:

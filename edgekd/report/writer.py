@@ -134,6 +134,9 @@ def quant_summary(report: dict, top: int = 20) -> dict:
         "float_conv_gemm_left": report["export"].get("float_conv_gemm_left"),
         "lint": report["export"].get("lint"),
         "shipped": report["artifact"]["precision"],
+        "parity_gate": next(
+            (g for g in report["verdict"]["gates"] if g["name"] == "parity"), None
+        ),  # the shipped artifact's agreement against --min-parity
     }
 
 

@@ -367,4 +367,9 @@ def test_quant_report_shows_the_ranking_of_a_run(demo_run, tmp_path):
     assert set(s["parity"]) == set(r["parity"]) and s["method"] == "max"
     text = run_cli("quant-report", str(out)).stdout
     assert "sensitivity (top 20 of" in text and "parity int8" in text
+    gate = next(g for g in r["verdict"]["gates"] if g["name"] == "parity")
+    assert s["parity_gate"] == gate and gate["limit"] == 95.0  # the default gate (item 8)
+    shipped = r["artifact"]["precision"]
+    assert (f"parity gate (--min-parity 95): the shipped {shipped} artifact agrees "
+            f"{gate['value']:.2f}% with its torch model: passed") in text  # fmt: skip
     assert_one_line_error(run_cli("quant-report", str(tmp_path)), "no report.json")

@@ -117,3 +117,30 @@ def test_junit_is_well_formed_xml_whatever_the_names_hold():
         v for el in root.iter() for v in el.attrib.values()
     )
     assert "<script>" in texts and "\ufffd" in texts  # markup kept as escaped text
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e3])
+@pytest.mark.parametrize("spread", [1.5, 40.0, 1e5])
+def test_latency_chart_axis_labels_never_overlap(scale, spread):
+    """Issue 25: the log axis's labels overlapped. Drawn for latencies within a factor
+    `spread` of each other, the x tick labels that are shown have disjoint boxes."""
+    from edgekd.report.plots import _fig, latency_figure
+
+    r = copy.deepcopy(SAMPLE)
+    models = [r["teacher"], *r["variants"].values()]
+    for i, m in enumerate(models):
+        base = scale * spread ** (i / max(1, len(models) - 1))
+        m["latency"].update(p50_ms=base, p90_ms=base * 1.1, p99_ms=base * 1.2)
+    r["budgets"]["latency_ms"] = None
+    fig = latency_figure(r)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels(which="both")
+             if t.get_text() and lo <= t.get_position()[0] <= hi]  # fmt: skip
+    assert len(boxes) >= 2, [t.get_text() for t in ax.get_xticklabels()]
+    boxes.sort(key=lambda b: b.x0)
+    for a, b in zip(boxes, boxes[1:], strict=False):
+        assert a.x1 <= b.x0, "two x tick labels overlap"
+    _fig().close(fig)
