@@ -374,6 +374,7 @@ def summary_lines(result, compact: bool = False) -> str:
         f"{art['accuracy']:.2f}% vs teacher {r['teacher']['accuracy']:.2f}%, p90 "
         f"{art['latency']['p90_ms']:.3f} ms {kind} = {r['speedup_vs_teacher_p90']:.1f}x faster)"
     )
+    lines += [f"warning: {w}" for w in r.get("warnings") or []]
     lines.append(f"report: {result.report_path}")
     if compact:
         lines.append(f"junit: {result.run_dir / 'junit.xml'}")

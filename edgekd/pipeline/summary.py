@@ -64,6 +64,30 @@ def _with_figures(report: dict, figures: dict) -> dict:
     return report
 
 
+BEATS_TEACHER_POINTS = 2.0  # a student this far above its teacher is worth a warning
+
+
+def warnings(report: dict) -> list[str]:
+    """Lines for what makes the report's figures doubtful: a student that beats its teacher by
+    more than BEATS_TEACHER_POINTS (an undertrained teacher, or images preprocessed unlike
+    its training images), and latencies that stayed noisy after re-measuring."""
+    out = []
+    t, a = report["teacher"], report["artifact"]
+    if a["accuracy"] - t["accuracy"] > BEATS_TEACHER_POINTS:
+        out.append(
+            f"the student ({a['accuracy']:.2f}%) beats its teacher ({t['accuracy']:.2f}%) by "
+            f"{a['accuracy'] - t['accuracy']:.1f} points: the teacher may be undertrained, or "
+            "see its images preprocessed unlike its training images (--normalize for an image "
+            "folder); distilling from a better teacher is likely to help"
+        )
+    named = [("the teacher", t)] + [(f"the student ({p})", m)
+                                    for p, m in report["variants"].items()]  # fmt: skip
+    for what, m in named:
+        if m["latency"].get("noise"):
+            out.append(f"the latency of {what} is unreliable: {m['latency']['noise']}")
+    return out
+
+
 def build_report(ctx: RunContext, manifest: Manifest, results: RunResults) -> dict:
     """The report (schema v1) of a finished run: everything in it was measured by a stage."""
     v = results.checked.metrics
@@ -106,6 +130,7 @@ def build_report(ctx: RunContext, manifest: Manifest, results: RunResults) -> di
         wall_s=manifest.run.get("wall_s", 0.0),
     ).model_dump(mode="json")
     report = _with_figures(report, results.checked.figures)
+    report["warnings"] = warnings(report)
     return Report.model_validate(report).model_dump(mode="json")
 
 

@@ -159,6 +159,7 @@ def render_html(r: dict) -> str:
 <code>{_e(r["artifact"]["path"])}</code> ({_e(r["artifact"]["precision"])}, sha256
 <code>{_e(r["artifact"]["sha256"][:16])}…</code>), {r["speedup_vs_teacher_p90"]:.1f}x faster than
 the teacher at p90, accuracy drop {r["accuracy_drop"]:.2f} points.</p>
+{"".join(f'<p class="note"><b>Warning:</b> {_e(w)}.</p>' for w in r.get("warnings") or [])}
 <h2>Budgets</h2>{gates}
 <h2>Teacher vs student</h2><p class="note">{_e(data_line(r["data"]))}</p>{model_table}
 {_why_student(r)}<p class="note"><b>Why this precision:</b> {_e(r["selection_reason"])}.</p>

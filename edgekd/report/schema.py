@@ -94,5 +94,6 @@ class Report(_Model):
     environment: dict
     stages: list[dict]
     wall_s: float
+    warnings: list[str] = []  # what makes a figure doubtful (see pipeline.summary.warnings)
     layers: dict | None = None  # cost-model breakdown of the shipped artifact on the target
     device: dict | None = None  # facts of the device reached with --remote (Jetson model...)

@@ -260,6 +260,8 @@ def render_markdown(r: dict) -> str:
         "",
         data_line(r["data"]),
         "",
+        *[f"**Warning**: {w}." for w in r.get("warnings") or []],
+        *([""] if r.get("warnings") else []),
         "| gate | value | limit | result |",
         "|---|---|---|---|",
     ]

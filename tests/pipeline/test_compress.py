@@ -114,3 +114,19 @@ def test_resume_reuses_and_a_changed_budget_reruns_from_where_it_is_read(chain, 
     calls.clear()
     missed = C.compress(_cfg(tmp_path, resume=True), budgets=Budgets(max_model_mb=0.001))
     assert calls == ["validate"] and missed.exit_code == 2
+
+
+def test_warnings_flag_a_student_that_beats_its_teacher_and_noisy_latency():
+    from edgekd.pipeline.summary import warnings
+
+    def model(acc, noise=None):
+        return {"accuracy": acc, "latency": {"noise": noise}}
+
+    r = {"teacher": model(70.0), "artifact": model(89.6), "variants": {"fp32": model(89.6)}}
+    (w,) = warnings(r)  # the case: a student 19.6 points over its teacher
+    assert w.startswith("the student (89.60%) beats its teacher (70.00%) by 19.6 points")
+    r["artifact"] = r["variants"]["fp32"] = model(72.0)  # within 2 points: nothing to say
+    assert warnings(r) == []
+    r["variants"]["int8"] = model(71.0, noise="p90 9 ms is 3.0x the median")
+    assert warnings(r) == ["the latency of the student (int8) is unreliable: p90 9 ms is 3.0x "
+                           "the median"]  # fmt: skip
