@@ -12,7 +12,7 @@ import time
 
 from edgekd.progress import duration
 
-HEARTBEAT_S = 8.0  # the most seconds edgekd.log goes without a line during a run
+HEARTBEAT_S = 6.0  # the most seconds edgekd.log goes without a line during a run
 
 
 class Reporter:
@@ -90,7 +90,7 @@ class LogFileReporter(Reporter):
         return watching()
 
     def _beat(self, stop: threading.Event, interval: float) -> None:
-        while not stop.wait(min(1.0, interval / 4)):
+        while not stop.wait(min(0.5, interval / 4)):
             if time.monotonic() - self._said < interval:
                 continue
             if self._live:
