@@ -176,8 +176,10 @@ def _teacher_check(ctx: RunContext) -> None:
     low = chance_level(data.num_classes, n) + 100 / data.num_classes
     ctx.reporter.message(f"teacher top-1 on {n} val images: {acc:.1f}%")
     if acc < low:
-        norm = (" (image folders are normalised with the ImageNet mean/std unless --normalize "
-                "says otherwise)" if Path(data.name).is_dir() else "")  # fmt: skip
+        given = ctx.input_spec.normalize
+        norm = ("" if not Path(data.name).is_dir() else f" (--normalize {given})" if given else
+                " (image folders are normalised with the ImageNet mean/std unless --normalize "
+                "says otherwise)")  # fmt: skip
         ctx.reporter.message(
             f"warning: the teacher scores {acc:.1f}% on {n} val images, near a guess's "
             f"({100 / data.num_classes:.1f}% for {data.num_classes} classes): are the images "
