@@ -60,12 +60,16 @@ def search_command(
         "runs/search"
     ),
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Print each candidate as it is scored.")
+        bool, typer.Option("--verbose", "-v", help="(the default now) progress on stderr.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress lines: only the table.")
     ] = False,
     debug: Debug = False,
 ) -> None:
     """Rank candidate students (timm edge families) by training-free proxies within the latency
-    budget; DisWOT orders them, NASWOT / SynFlow / grad-norm / params are listed beside it."""
+    budget; DisWOT orders them, NASWOT / SynFlow / grad-norm / params are listed beside it.
+    Each candidate and few-shot epoch is reported on stderr as it goes (--quiet: not)."""
 
     def body() -> None:
         from edgekd.config import CompressConfig, build_config
@@ -120,7 +124,7 @@ def search_command(
             few_shot_k=few_shot_k,
             few_shot_epochs=few_shot_epochs,
             device=run_device,
-            progress=(lambda m: sys.stderr.write(m + "\n")) if verbose else None,
+            progress=None if quiet else (lambda m: sys.stderr.write(m + "\n")),
             teacher_arch=loaded.arch,
         )
         if launch is not None and not launch.leader:  # rank 0 writes and prints
@@ -177,7 +181,7 @@ def search_command(
         for flag, values in (("--family", families), ("--candidate", candidate)):
             for v in values or []:
                 argv += [flag, v]
-        argv += ["--verbose"] * verbose + ["--debug"] * debug
+        argv += ["--quiet"] * quiet + ["--debug"] * debug
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc-per-node={nproc_per_node}", "-m", "edgekd", "search", *argv]  # fmt: skip
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
