@@ -47,7 +47,7 @@ def interference(rep: LatencyReport) -> str | None:
     if rep.p50_ms > 0 and rep.p90_ms > NOISY_RATIO * rep.p50_ms:
         return (f"p90 {rep.p90_ms:.3g} ms is {rep.p90_ms / rep.p50_ms:.1f}x the median "
                 f"{rep.p50_ms:.3g} ms (min {rep.min_ms:.3g} ms): other work on this machine "
-                "interfered")  # fmt: skip
+                "(or on its VM host) interfered")  # fmt: skip
     return None
 
 
