@@ -15,7 +15,7 @@ from edgekd._io import sha256_file
 from edgekd.data import DataBundle, load_data
 from edgekd.errors import DataError
 from edgekd.models import LoadedModel, check_teacher, load_teacher, teacher_classes
-from edgekd.models.evaluate import FrozenTeacher, evaluate_torch
+from edgekd.models.evaluate import FrozenTeacher, chance_level, evaluate_torch
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,43 @@ class Inputs:
     data: DataBundle
     teacher_sha: str  # sha256 of the teacher file, or the timm:NAME itself
     shape_from: str = "--input-shape"  # where data.input_shape came from, for the first line
+    teacher_top1: tuple[int, float] | None = None  # (val images, top-1): `teacher_check`
+
+
+TEACHER_CHECK_IMAGES = 128  # val images the teacher is tried on before any work
+
+
+def teacher_check(teacher: LoadedModel, data: DataBundle, seed: int = 0) -> tuple[int, float]:
+    """(images, top-1 percent) of the teacher on up to TEACHER_CHECK_IMAGES labelled val images
+    drawn with `seed`: said on a run's first lines, before any work."""
+    import torch
+    from torch.utils.data import Subset
+
+    n = min(TEACHER_CHECK_IMAGES, len(data.val))
+    idx = torch.randperm(len(data.val), generator=torch.Generator().manual_seed(seed))[:n]
+    acc, _ = evaluate_torch(FrozenTeacher(teacher.module).module, Subset(data.val, idx.tolist()))
+    return n, acc
+
+
+def teacher_warning(inputs: Inputs, normalize: str | None = None) -> str | None:
+    """A line when the teacher's `teacher_check` top-1 is near a guess's (under chance +
+    1/classes, `models.evaluate.chance_level`): its images are preprocessed unlike its
+    training images (an image folder's `--normalize`), or it is not trained."""
+    from pathlib import Path
+
+    if inputs.teacher_top1 is None:
+        return None
+    n, acc = inputs.teacher_top1
+    k = inputs.data.num_classes
+    if acc >= chance_level(k, n) + 100 / k:
+        return None
+    folder = Path(inputs.data.name).is_dir()
+    norm = ("" if not folder else f" (--normalize {normalize})" if normalize else
+            " (image folders are normalised with the ImageNet mean/std unless --normalize says "
+            "otherwise)")  # fmt: skip
+    return (f"the teacher scores {acc:.1f}% on {n} val images, near a guess's ({100 / k:.1f}% "
+            f"for {k} classes): are the images preprocessed as it was trained on them{norm}? "
+            "Is it trained?")  # fmt: skip
 
 
 def load_inputs(spec: InputSpec) -> Inputs:
@@ -79,7 +116,8 @@ def load_inputs(spec: InputSpec) -> Inputs:
         data = label_with_teacher(teacher, data)
     check_teacher(teacher, data.input_shape, data.num_classes)
     sha = sha256_file(spec.teacher) if teacher.kind != "timm" else spec.teacher
-    return Inputs(teacher, data, sha, shape_from)
+    top1 = teacher_check(teacher, data) if data.val_labeled else None
+    return Inputs(teacher, data, sha, shape_from, top1)
 
 
 def label_with_teacher(teacher: LoadedModel, data: DataBundle) -> DataBundle:

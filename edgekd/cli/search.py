@@ -83,9 +83,9 @@ def search_command(
             _relaunch(launch)
         if launch is not None:
             check_gpus(run_device, launch.local_rank + 1, "torchrun LOCAL_RANK + 1 =")
+        from edgekd.models.evaluate import chance_level
         from edgekd.search.search import (
-            chance_level,
-            chosen,
+                    chosen,
             diswot_source,
             search,
             undecided,
@@ -126,6 +126,7 @@ def search_command(
             device=run_device,
             progress=None if quiet else (lambda m: sys.stderr.write(m + "\n")),
             teacher_arch=loaded.arch,
+            teacher_args=loaded.meta.get("arch_args"),
         )
         if launch is not None and not launch.leader:  # rank 0 writes and prints
             return

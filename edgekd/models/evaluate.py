@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -46,3 +48,10 @@ def evaluate_torch(
     out = torch.cat(logits)
     acc = (out.argmax(1) == torch.cat(labels)).float().mean().item() * 100
     return acc, out
+
+
+def chance_level(num_classes: int, n_val: int) -> float:
+    """The val top-1 (percent) a guess does not beat at three standard errors: 1/classes plus
+    3 sqrt(p(1-p)/n). digits (10 classes, 360 val images): 14.74%."""
+    p = 1 / max(num_classes, 1)
+    return 100 * (p + 3 * math.sqrt(p * (1 - p) / max(n_val, 1)))

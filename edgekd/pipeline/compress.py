@@ -22,7 +22,7 @@ from edgekd.distributed import (
     torchrun_launch,
 )
 from edgekd.errors import ConfigError
-from edgekd.inputs import load_inputs
+from edgekd.inputs import load_inputs, teacher_warning
 from edgekd.models import count_params
 from edgekd.pipeline import stages
 from edgekd.pipeline.context import RunContext, RunResults
@@ -138,8 +138,11 @@ def _announce(ctx: RunContext, teacher_file: str) -> None:
         + ("; pass --input-shape to change it)" if "default" in ctx.inputs.shape_from else ")")
         + ("" if data.labeled else "; no labels: training on the teacher's outputs only")
     )
-    if data.val_labeled:
-        _teacher_check(ctx)
+    if ctx.inputs.teacher_top1 is not None:
+        n, acc = ctx.inputs.teacher_top1
+        ctx.reporter.message(f"teacher top-1 on {n} val images: {acc:.1f}%")
+        if (warning := teacher_warning(ctx.inputs, ctx.input_spec.normalize)) is not None:
+            ctx.reporter.message(f"warning: {warning}")
     if getattr(teacher.module, "probabilities", False):  # an ONNX teacher with a softmax head
         ctx.reporter.message(
             "the ONNX teacher outputs probabilities (a softmax): distillation uses their log "
@@ -153,37 +156,6 @@ def _announce(ctx: RunContext, teacher_file: str) -> None:
         ctx.reporter.message(
             f"skipped {len(data.skipped)} file(s) in the data folder that are not images "
             f"(e.g. {data.skipped[0]})"
-        )
-
-
-TEACHER_CHECK_IMAGES = 128  # val images the teacher is tried on before any work
-
-
-def _teacher_check(ctx: RunContext) -> None:
-    """The teacher's top-1 on the first val images, said on the first lines; near a guess's
-    (under chance + 1/classes, `search.chance_level`) a warning: its images are preprocessed
-    unlike its training images (an image folder's --normalize), or it is not trained."""
-    from torch.utils.data import Subset
-
-    from edgekd.models.evaluate import evaluate_torch
-    from edgekd.search.search import chance_level
-
-    data = ctx.inputs.data
-    n = min(TEACHER_CHECK_IMAGES, len(data.val))
-    g = torch.Generator().manual_seed(ctx.seed)
-    idx = torch.randperm(len(data.val), generator=g)[:n].tolist()
-    acc, _ = evaluate_torch(ctx.inputs.teacher.module, Subset(data.val, idx))
-    low = chance_level(data.num_classes, n) + 100 / data.num_classes
-    ctx.reporter.message(f"teacher top-1 on {n} val images: {acc:.1f}%")
-    if acc < low:
-        given = ctx.input_spec.normalize
-        norm = ("" if not Path(data.name).is_dir() else f" (--normalize {given})" if given else
-                " (image folders are normalised with the ImageNet mean/std unless --normalize "
-                "says otherwise)")  # fmt: skip
-        ctx.reporter.message(
-            f"warning: the teacher scores {acc:.1f}% on {n} val images, near a guess's "
-            f"({100 / data.num_classes:.1f}% for {data.num_classes} classes): are the images "
-            f"preprocessed as it was trained on them{norm}? Is it trained?"
         )
 
 

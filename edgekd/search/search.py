@@ -100,19 +100,25 @@ DISWOT_INITS = 4  # random inits of teacher and student per DisWOT score
 DISWOT_BATCHES = 3  # real scoring batches per DisWOT score
 
 
-def diswot_reference(teacher, teacher_arch: str | None, data, batch_size: int, seed: int):
-    """The teacher's side of DisWOT for a search: `teacher_arch` (a timm name) at random init
+def diswot_reference(
+    teacher, teacher_arch: str | None, data, batch_size: int, seed: int,
+    teacher_args: dict | None = None,
+):  # fmt: skip
+    """The teacher's side of DisWOT for a search: `teacher_arch` (a timm name, built with the
+    teacher's own `teacher_args` and at the data's size when it takes one) at random init
     with seeds seed..seed+DISWOT_INITS-1, on DISWOT_BATCHES scoring batches (seeds seed, ...);
     the trained `teacher` itself when its architecture is unknown. `.source` says which."""
     batches = [scoring_batch(teacher, data, batch_size, seed + b) for b in range(DISWOT_BATCHES)]
     seeds = [seed + i for i in range(DISWOT_INITS)]
     draws = f"{DISWOT_INITS} inits x {DISWOT_BATCHES} batches of {batch_size}"
     if teacher_arch:
-        from edgekd.models import create_timm
+        from edgekd.models.loading import build_timm
+
+        args = {**(teacher_args or {}), "in_chans": data.input_shape[0]}
 
         def teacher_at(s: int):
             torch.manual_seed(s)
-            return create_timm(teacher_arch, data.num_classes, in_chans=data.input_shape[0])
+            return build_timm(teacher_arch, data.num_classes, args, data.input_shape)[0]
 
         try:
             return DiswotReference(teacher_at, batches, seeds,
@@ -256,10 +262,13 @@ def search(
     distributed: bool = True,
     teacher_arch: str | None = None,
     max_params: int | None = None,
+    teacher_args: dict | None = None,
 ) -> list[Candidate]:
     """Rank `names` for distillation from `teacher` on `data` within the latency budget.
     `teacher_arch`: the teacher's timm architecture (`LoadedModel.arch`), for DisWOT's
-    random-init reference; without it DisWOT compares against the trained teacher.
+    random-init reference (built with `teacher_args`, the timm keyword arguments of the
+    teacher: `LoadedModel.meta["arch_args"]`); without it DisWOT compares against the trained
+    teacher.
     `max_params`: candidates with more parameters are dropped before any costing (when none
     is that small, the smallest stays).
 
@@ -279,8 +288,8 @@ def search(
             leave()
             return []
     try:
-        ranked = _score_all(teacher, teacher_arch, data, target, names, latency_budget_ms,
-                            batch_size, seed, say, max_params)  # fmt: skip
+        ranked = _score_all(teacher, (teacher_arch, teacher_args), data, target, names,
+                            latency_budget_ms, batch_size, seed, say, max_params)  # fmt: skip
     except BaseException:
         if launch is not None:
             send(None)
@@ -338,10 +347,11 @@ def few_shot(names, teacher, data, epochs, seed, device, launch=None, say=None) 
 
 
 def _score_all(
-    teacher, teacher_arch, data, target, names, latency_budget_ms, batch_size, seed, say, max_params
+    teacher, arch, data, target, names, latency_budget_ms, batch_size, seed, say, max_params
 ):
     """Every candidate built; those within the size cap costed; those within the latency
     budget scored. Ranked by DisWOT, then the rest."""
+    teacher_arch, teacher_args = arch  # the teacher's timm name and keyword arguments
     shape = data.input_shape
     cache_file, cache = _load_cache()
     out: list[Candidate] = []
@@ -390,7 +400,8 @@ def _score_all(
             tally(done, len(costed), f"{name}: {at} > budget, dropped")
             continue
         if reference is None:
-            reference = diswot_reference(teacher, teacher_arch, data, batch_size, seed)
+            reference = diswot_reference(teacher, teacher_arch, data, batch_size, seed,
+                                         teacher_args)  # fmt: skip
             say(f"DisWOT against {reference.source}")
         t0 = time.perf_counter()
         cand.scores = score_candidate(reference, candidate_at(name, data.num_classes, shape),
@@ -406,13 +417,6 @@ def _score_all(
         key=lambda c: -c.scores["diswot"],
     )
     return ranked + [c for c in out if c not in ranked]
-
-
-def chance_level(num_classes: int, n_val: int) -> float:
-    """The val top-1 (percent) a guess does not beat at three standard errors: 1/classes plus
-    3 sqrt(p(1-p)/n). digits (10 classes, 360 val images): 14.74%."""
-    p = 1 / max(num_classes, 1)
-    return 100 * (p + 3 * math.sqrt(p * (1 - p) / max(n_val, 1)))
 
 
 def undecided(ranked: list[Candidate], chance: float | None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -36,10 +37,16 @@ def test_search_ranks_within_the_budget(digits_teacher, tmp_path):
 
 
 def test_search_with_nothing_in_budget_is_one_line(digits_teacher, tmp_path):
-    proc = run_cli("search", str(digits_teacher), "--target", "jetson-orin-nano-8gb",
-                   "--latency-budget-ms", "0.0001", "--candidate", "resnet14t",
-                   "--out", str(tmp_path))  # fmt: skip
-    assert_one_line_error(proc, "no candidate meets the latency budget")
+    args = ["search", str(digits_teacher), "--target", "jetson-orin-nano-8gb",
+            "--latency-budget-ms", "0.0001", "--candidate", "resnet14t", "--out", str(tmp_path)]
+    assert_one_line_error(run_cli(*args, "--quiet"), "no candidate meets the latency budget")
+    # without --quiet the search's progress comes first, then the same one error line
+    proc = run_cli(*args)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert lines[-1].startswith("error: no candidate meets the latency budget")
+    assert re.match(r"search: candidate 1/1: resnet14t: [\d.]+ ms predicted > budget, dropped",
+                    lines[0])  # fmt: skip
 
 
 def test_unknown_family_is_one_line(digits_teacher, tmp_path):
@@ -269,6 +276,25 @@ def test_diswot_reference_is_the_teachers_architecture_at_random_init(digits_tea
     assert torch.equal(fallback.draws[0][3], f_eval)
 
 
+def test_a_vit_teachers_reference_is_built_as_the_teacher_was(tmp_path):
+    """A ViT state dict at 32x32 with 8x8 patches: the random-init reference must be built
+    with the same img_size and patch_size (timm's defaults do not run at 32x32)."""
+    import timm
+    import torch
+
+    from edgekd.data.digits import digits_bundle
+    from edgekd.models import load_teacher
+    from edgekd.search.search import diswot_reference
+
+    vit = timm.create_model("deit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=8)
+    torch.save(vit.state_dict(), tmp_path / "vit.pt")
+    loaded = load_teacher(str(tmp_path / "vit.pt"), arch="deit_tiny_patch16_224",
+                          arch_args={"patch_size": 8}, input_shape=(3, 32, 32))  # fmt: skip
+    data = digits_bundle(augment=False)
+    ref = diswot_reference(loaded.module, loaded.arch, data, 8, 0, loaded.meta["arch_args"])
+    assert ref.source.startswith("deit_tiny_patch16_224 at random init") and not ref.trained
+
+
 def test_a_torchscript_teacher_is_searched_on_its_outputs(tmp_path):
     """DisWOT hooks the teacher's layers; a TorchScript teacher has none to hook, so its side
     is its logits (issue 25 item 1: before, this failed after minutes with a feature-loss
@@ -301,7 +327,7 @@ def test_a_torchscript_teacher_is_searched_on_its_outputs(tmp_path):
 def test_chance_level_is_one_over_classes_plus_three_standard_errors():
     import math
 
-    from edgekd.search.search import chance_level
+    from edgekd.models.evaluate import chance_level
 
     # digits: 10 classes, 360 val images: 10% + 3 sqrt(0.1 * 0.9 / 360) = 10% + 4.743%
     assert math.isclose(chance_level(10, 360), 14.7434164902525, rel_tol=1e-12)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from edgekd.models import count_params
+from edgekd.models.evaluate import chance_level
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.plans import SearchPlan
 from edgekd.pipeline.rundir import RunDir
@@ -23,7 +24,6 @@ from edgekd.search import space
 from edgekd.search.search import (
     AUTO_FEW_SHOT_K,
     Candidate,
-    chance_level,
     chosen,
     diswot_source,
     search,
@@ -124,6 +124,7 @@ def run(ctx: RunContext, plan: SearchPlan) -> SearchPick:
         seed=ctx.seed, device=ctx.device,
         distributed=False,  # under torchrun rank 0 searches alone
         teacher_arch=teacher.arch, max_params=cap, progress=ctx.reporter.message,
+        teacher_args=teacher.meta.get("arch_args"),
     )  # fmt: skip
     data = ctx.inputs.data
     chance = chance_level(data.num_classes, len(data.val))
