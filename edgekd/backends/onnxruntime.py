@@ -77,13 +77,24 @@ def predict(
     batches = loader(ds, fixed or batch_size)
     outs = []
     for i, (x, _) in enumerate(batches):
-        x = x.numpy().astype(dtype, copy=False)
-        n = len(x)
-        if fixed and n < fixed:
-            x = np.concatenate([x, np.zeros((fixed - n, *x.shape[1:]), dtype)])
-        outs.append(np.asarray(sess.run(None, {name: x})[0][:n], dtype=np.float32))
+        outs.append(run_padded(sess, name, x.numpy().astype(dtype, copy=False), fixed))
         if progress is not None:
             progress(i + 1, len(batches))
+    return np.concatenate(outs)
+
+
+def run_padded(sess, name: str, x: np.ndarray, fixed: int | None) -> np.ndarray:
+    """The first output (float32) of `sess` on the batch `x` fed as `name`; with a `fixed`
+    batch size, in chunks of that size, the last one zero-padded and its padding dropped."""
+    if fixed is None:
+        return np.asarray(sess.run(None, {name: x})[0], dtype=np.float32)
+    outs = []
+    for i in range(0, len(x), fixed):
+        chunk = x[i : i + fixed]
+        n = len(chunk)
+        if n < fixed:
+            chunk = np.concatenate([chunk, np.zeros((fixed - n, *x.shape[1:]), x.dtype)])
+        outs.append(np.asarray(sess.run(None, {name: chunk})[0][:n], dtype=np.float32))
     return np.concatenate(outs)
 
 

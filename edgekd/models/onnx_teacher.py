@@ -128,25 +128,15 @@ class OnnxTeacher(nn.Module):
                 value=f"{path}: {str(e).strip().splitlines()[0][:160]}",
                 fix="check that it runs with onnxruntime (standard ops, a supported opset)",
             ) from None
-        self._output = self._sess.get_outputs()[0].name
         self.source = str(path)
         self.probabilities: bool | None = None  # a softmax output? (seen at the first run)
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        if self.batch is None:
-            return self._sess.run([self._output], {self.input_name: x})[0]
-        outs = []
-        for i in range(0, len(x), self.batch):
-            chunk = x[i : i + self.batch]
-            n = len(chunk)
-            if n < self.batch:  # a fixed batch: pad the last chunk, keep its rows
-                chunk = np.concatenate([chunk, np.zeros((self.batch - n, *x.shape[1:]), x.dtype)])
-            outs.append(self._sess.run([self._output], {self.input_name: chunk})[0][:n])
-        return np.concatenate(outs)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self._run(x.detach().to("cpu", torch.float32).numpy().astype(self._dtype, copy=False))
-        out = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+        from edgekd.backends.onnxruntime import run_padded
+
+        arr = x.detach().to("cpu", torch.float32).numpy().astype(self._dtype, copy=False)
+        out = torch.from_numpy(np.ascontiguousarray(run_padded(self._sess, self.input_name, arr,
+                                                                self.batch)))  # fmt: skip
         if self.probabilities is None:  # a softmax head: every row non-negative, summing to 1
             rows = out.double()
             self.probabilities = bool(
