@@ -16,7 +16,6 @@ efficiencies fitted on one Orin row predict the other.
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
 import tempfile
 import time
@@ -24,64 +23,21 @@ from pathlib import Path
 
 from edgekd._io import write_json
 from edgekd.latency.cost import predict_latency
-from edgekd.latency.graph import graph_layers, load_onnx
+from edgekd.latency.graph import load_onnx
 from edgekd.profiling.calibrate import (
     CALIBRATION_MODELS,
     HELDOUT_MODELS,
     error_stats,
     fit_params,
     measure_samples,
-    scale_to_published,
 )
 from edgekd.targets import get_target
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLISHED = ROOT.parent / "shared/reference/jetson-published.csv"
-# torchvision / MLPerf models and the timm model standing in for each (same architecture
-# where one exists). YOLOX-S has no timm twin: timm's cs3darknet_s (the CSPDarknet-S backbone
-# family) at 640x640 stands in, its layers' FLOPs and bytes scaled to YOLOX-S's published
-# 26.8 GFLOPs at 640x640 (YOLOX README), which stand for the PAFPN neck and the head it lacks.
-STAND_INS = {
-    "resnet18": (
-        "resnet18",
-        (3, 224, 224),
-        None,
-        "torchvision resnet18 = timm resnet18 (same layers)",
-    ),
-    "resnet50": ("resnet50", (3, 224, 224), None, "torchvision / MLPerf resnet50 = timm resnet50"),
-    "yolox-s-leaky": (
-        "cs3darknet_s",
-        (3, 640, 640),
-        26.8e9,
-        "timm cs3darknet_s at 640x640 scaled to YOLOX-S's 26.8 GFLOPs",
-    ),
-}
-
-
-def standin_layers(row: dict, work: Path):
-    """The stand-in's costed layers for a published row, as the device would build it."""
-    name, shape, flops, _ = STAND_INS[row["model"]]
-    target = get_target(row["device"])
-    float_prec = "fp16" if "fp16" in target.precisions else "fp32"
-    layers = graph_layers(
-        load_onnx(export_float(name, shape, work)),
-        target.runtime,
-        float_prec,
-        implicit_int8=row["precision"] == "int8",
-    )
-    if flops:
-        scale = flops / sum(lay.flops for lay in layers)
-        for lay in layers:
-            lay.flops *= scale
-            lay.bytes *= scale
-    return target, layers
-
-
-def predict_rows(layers, target, params=None) -> float:
-    from edgekd.latency.cost import layer_ms
-
-    params = params or target.cost_model
-    return sum(layer_ms(lay, target, params)[0] for lay in layers)
+RANGE_NOTE = (
+    "leave-one-group-out over the published figures of the {fam} family (the figures of one "
+    "model on one device at one precision and size held out together): {n} figures"
+)
 
 
 def export_float(name: str, shape, out: Path) -> Path:
@@ -127,63 +83,161 @@ def host_section(work: Path) -> dict:
     }
 
 
-def jetson_section(work: Path) -> dict:
-    rows = list(csv.DictReader(PUBLISHED.open()))
-    out = []
-    layers_of = {}
-    print("\n== Jetson: published vs predicted ==")
-    print(
-        f"{'device':24s} {'model':15s} {'prec':5s} {'published':>10s} {'predicted':>10s} "
-        f"{'error':>8s}  stand-in"
-    )
-    for r in rows:
-        note = STAND_INS[r["model"]][3]
-        target, layers = standin_layers(r, work)
-        pred = predict_rows(layers, target)
-        pub = float(r["value"])
-        err = (pred - pub) / pub * 100
-        _, k = scale_to_published(layers, target, pub)
-        print(
-            f"{r['device']:24s} {r['model']:15s} {r['precision']:5s} {pub:10.3f} "
-            f"{pred:10.3f} {err:+7.1f}%  {note} (efficiency scale to match: {k:.3f})"
-        )
-        layers_of[r["device"]] = (layers, pub)
-        out.append(
-            {
-                **r,
-                "stand_in": note,
-                "predicted_ms": pred,
-                "error_pct": err,
-                "within_35pct": abs(err) <= 35,
-                "scale_to_match": k,
-            }
-        )
-    # leave one out across the two Orin rows: fit on one, predict the other
-    loo = []
-    orins = [d for d in layers_of if "orin" in d]
-    for fit_dev in orins:
-        for test_dev in orins:
-            if fit_dev == test_dev:
-                continue
-            params, k = scale_to_published(
-                layers_of[fit_dev][0], get_target(fit_dev), layers_of[fit_dev][1]
-            )
-            pred = predict_rows(layers_of[test_dev][0], get_target(test_dev), params)
-            pub = layers_of[test_dev][1]
-            loo.append(
+def jetson_section(work: Path, write_profiles: bool) -> dict:
+    """Fit each TensorRT family on targets/evidence, hold out each group, print per device."""
+    from edgekd.profiling.evidence import load_evidence
+    from edgekd.profiling.fit import abs_pct, fit_evidence, median_or_none, params_dict
+    from edgekd.targets import builtin_profiles
+
+    profiles = builtin_profiles()
+    figures = load_evidence()
+    print(f"\n== Jetson: {len(figures)} published figures in targets/evidence ==")
+    fits, skipped = fit_evidence(figures, profiles, work, progress=print)
+    reasons: dict[str, int] = {}
+    for _, why in skipped:
+        reasons[why] = reasons.get(why, 0) + 1
+    for why, n in sorted(reasons.items()):
+        print(f"  not used: {n} figure(s): {why}")
+    rows, devices, families = [], [], []
+    for f in fits:
+        for c, before, fitted, held in zip(
+            f.items, f.prior_ms, f.fitted_ms, f.held_ms, strict=True
+        ):
+            rows.append(
                 {
-                    "fit_on": fit_dev,
-                    "predict": test_dev,
-                    "published_ms": pub,
-                    "predicted_ms": pred,
-                    "error_pct": (pred - pub) / pub * 100,
+                    "device": c.fig.device, "family": f.family, "model": c.fig.model,
+                    "standin": c.fig.standin, "input": list(c.fig.shape),
+                    "precision": c.fig.precision, "metric": c.fig.metric,
+                    "published_ms": c.fig.ms, "before_ms": before, "fitted_ms": fitted,
+                    "heldout_ms": held, "heldout_error_pct": (held - c.fig.ms) / c.fig.ms * 100,
+                    "source": c.fig.source, "where": c.fig.where,
                 }
-            )
+            )  # fmt: skip
+        families.append(
+            {
+                "family": f.family, "members": f.members, "figures": len(f.items),
+                "groups": len({c.fig.group for c in f.items}),
+                "params": params_dict(f.theta).model_dump(),
+                "range": list(f.band) if f.band else None, "range_figures": f.band_figures,
+                "range_basis": f.band_basis,
+            }
+        )  # fmt: skip
+        for m in f.members:
+            mine = [r for r in rows if r["device"] == m]
+            devices.append(device_row(m, f, mine))
+    print(
+        f"\n{'device':24s} {'family':7s} {'figs':>4s} {'groups':>6s} {'before':>7s} "
+        f"{'fitted':>7s} {'held-out':>8s} {'worst':>6s}  trust"
+    )
+    for d in devices:
+        fmt = lambda x: "-" if x is None else f"{x:.0f}%"  # noqa: E731
+        print(
+            f"{d['device']:24s} {d['family']:7s} {d['figures']:4d} {d['groups']:6d} "
+            f"{fmt(d['before_median_pct']):>7s} {fmt(d['fitted_median_pct']):>7s} "
+            f"{fmt(d['heldout_median_pct']):>8s} {fmt(d['heldout_max_pct']):>6s}  {d['trust']}"
+        )
+    overall = median_or_none([abs_pct(r["heldout_ms"], r["published_ms"]) for r in rows])
+    before = median_or_none([abs_pct(r["before_ms"], r["published_ms"]) for r in rows])
+    print(
+        f"all {len(rows)} usable figures: held-out median |error| {overall:.1f}% (goal <= 30%); "
+        f"the profiles before this fit: {before:.1f}%"
+    )
+    for fam in families:
+        if fam["range"]:
+            lo, hi = fam["range"]
             print(
-                f"leave-one-out: efficiencies fitted on {fit_dev} predict {test_dev}: "
-                f"{pred:.3f} ms vs published {pub:.3f} ms ({loo[-1]['error_pct']:+.1f}%)"
+                f"{fam['family']}: predicted t reads as [{lo:.2f} t, {hi:.2f} t] "
+                f"(80% of {fam['range_figures']} held-out figures)"
             )
-    return {"rows": out, "leave_one_out": loo}
+    if write_profiles:
+        for f in fits:
+            for m in f.members:
+                path = ROOT / "targets" / f"{m}.yaml"
+                write_fit(path, f, next(d for d in devices if d["device"] == m))
+                print(f"written: {path.relative_to(ROOT)}")
+    return {
+        "figures_in_evidence": len(figures),
+        "not_used": [{"where": fig.where, "reason": why} for fig, why in skipped],
+        "heldout_median_abs_pct_error": overall,
+        "before_median_abs_pct_error": before,
+        "ridge": _ridge(),
+        "families": families,
+        "devices": devices,
+        "rows": rows,
+    }
+
+
+def _ridge() -> float:
+    from edgekd.profiling.fit import RIDGE
+
+    return RIDGE
+
+
+def device_row(name: str, f, mine: list[dict]) -> dict:
+    """A device's figures and errors, and how far its fit can be trusted."""
+    from edgekd.profiling.fit import abs_pct, median_or_none
+
+    err = [abs_pct(r["heldout_ms"], r["published_ms"]) for r in mine]
+    models = {r["standin"] for r in mine}
+    if not mine:
+        trust = f"no figures: parameters from its {f.family} siblings, untested on this device"
+    elif len(models) < 3:
+        trust = f"{len(mine)} figure(s) of {len(models)} model(s): checked, but thinly"
+    else:
+        trust = f"{len(mine)} figures of {len(models)} models, each held out"
+    return {
+        "device": name,
+        "family": f.family,
+        "figures": len(mine),
+        "groups": len({(r["standin"], r["precision"]) for r in mine}),
+        "models": sorted(models),
+        "before_median_pct": median_or_none(
+            [abs_pct(r["before_ms"], r["published_ms"]) for r in mine]
+        ),
+        "fitted_median_pct": median_or_none(
+            [abs_pct(r["fitted_ms"], r["published_ms"]) for r in mine]
+        ),
+        "heldout_median_pct": median_or_none(err),
+        "heldout_max_pct": max(err) if err else None,
+        "trust": trust,
+    }
+
+
+def write_fit(path: Path, f, dev: dict) -> None:
+    """Put the family's fitted parameters, the fit record and the range into a profile."""
+    from edgekd.profiling.fit import params_dict
+    from edgekd.profiling.profile_file import set_profile_keys
+
+    fam_figs = len(f.items)
+    held = dev["heldout_median_pct"]
+    fit = {
+        "method": (
+            f"shared by the {f.family} family ({', '.join(f.members)}): least squares on log "
+            f"latency over {fam_figs} published figures in targets/evidence, with a ridge pull "
+            "toward the previous parameters; benchmarks/latency_model.py --write-profiles"
+        ),
+        "this_device": (
+            f"{dev['figures']} figure(s), held-out median |error| {held:.1f}%, worst "
+            f"{dev['heldout_max_pct']:.1f}%"
+            if dev["figures"]
+            else dev["trust"]
+        ),
+        "trust": dev["trust"],
+    }
+    keys = {"cost_model": params_dict(f.theta).model_dump(), "fit": fit}
+    sources = {
+        "cost_model": "targets/evidence/*.csv, fitted by benchmarks/latency_model.py (see fit)"
+    }
+    if f.band:
+        keys["prediction_range"] = {
+            "low": round(f.band[0], 3),
+            "high": round(f.band[1], 3),
+            "coverage": 0.8,
+            "figures": f.band_figures,
+            "basis": f.band_basis,
+        }
+        sources["prediction_range"] = "benchmarks/latency_model.py: held-out ratios, see basis"
+    set_profile_keys(path, keys, sources)
 
 
 def speed_section(work: Path) -> dict:
@@ -205,9 +259,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/latency_model.json")
     ap.add_argument("--skip-host", action="store_true", help="only the Jetson and speed parts")
+    ap.add_argument(
+        "--cache", type=Path, help="keep the stand-ins' ONNX files here (reused next run)"
+    )
+    ap.add_argument(
+        "--write-profiles",
+        action="store_true",
+        help="write the fitted parameters and ranges into targets/<jetson>.yaml",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        work = Path(d)
+        work = args.cache or Path(d)
         result = {
             "command": "python benchmarks/latency_model.py",
             "machine": {
@@ -215,7 +277,7 @@ def main() -> None:
                 "cpu": platform.processor(),
                 "date": time.strftime("%Y-%m-%d"),
             },
-            "jetson": jetson_section(work),
+            "jetson": jetson_section(work, args.write_profiles),
             "prediction_speed": speed_section(work),
         }
         if not args.skip_host:

@@ -88,6 +88,29 @@ class CostModelParams(BaseModel):
         return self
 
 
+class PredictionRange(BaseModel):
+    """How far off this profile's predictions have been on published figures it was not
+    fitted on: a prediction of t ms reads as [low x t, high x t], which held `coverage` of
+    those figures."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    low: float = Field(gt=0, description="published / predicted, lower end")
+    high: float = Field(gt=0, description="published / predicted, upper end")
+    coverage: float = Field(gt=0, lt=1, description="share of held-out figures inside")
+    figures: int = Field(ge=1, description="held-out figures the range comes from")
+    basis: str = Field(min_length=1, description="which figures, and how they were held out")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PredictionRange:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        return self
+
+    def of(self, ms: float) -> tuple[float, float]:
+        return (ms * self.low, ms * self.high)
+
+
 class TargetProfile(BaseModel):
     """One device: runtime, precisions, speeds and default budgets, each figure with a source."""
 
@@ -109,6 +132,9 @@ class TargetProfile(BaseModel):
     dla_cores: int = Field(0, ge=0)
     cost_model: CostModelParams | None = None
     fit: dict | None = Field(None, description="How the cost model was fitted, and its error.")
+    prediction_range: PredictionRange | None = Field(
+        None, description="The held-out error of the cost model, as a range around a prediction."
+    )
     measured: bool = Field(
         False, description="True when edgekd runs on this device and measures latency itself."
     )
@@ -133,6 +159,7 @@ class TargetProfile(BaseModel):
             "memory_gb",
             "cost_model",
             "peak_tops",
+            "prediction_range",
         ):
             if getattr(self, key):
                 needed.add(key)

@@ -366,8 +366,11 @@ def summary_lines(result, compact: bool = False) -> str:
     lines += [
         f"  {g['name']}: {g['value']:.3f} {g['unit']} (limit {g['limit']}) "
         f"{'ok' if g['passed'] else 'MISSED'}"
+        + (f" ({g['caution'].split(':')[0]})" if g.get("caution") else "")
         for g in v["gates"]
     ]
+    band = art["latency"].get("range_ms")
+    kind += f", range {band[0]:.3f}-{band[1]:.3f} ms" if band else ""
     lines.append(
         f"artifact: {result.run_dir / art['path']} ({art['precision']}, "
         f"{r['data'].get('accuracy_split', 'val')} top-1 "

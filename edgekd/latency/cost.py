@@ -41,6 +41,8 @@ class LatencyPrediction:
     total_ms: float
     layers: tuple[LayerCost, ...]
     seconds_to_predict: float
+    range_ms: tuple[float, float] | None = None  # from the profile's held-out error
+    range_coverage: float | None = None
 
     @property
     def flops(self) -> float:
@@ -55,6 +57,8 @@ class LatencyPrediction:
             "target": self.target,
             "precision": self.precision,
             "total_ms": self.total_ms,
+            "range_ms": list(self.range_ms) if self.range_ms else None,
+            "range_coverage": self.range_coverage,
             "measured": False,
             "gflops": self.flops / 1e9,
             "layers_costed": len(self.layers),
@@ -128,6 +132,14 @@ def predict_latency(
     layers = costed_layers(model, target, precision)
     costs = predict_layers(layers, target, table=load_table(target.name))
     label = precision or ("int8" if is_quantized(model) else "fp32")
+    total = sum(c.ms for c in costs)
+    band = target.prediction_range
     return LatencyPrediction(
-        target.name, label, sum(c.ms for c in costs), tuple(costs), time.perf_counter() - t0
+        target.name,
+        label,
+        total,
+        tuple(costs),
+        time.perf_counter() - t0,
+        band.of(total) if band else None,
+        band.coverage if band else None,
     )

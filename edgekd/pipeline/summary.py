@@ -70,7 +70,8 @@ BEATS_TEACHER_POINTS = 2.0  # a student this far above its teacher is worth a wa
 def warnings(report: dict) -> list[str]:
     """Lines for what makes the report's figures doubtful: a student that beats its teacher by
     more than BEATS_TEACHER_POINTS (an undertrained teacher, or images preprocessed unlike
-    its training images), and latencies that stayed noisy after re-measuring."""
+    its training images), latencies that stayed noisy after re-measuring, and a predicted
+    latency whose range holds the budget."""
     out = []
     t, a = report["teacher"], report["artifact"]
     if a["accuracy"] - t["accuracy"] > BEATS_TEACHER_POINTS:
@@ -85,6 +86,8 @@ def warnings(report: dict) -> list[str]:
     for what, m in named:
         if m["latency"].get("noise"):
             out.append(f"the latency of {what} is unreliable: {m['latency']['noise']}")
+    out += [f"the latency budget: {g['caution']}" for g in report["verdict"]["gates"]
+            if g.get("caution")]  # fmt: skip
     return out
 
 

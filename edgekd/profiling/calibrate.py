@@ -112,12 +112,23 @@ def measure_samples(
     return out
 
 
-_FIELDS = (*OP_CLASSES, "int8_efficiency_scale", "layer_overhead_us", "bandwidth_efficiency")
-_LOW = np.log([1e-4] * 4 + [0.05, 0.01, 0.05])
-_HIGH = np.log([1.0] * 4 + [4.0, 1000.0, 1.0])
+# the fitted parameters, as logs: the four efficiencies, INT8 scale, layer overhead (us),
+# bandwidth efficiency; and their bounds
+THETA_FIELDS = (*OP_CLASSES, "int8_efficiency_scale", "layer_overhead_us", "bandwidth_efficiency")
+THETA_LOW = np.log([1e-4] * 4 + [0.05, 0.01, 0.05])
+THETA_HIGH = np.log([1.0] * 4 + [4.0, 1000.0, 1.0])
 
 
-def _params(theta: np.ndarray) -> CostModelParams:
+def theta_of(p: CostModelParams) -> np.ndarray:
+    """The log-parameter vector of `p`, inside the bounds."""
+    theta = np.log(
+        [p.efficiency[c] for c in OP_CLASSES]
+        + [p.int8_efficiency_scale, max(p.layer_overhead_us, 0.1), p.bandwidth_efficiency]
+    )
+    return np.clip(theta, THETA_LOW + 1e-6, THETA_HIGH - 1e-6)
+
+
+def params_of(theta: np.ndarray) -> CostModelParams:
     v = np.exp(theta)
     return CostModelParams(
         efficiency={c: float(min(v[i], 1.0)) for i, c in enumerate(OP_CLASSES)},
@@ -136,23 +147,14 @@ def fit_params(samples: list[Sample], target: TargetProfile) -> tuple[CostModelP
     from scipy.optimize import least_squares
 
     def residuals(theta):
-        p = _params(theta)
+        p = params_of(theta)
         return [math.log(predict_sample(s, target, p)) - math.log(s.measured_ms) for s in samples]
 
     start = target.cost_model or CostModelParams(
         efficiency=dict.fromkeys(OP_CLASSES, 0.2), layer_overhead_us=5, bandwidth_efficiency=0.5
     )
-    theta0 = np.log(
-        [start.efficiency[c] for c in OP_CLASSES]
-        + [
-            start.int8_efficiency_scale,
-            max(start.layer_overhead_us, 0.1),
-            start.bandwidth_efficiency,
-        ]
-    )
-    theta0 = np.clip(theta0, _LOW + 1e-6, _HIGH - 1e-6)
-    res = least_squares(residuals, theta0, bounds=(_LOW, _HIGH))
-    params = _params(res.x)
+    res = least_squares(residuals, theta_of(start), bounds=(THETA_LOW, THETA_HIGH))
+    params = params_of(res.x)
     return params, error_stats(samples, target, params)
 
 
@@ -194,31 +196,3 @@ def calibrate_host(
         statistic="p50 of 40 runs after 10 warm-up",
     )
     return params, stats
-
-
-def scale_to_published(
-    layers: list[Layer], target: TargetProfile, published_ms: float
-) -> tuple[CostModelParams, float]:
-    """Scale every compute efficiency of `target` by one factor k so the prediction for
-    `layers` equals `published_ms` (one published figure fixes one degree of freedom; the
-    ratios between op classes stay the profile's priors). Returns the params and k."""
-    base = target.cost_model
-
-    def params(k: float) -> CostModelParams:
-        return base.model_copy(
-            update={"efficiency": {c: min(1.0, e * k) for c, e in base.efficiency.items()}}
-        )
-
-    def pred(k: float) -> float:
-        p = params(k)
-        return sum(layer_ms(layer, target, p)[0] for layer in layers)
-
-    lo, hi = 1e-3, 1e3  # prediction falls as k grows: bisect on log k
-    for _ in range(100):
-        mid = math.sqrt(lo * hi)
-        if pred(mid) > published_ms:
-            lo = mid
-        else:
-            hi = mid
-    k = math.sqrt(lo * hi)
-    return params(k), k

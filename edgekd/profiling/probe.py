@@ -45,6 +45,8 @@ def predicted_latency(pred: LatencyPrediction, target: TargetProfile) -> dict:
         "runtime": f"predicted: {target.runtime} {target.runtime_version} on "
         f"{target.name} ({pred.precision})",
         "measured": False,
+        "range_ms": list(pred.range_ms) if pred.range_ms else None,
+        "range_coverage": pred.range_coverage,
     }  # fmt: skip
 
 

@@ -119,6 +119,18 @@ def render_text(result: dict) -> str:
             f"{p['total_ms']:.3f} ms, {p['gflops']:.3f} GFLOPs, "
             f"{p['layers_costed']} layers"
         )
+        if p.get("range_ms"):
+            lo, hi = p["range_ms"]
+            lines.append(
+                f"range: {lo:.3f}-{hi:.3f} ms ({p['range_coverage']:.0%} of the published "
+                f"figures held out from the fit of {result['target']}'s cost model fell in "
+                "such a range; see the profile's prediction_range)"
+            )
+        elif "measured" not in result:
+            lines.append(
+                "range: none (no published figures held out for this profile's cost model; "
+                "treat the figure as a rough guide)"
+            )
         lines.append(
             f"  {'layer':40s} {'op':14s} {'prec':5s} {'MFLOPs':>9s} {'KB':>9s} {'ms':>8s}  bound"
         )

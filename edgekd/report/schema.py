@@ -26,6 +26,9 @@ class Latency(_Model):
     measured: bool
     attempts: int = 1  # measurements taken; more when the first ones were noisy
     noise: str | None = None  # why the figure is unreliable, when it is
+    # predicted only: the range the profile's held-out error gives, and the share it held
+    range_ms: list[float] | None = None
+    range_coverage: float | None = None
 
 
 class Gate(_Model):
@@ -35,6 +38,7 @@ class Gate(_Model):
     limit: float
     unit: str
     detail: str
+    caution: str | None = None  # a predicted latency whose range straddles the budget
 
 
 class Verdict(_Model):

@@ -39,6 +39,7 @@ def judge(budgets: Budgets, teacher_acc: float, artifact: dict) -> Verdict:
                 limit=budgets.latency_ms,
                 unit="ms",
                 detail=_latency_label(artifact["latency"], budgets.percentile),
+                caution=range_caution(artifact["latency"], budgets.latency_ms),
             )
         )
     if budgets.min_parity is not None and artifact.get("parity") is not None:
@@ -186,6 +187,20 @@ def _lint_line(r: dict) -> str:
         for k, v in lint.items()
     ]
     return "**TensorRT lint** (`edgekd lint`): " + "; ".join(parts) + ".\n"
+
+
+def range_caution(lat: dict, budget: float) -> str | None:
+    """"may miss" / "may meet" when a predicted latency's range holds the budget."""
+    band = lat.get("range_ms")
+    if lat["measured"] or not band or not band[0] <= budget < band[1]:
+        return None
+    verb = "may miss" if lat["p50_ms"] <= budget else "may meet"
+    share = f"{lat['range_coverage']:.0%} of" if lat.get("range_coverage") else "the"
+    return (
+        f"{verb} it: the budget {budget:g} ms lies inside the predicted range "
+        f"{band[0]:.3g}-{band[1]:.3g} ms (which held {share} published figures the cost "
+        "model was not fitted on); measure on the device (--device) to be sure"
+    )
 
 
 def _latency_label(lat: dict, percentile: int) -> str:

@@ -3,7 +3,7 @@ import pytest
 from edgekd.errors import InputError
 from edgekd.latency.cost import layer_ms, predict_latency
 from edgekd.latency.graph import Layer, graph_layers
-from edgekd.profiling.calibrate import Sample, error_stats, fit_params, scale_to_published
+from edgekd.profiling.calibrate import Sample, error_stats, fit_params
 from edgekd.targets import CostModelParams, TargetProfile, get_target
 from tests.latency import onnx_graphs as G
 
@@ -112,14 +112,6 @@ def test_fit_recovers_a_known_model():
     params, stats = fit_params(samples, t)
     assert stats["median_abs_pct_error"] < 1.0
     assert stats["spearman"] == pytest.approx(1.0)
-
-
-def test_scale_to_published_hits_the_figure():
-    t = tgt()
-    layers = [Layer("a", "Conv", "dense_conv", "fp32", 5e8, 1e6)] * 4
-    params, k = scale_to_published(layers, t, 3.0)
-    assert sum(layer_ms(la, t, params)[0] for la in layers) == pytest.approx(3.0, rel=1e-6)
-    assert params.efficiency["dense_conv"] == pytest.approx(0.5 * k)
 
 
 def test_error_stats_on_exact_predictions():

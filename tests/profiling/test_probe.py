@@ -42,8 +42,10 @@ def test_predicted_is_the_cost_model_total_labelled_predicted(model_onnx, tmp_pa
     target = get_target("jetson-orin-nano-8gb")
     got = Predicted(target, SHAPE).latency(model_onnx, "fp16", "s")
     want = predict_latency(model_onnx, target, "fp16").total_ms
-    assert set(got) == RECORD and got["measured"] is False
+    assert set(got) == RECORD | {"range_ms", "range_coverage"} and got["measured"] is False
     assert got["p50_ms"] == got["p90_ms"] == got["p99_ms"] == want
+    band = target.prediction_range
+    assert got["range_ms"] == (pytest.approx(list(band.of(want))) if band else None)
     assert got["throughput_ips"] == pytest.approx(1e3 / want)
     assert got["runtime"].startswith("predicted: tensorrt")
 
