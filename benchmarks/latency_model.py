@@ -1,22 +1,28 @@
 """How good is the latency cost model? Host: predicted vs measured on held-out models.
-Jetson: predicted vs published figures. Prints tables and writes JSON.
+Jetson: predicted vs published figures it was not fitted on. Prints tables and writes JSON.
 
     python benchmarks/latency_model.py [--out benchmarks/results/latency_model.json]
+        [--rounds 5] [--skip-host] [--cache DIR] [--write-profiles]
 
 Host: the host profile's efficiencies are fitted (least squares on log latency) to a
 calibration set of 8 timm models, then used unchanged to predict a disjoint held-out set of
 10 models; both at FP32 and Model Optimizer INT8 Q/DQ, ONNX Runtime, batch 1, 1 thread,
-3x128x128 inputs, p50 of 40 runs after 10 warm-up. Goal: median |error| <= 20%, Spearman >= 0.9.
+3x128x128 inputs. Each model is timed in --rounds interleaved rounds (p50 of 40 runs after 10
+warm-up per round), the median of the rounds kept and their spread reported, with the load
+average before and after. Goal: median |error| <= 20%, Spearman >= 0.9 on a quiet machine.
 
-Jetson: for each row of shared/reference/jetson-published.csv, the profile's prediction for
-the stand-in model, and a leave-one-out check across the two Ampere (Orin) rows: the
-efficiencies fitted on one Orin row predict the other.
+Jetson: every figure in targets/evidence/*.csv that a stand-in can rebuild (see
+edgekd.profiling.fit): one cost model per GPU architecture fitted on all of them, and each
+model/device/precision group predicted by a fit without it (held out). Prints the per-device
+table, the ranges, and with --write-profiles puts parameters, fit and range into the
+TensorRT profiles.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,28 +59,54 @@ def export_float(name: str, shape, out: Path) -> Path:
     return path
 
 
-def host_section(work: Path) -> dict:
+def host_section(work: Path, rounds: int) -> dict:
+    """Fit the host cost model on the calibration set, check it on the held-out set; every
+    model timed in `rounds` interleaved rounds (median of the rounds' p50, and the spread)."""
+    import os
+    import statistics
+
     host = get_target("host")
     say = print
-    say("== host: calibration set ==")
-    cal = measure_samples(CALIBRATION_MODELS, host, workdir=work / "cal", progress=say)
+    load = [os.getloadavg()[0]]
+    say(f"== host: calibration set, {rounds} interleaved rounds ==")
+    cal = measure_samples(
+        CALIBRATION_MODELS, host, workdir=work / "cal", progress=say, repeats=rounds
+    )
     params, fit = fit_params(cal, host)
-    say("== host: held-out set ==")
-    held = measure_samples(HELDOUT_MODELS, host, workdir=work / "held", progress=say)
+    say(f"== host: held-out set, {rounds} interleaved rounds ==")
+    held = measure_samples(
+        HELDOUT_MODELS, host, workdir=work / "held", progress=say, repeats=rounds
+    )
+    load.append(os.getloadavg()[0])
     stats = error_stats(held, host, params)
-    print(f"\n{'model':26s} {'prec':5s} {'measured ms':>12s} {'predicted ms':>13s} {'error':>8s}")
+    spread = {f"{s.model} {s.precision}": s.spread_pct for s in held}
+    print(
+        f"\n{'model':26s} {'prec':5s} {'measured ms':>12s} {'spread':>7s} {'predicted ms':>13s} "
+        f"{'error':>8s}"
+    )
     for r in stats["rows"]:
         err = (r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] * 100
         print(
             f"{r['model']:26s} {r['precision']:5s} {r['measured_ms']:12.2f} "
-            f"{r['predicted_ms']:13.2f} {err:+7.1f}%"
+            f"{spread[r['model'] + ' ' + r['precision']]:6.0f}% {r['predicted_ms']:13.2f} "
+            f"{err:+7.1f}%"
         )
+    med_spread = statistics.median(s.spread_pct for s in cal + held)
     print(
         f"held-out: median |error| {stats['median_abs_pct_error']:.1f}% (goal <= 20%), "
-        f"Spearman {stats['spearman']:.3f} (goal >= 0.9); calibration fit: median "
-        f"{fit['median_abs_pct_error']:.1f}%, Spearman {fit['spearman']:.3f}"
+        f"Spearman {stats['spearman']:.3f} (goal >= 0.9 on a quiet machine); calibration fit: "
+        f"median {fit['median_abs_pct_error']:.1f}%, Spearman {fit['spearman']:.3f}; median "
+        f"spread between rounds {med_spread:.0f}%; 1-min load average {load[0]:.1f} before, "
+        f"{load[1]:.1f} after, on {os.cpu_count()} CPUs"
     )
     return {
+        "rounds": rounds,
+        "statistic": f"median over {rounds} interleaved rounds of each round's p50 (40 runs "
+        "after 10 warm-up), 1 thread",
+        "load_average_1min": load,
+        "cpus": os.cpu_count(),
+        "median_spread_pct": med_spread,
+        "spread_pct": spread,
         "fitted_params": params.model_dump(),
         "calibration_fit": fit,
         "heldout": stats,
@@ -140,7 +172,7 @@ def jetson_section(work: Path, write_profiles: bool) -> dict:
     before = median_or_none([abs_pct(r["before_ms"], r["published_ms"]) for r in rows])
     print(
         f"all {len(rows)} usable figures: held-out median |error| {overall:.1f}% (goal <= 30%); "
-        f"the profiles before this fit: {before:.1f}%"
+        f"the profiles before evidence was fitted (PRIORS): {before:.1f}%"
     )
     for fam in families:
         if fam["range"]:
@@ -214,7 +246,7 @@ def write_fit(path: Path, f, dev: dict) -> None:
         "method": (
             f"shared by the {f.family} family ({', '.join(f.members)}): least squares on log "
             f"latency over {fam_figs} published figures in targets/evidence, with a ridge pull "
-            "toward the previous parameters; benchmarks/latency_model.py --write-profiles"
+            "toward edgekd.profiling.fit.PRIORS; benchmarks/latency_model.py --write-profiles"
         ),
         "this_device": (
             f"{dev['figures']} figure(s), held-out median |error| {held:.1f}%, worst "
@@ -259,6 +291,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/latency_model.json")
     ap.add_argument("--skip-host", action="store_true", help="only the Jetson and speed parts")
+    ap.add_argument("--skip-jetson", action="store_true", help="only the host part")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds on the host")
     ap.add_argument(
         "--cache", type=Path, help="keep the stand-ins' ONNX files here (reused next run)"
     )
@@ -271,17 +305,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         work = args.cache or Path(d)
         result = {
-            "command": "python benchmarks/latency_model.py",
+            "command": "python benchmarks/latency_model.py " + " ".join(sys.argv[1:]),
             "machine": {
                 "platform": platform.platform(),
                 "cpu": platform.processor(),
                 "date": time.strftime("%Y-%m-%d"),
             },
-            "jetson": jetson_section(work, args.write_profiles),
-            "prediction_speed": speed_section(work),
         }
+        if not args.skip_jetson:
+            result["jetson"] = jetson_section(work, args.write_profiles)
+            result["prediction_speed"] = speed_section(work)
         if not args.skip_host:
-            result["host"] = host_section(work)
+            result["host"] = host_section(work, args.rounds)
     write_json(args.out, result)
     print(f"\nwritten to {args.out}")
 

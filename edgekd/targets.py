@@ -76,6 +76,13 @@ class CostModelParams(BaseModel):
     bandwidth_efficiency: float = Field(
         0.7, gt=0, le=1, description="Fraction of the memory bandwidth reached."
     )
+    sm_fill_mflops: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="GPU targets with gpu_sms: MFLOPs a layer needs per SM to keep every SM "
+        "busy at batch 1; a smaller layer runs on part of the GPU (0: never).",
+    )
 
     @model_validator(mode="after")
     def _fractions(self) -> CostModelParams:
@@ -129,6 +136,7 @@ class TargetProfile(BaseModel):
     )
     memory_bandwidth_gbs: float | None = Field(None, gt=0)
     memory_gb: float | None = Field(None, gt=0)
+    gpu_sms: int | None = Field(None, ge=1, description="streaming multiprocessors (GPU)")
     dla_cores: int = Field(0, ge=0)
     cost_model: CostModelParams | None = None
     fit: dict | None = Field(None, description="How the cost model was fitted, and its error.")
@@ -157,6 +165,7 @@ class TargetProfile(BaseModel):
             "compute_capability",
             "memory_bandwidth_gbs",
             "memory_gb",
+            "gpu_sms",
             "cost_model",
             "peak_tops",
             "prediction_range",

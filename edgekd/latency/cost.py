@@ -1,7 +1,9 @@
 """The roofline cost model: per-layer and total latency of an ONNX model on a target profile.
 
 Each layer takes `max(compute time, memory time) + fixed overhead`:
-- compute time = FLOPs / (peak[precision] x efficiency[op class]) (x int8 scale for INT8),
+- compute time = FLOPs / (peak[precision] x efficiency[op class]) (x int8 scale for INT8);
+  on a GPU with `gpu_sms`, a layer of fewer than SMs x `sm_fill_mflops` MFLOPs takes as long
+  as one of that size (it cannot keep every SM busy at batch 1),
 - memory time = bytes moved / (bandwidth x bandwidth efficiency),
 - overhead = the profile's per-layer launch / dispatch cost.
 The profile's efficiencies are fitted to measurements (host) or published figures (Jetson).
@@ -73,7 +75,10 @@ def layer_ms(layer: Layer, target: TargetProfile, params: CostModelParams) -> tu
     eff = params.efficiency[layer.op_class]
     if layer.precision == "int8":
         eff *= params.int8_efficiency_scale
-    compute_s = layer.flops / (peak * 1e12 * eff)
+    work = layer.flops
+    if target.gpu_sms and params.sm_fill_mflops:  # a small layer leaves SMs idle
+        work = max(work, target.gpu_sms * params.sm_fill_mflops * 1e6)
+    compute_s = work / (peak * 1e12 * eff)
     memory_s = layer.bytes / (target.memory_bandwidth_gbs * 1e9 * params.bandwidth_efficiency)
     overhead_s = params.layer_overhead_us * 1e-6
     body = max(compute_s, memory_s)

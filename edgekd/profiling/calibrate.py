@@ -45,6 +45,7 @@ HELDOUT_MODELS = (
     "deit_tiny_patch16_224",
 )
 CALIBRATION_SHAPE = (3, 128, 128)
+CALIBRATION_ROUNDS = 3  # edgekd profile --calibrate; the benchmark takes 5
 
 
 @dataclass
@@ -54,8 +55,16 @@ class Sample:
     model: str
     precision: str
     layers: list[Layer]
-    measured_ms: float
+    measured_ms: float  # the median over rounds of each round's p50
     onnx_path: str = ""
+    rounds: tuple[float, ...] = ()  # each round's p50, in the order measured
+
+    @property
+    def spread_pct(self) -> float:
+        """(slowest - fastest round) / median, in percent: 0 for one round."""
+        if not self.rounds:
+            return 0.0
+        return (max(self.rounds) - min(self.rounds)) / self.measured_ms * 100
 
 
 def export_timm(name: str, shape: tuple[int, int, int], out_dir: Path, int8: bool) -> Path:
@@ -90,42 +99,66 @@ def measure_samples(
     iters: int = 40,
     workdir: Path | None = None,
     progress=None,
+    repeats: int = 1,
 ) -> list[Sample]:
-    """Export, cost and time every model in `names` at FP32 and INT8 on this machine."""
+    """Export, cost and time every model in `names` at FP32 and INT8 on this machine.
+
+    With `repeats` > 1 the models are timed in rounds, interleaved (every model once per
+    round, the order rotated each round), so a burst of other work on a shared machine falls
+    on several models once rather than on one model's every run; each sample keeps the median
+    of its rounds' p50 and their spread."""
+    import statistics
+
     from edgekd.backends import onnxruntime as ortb
 
-    out: list[Sample] = []
     ctx = tempfile.TemporaryDirectory() if workdir is None else contextlib.nullcontext(workdir)
     with ctx as d:
         d = Path(d)
         d.mkdir(parents=True, exist_ok=True)
+        todo = []
         for name in names:
             for prec in ("fp32", "int8"):
-                if prec not in target.precisions:
-                    continue
-                path = export_timm(name, shape, d, int8=prec == "int8")
-                layers = graph_layers(load_onnx(path), target.runtime)
+                if prec in target.precisions:
+                    path = export_timm(name, shape, d, int8=prec == "int8")
+                    todo.append((name, prec, path, graph_layers(load_onnx(path), target.runtime)))
+        rounds: list[list[float]] = [[] for _ in todo]
+        for r in range(repeats):
+            for j in range(len(todo)):
+                i = (j + r) % len(todo)
+                name, prec, path, _ = todo[i]
                 rep = ortb.profile(path, shape, threads=threads, warmup=warmup, iters=iters)
-                out.append(Sample(name, prec, layers, rep.p50_ms, str(path)))
+                rounds[i].append(rep.p50_ms)
                 if progress:
-                    progress(f"  {name} {prec}: {rep.p50_ms:.2f} ms (p50, {threads} thread)")
-    return out
+                    progress(
+                        f"  round {r + 1}/{repeats} {name} {prec}: {rep.p50_ms:.2f} ms "
+                        f"(p50, {threads} thread)"
+                    )
+    return [
+        Sample(name, prec, layers, statistics.median(times), str(path), tuple(times))
+        for (name, prec, path, layers), times in zip(todo, rounds, strict=True)
+    ]
 
 
 # the fitted parameters, as logs: the four efficiencies, INT8 scale, layer overhead (us),
-# bandwidth efficiency; and their bounds
-THETA_FIELDS = (*OP_CLASSES, "int8_efficiency_scale", "layer_overhead_us", "bandwidth_efficiency")
-THETA_LOW = np.log([1e-4] * 4 + [0.05, 0.01, 0.05])
-THETA_HIGH = np.log([1.0] * 4 + [4.0, 1000.0, 1.0])
+# bandwidth efficiency, and for GPUs the SM fill (MFLOPs per SM); and their bounds
+THETA_FIELDS = (
+    *OP_CLASSES, "int8_efficiency_scale", "layer_overhead_us", "bandwidth_efficiency",
+    "sm_fill_mflops",
+)  # fmt: skip
+THETA_LOW = np.log([1e-4] * 4 + [0.05, 0.01, 0.05, 0.01])
+THETA_HIGH = np.log([1.0] * 4 + [4.0, 1000.0, 1.0, 1000.0])
+PRIOR_SM_FILL_MFLOPS = 5.0  # about one 128x64-output tile of a 3x3x64 convolution per SM
 
 
-def theta_of(p: CostModelParams) -> np.ndarray:
-    """The log-parameter vector of `p`, inside the bounds."""
-    theta = np.log(
-        [p.efficiency[c] for c in OP_CLASSES]
-        + [p.int8_efficiency_scale, max(p.layer_overhead_us, 0.1), p.bandwidth_efficiency]
-    )
-    return np.clip(theta, THETA_LOW + 1e-6, THETA_HIGH - 1e-6)
+def theta_of(p: CostModelParams, gpu: bool = False) -> np.ndarray:
+    """The log-parameter vector of `p` (8 entries with `gpu`, else 7), inside the bounds."""
+    values = [p.efficiency[c] for c in OP_CLASSES] + [
+        p.int8_efficiency_scale, max(p.layer_overhead_us, 0.1), p.bandwidth_efficiency
+    ]  # fmt: skip
+    if gpu:
+        values.append(p.sm_fill_mflops or PRIOR_SM_FILL_MFLOPS)
+    n = len(values)
+    return np.clip(np.log(values), THETA_LOW[:n] + 1e-6, THETA_HIGH[:n] - 1e-6)
 
 
 def params_of(theta: np.ndarray) -> CostModelParams:
@@ -135,6 +168,7 @@ def params_of(theta: np.ndarray) -> CostModelParams:
         int8_efficiency_scale=float(min(v[4], 4.0)),
         layer_overhead_us=float(v[5]),
         bandwidth_efficiency=float(min(v[6], 1.0)),
+        sm_fill_mflops=float(min(v[7], 1000.0)) if len(v) > 7 else 0.0,
     )
 
 
@@ -153,7 +187,7 @@ def fit_params(samples: list[Sample], target: TargetProfile) -> tuple[CostModelP
     start = target.cost_model or CostModelParams(
         efficiency=dict.fromkeys(OP_CLASSES, 0.2), layer_overhead_us=5, bandwidth_efficiency=0.5
     )
-    res = least_squares(residuals, theta_of(start), bounds=(THETA_LOW, THETA_HIGH))
+    res = least_squares(residuals, theta_of(start), bounds=(THETA_LOW[:7], THETA_HIGH[:7]))
     params = params_of(res.x)
     return params, error_stats(samples, target, params)
 
@@ -187,12 +221,15 @@ def calibrate_host(
     """Measure `names` (default CALIBRATION_MODELS) here and fit `target`'s cost model."""
     names = tuple(names or CALIBRATION_MODELS)
     threads = threads or target.threads or 1
-    samples = measure_samples(names, target, threads=threads, progress=progress)
+    samples = measure_samples(
+        names, target, threads=threads, progress=progress, repeats=CALIBRATION_ROUNDS
+    )
     params, stats = fit_params(samples, target)
     stats.update(
         models=list(names),
         shape=list(CALIBRATION_SHAPE),
         threads=threads,
-        statistic="p50 of 40 runs after 10 warm-up",
+        statistic=f"median over {CALIBRATION_ROUNDS} interleaved rounds of the p50 of 40 runs "
+        "after 10 warm-up",
     )
     return params, stats

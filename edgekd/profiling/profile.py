@@ -122,9 +122,9 @@ def render_text(result: dict) -> str:
         if p.get("range_ms"):
             lo, hi = p["range_ms"]
             lines.append(
-                f"range: {lo:.3f}-{hi:.3f} ms ({p['range_coverage']:.0%} of the published "
-                f"figures held out from the fit of {result['target']}'s cost model fell in "
-                "such a range; see the profile's prediction_range)"
+                f"range: {lo:.3f}-{hi:.3f} ms (the central {p['range_coverage']:.0%} of "
+                "published / predicted over published figures each predicted by a fit that "
+                f"never saw it; edgekd targets show {result['target']}: prediction_range)"
             )
         elif "measured" not in result:
             lines.append(

@@ -14,6 +14,7 @@ import onnx
 import pytest
 
 from edgekd._io import sha256_file
+from edgekd.targets import get_target
 from tests.conftest import assert_one_line_error, run_cli
 from tests.data.test_folder import make_folder
 
@@ -324,8 +325,12 @@ def test_jetson_target_predicts_latency_and_hands_over_onnx(digits_teacher, tmp_
     assert r["target"] == "jetson-orin-nano-8gb" and r["runtime"] == "tensorrt"
     assert set(r["variants"]) == {"fp32", "fp16", "int8"}
     assert "predicted" in r["latency_source"] and "not measured" in r["latency_source"]
+    band = get_target("jetson").prediction_range
     for m in [r["teacher"], *r["variants"].values()]:
         assert m["latency"]["measured"] is False and m["latency"]["p90_ms"] > 0
+        lo, hi = m["latency"]["range_ms"]  # the profile's held-out range around it
+        assert (lo, hi) == pytest.approx(band.of(m["latency"]["p90_ms"]))
+    assert "PREDICTED, range " in proc.stdout
     # engines are built on the device: the shipped file is the ONNX for the chosen precision
     assert r["artifact"]["path"] == "build/model.onnx"
     onnx.checker.check_model(str(out / "build/model.onnx"))

@@ -87,12 +87,21 @@ def test_profile_jetson_is_predicted_and_labelled(model_onnx):
     assert r.exit_code == 0, r.stderr
     assert "predicted (fp16, cost model, not measured)" in r.stdout
     assert "measured:" not in r.stdout
+    band = builtin_profiles()["jetson-orin-nano-8gb"].prediction_range
+    assert (
+        band is not None
+        and "range: " in r.stdout
+        and "central 80% of published / predicted" in r.stdout
+    )
     j = json.loads(
         invoke(
             "profile", str(model_onnx), "--target", "jetson", "--json", "--precision", "int8"
         ).stdout
     )
     assert "measured" not in j and j["predicted"]["precision"] == "int8"
+    total, (lo, hi) = j["predicted"]["total_ms"], j["predicted"]["range_ms"]
+    assert (lo, hi) == pytest.approx((total * band.low, total * band.high))
+    assert j["predicted"]["range_coverage"] == band.coverage
     assert all(
         la["precision"] == "int8"
         for la in j["predicted"]["layers"]

@@ -133,3 +133,22 @@ def test_the_gate_cautions_only_when_the_budget_lies_inside_the_range():
     assert range_caution(lat(4.0, [3.0, 6.0]), 2.0) is None  # below: a clear miss
     assert range_caution(lat(4.0, None), 5.0) is None
     assert range_caution(lat(4.0, [3.0, 6.0], measured=True), 5.0) is None
+
+
+def test_judge_and_the_warnings_carry_the_caution():
+    from edgekd.config import Budgets
+    from edgekd.pipeline.summary import warnings
+    from edgekd.report.writer import judge
+
+    latency = {"p50_ms": 4.0, "p90_ms": 4.0, "measured": False, "range_ms": [3.0, 6.0],
+               "range_coverage": 0.8, "runtime": "predicted: tensorrt 10.3.0 on t (fp16)",
+               "threads": 0}  # fmt: skip
+    art = {"accuracy": 90.0, "latency": latency, "size_mb": 1.0}
+    v = judge(Budgets(latency_ms=5.0, max_accuracy_drop=None), 90.0, art)
+    (gate,) = [g for g in v.gates if g.name == "latency"]
+    assert gate.passed and gate.caution.startswith("may miss it")
+    report = {"teacher": {"accuracy": 90.0, "latency": {}}, "artifact": art, "variants": {},
+              "verdict": v.model_dump()}  # fmt: skip
+    assert any("may miss it" in w for w in warnings(report))
+    clear = judge(Budgets(latency_ms=7.0, max_accuracy_drop=None), 90.0, art)
+    assert clear.gates[0].caution is None

@@ -33,11 +33,18 @@ def test_keys_are_replaced_or_added_and_every_other_line_kept(tmp_path):
     assert prof.sources["cost_model"] == "fitted"
     assert prof.sources["prediction_range"] == "held-out ratios"
     after = path.read_text().splitlines()
-    old_cm = {ln for ln in before if ln.startswith("  ") and "efficiency" in ln}
-    kept = [ln for ln in before if ln not in old_cm and not ln.startswith("  cost_model:")
-            and not ln.startswith(("  int8_efficiency_scale", "  layer_overhead_us",
-                                   "  bandwidth_efficiency"))]  # fmt: skip
-    assert all(ln in after for ln in kept)  # name, peaks, fit, aliases, other sources...
+    replaced, key = set(), None
+    for ln in before:  # the lines of the blocks that were set, and of the two source entries
+        if not ln.startswith(" "):
+            key = ln.split(":")[0]
+        if key in ("cost_model", "prediction_range") or ln.startswith(
+            ("  cost_model:", "  prediction_range:")
+        ):
+            replaced.add(ln)
+    assert [ln for ln in before if ln not in replaced] == [
+        ln for ln in after if ln in before and ln not in replaced
+    ]  # name, peaks, fit, aliases, every other source: kept, in order
+    assert all(ln in after for ln in before if ln not in replaced)
     assert after.index("prediction_range:") < after.index("aliases: []")
 
 
@@ -47,6 +54,10 @@ def test_a_result_that_would_not_load_is_not_written(tmp_path):
     text = path.read_text()
     with pytest.raises(ValueError):
         set_profile_keys(path, {"cost_model": {**NEW_CM, "bandwidth_efficiency": 3.0}})
-    with pytest.raises(ValueError):  # a range with no source entry
-        set_profile_keys(path, {"prediction_range": BAND})
+    with pytest.raises(ValueError):  # a range whose low end is above its high end
+        set_profile_keys(
+            path, {"prediction_range": {**BAND, "low": 2.0}}, {"prediction_range": "x"}
+        )
+    with pytest.raises(ValueError):  # a new field with no source entry
+        set_profile_keys(path, {"threads": 2})
     assert path.read_text() == text
