@@ -2,8 +2,9 @@
 
 Each layer takes `max(compute time, memory time) + fixed overhead`:
 - compute time = FLOPs / (peak[precision] x efficiency[op class]) (x int8 scale for INT8);
-  on a GPU with `gpu_sms`, a layer of fewer than SMs x `sm_fill_mflops` MFLOPs takes as long
-  as one of that size (it cannot keep every SM busy at batch 1),
+  on a GPU with `gpu_sms`, a dense convolution or matrix product takes at least the time of
+  `sm_fill_mflops` per SM at the tensor-core rate (with fewer tiles than SMs, some SMs idle
+  at batch 1, whatever the precision),
 - memory time = bytes moved / (bandwidth x bandwidth efficiency),
 - overhead = the profile's per-layer launch / dispatch cost.
 The profile's efficiencies are fitted to measurements (host) or published figures (Jetson).
@@ -20,6 +21,10 @@ from edgekd.latency.graph import Layer, costed_layers, is_quantized, load_onnx
 from edgekd.latency.layer_table import load_table, signature
 from edgekd.targets import CostModelParams, TargetProfile
 
+# what runs as tiled matrix products: a layer with too few tiles to give every SM one takes
+# as long as one that has enough (`fill_floor_s`), whatever its precision
+TILED = ("dense_conv", "gemm")
+
 
 @dataclass(frozen=True)
 class LayerCost:
@@ -30,7 +35,7 @@ class LayerCost:
     flops: float
     bytes: float
     ms: float
-    bound: str  # compute | memory | overhead | measured (from the target's layer table)
+    bound: str  # compute | memory | fill | overhead | measured (from the target's layer table)
     fused: tuple[str, ...] = ()
 
 
@@ -75,15 +80,29 @@ def layer_ms(layer: Layer, target: TargetProfile, params: CostModelParams) -> tu
     eff = params.efficiency[layer.op_class]
     if layer.precision == "int8":
         eff *= params.int8_efficiency_scale
-    work = layer.flops
-    if target.gpu_sms and params.sm_fill_mflops:  # a small layer leaves SMs idle
-        work = max(work, target.gpu_sms * params.sm_fill_mflops * 1e6)
-    compute_s = work / (peak * 1e12 * eff)
+    compute_s = layer.flops / (peak * 1e12 * eff)
     memory_s = layer.bytes / (target.memory_bandwidth_gbs * 1e9 * params.bandwidth_efficiency)
     overhead_s = params.layer_overhead_us * 1e-6
-    body = max(compute_s, memory_s)
-    bound = "overhead" if overhead_s > body else ("compute" if compute_s >= memory_s else "memory")
+    fill_s = fill_floor_s(target, params) if layer.op_class in TILED else 0.0
+    body = max(compute_s, memory_s, fill_s)
+    if overhead_s > body:
+        bound = "overhead"
+    elif fill_s >= max(compute_s, memory_s):
+        bound = "fill"
+    else:
+        bound = "compute" if compute_s >= memory_s else "memory"
     return (body + overhead_s) * 1e3, bound
+
+
+def fill_floor_s(target: TargetProfile, params: CostModelParams) -> float:
+    """The least time of a tiled layer (dense conv, GEMM) on a GPU: one tile of
+    `sm_fill_mflops` per SM at the tensor-core rate (FP16 peak per SM x the dense
+    efficiency); 0 where the target has no SM count or the profile no fill."""
+    if not (target.gpu_sms and params.sm_fill_mflops):
+        return 0.0
+    tensor = target.peak_tops.get("fp16") or target.peak_tops["fp32"]
+    work = target.gpu_sms * params.sm_fill_mflops * 1e6
+    return work / (tensor * 1e12 * params.efficiency["dense_conv"])
 
 
 def predict_layers(

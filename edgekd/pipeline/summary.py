@@ -86,8 +86,8 @@ def warnings(report: dict) -> list[str]:
     for what, m in named:
         if m["latency"].get("noise"):
             out.append(f"the latency of {what} is unreliable: {m['latency']['noise']}")
-    out += [f"the latency budget: {g['caution']}" for g in report["verdict"]["gates"]
-            if g.get("caution")]  # fmt: skip
+    gates = (report.get("verdict") or {}).get("gates") or []
+    out += [f"the latency budget: {g['caution']}" for g in gates if g.get("caution")]
     return out
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.latency.cost import TILED
 from edgekd.latency.graph import Layer, graph_layers, load_onnx
 from edgekd.profiling.calibrate import THETA_HIGH, THETA_LOW, params_of, theta_of
 from edgekd.profiling.evidence import Figure
@@ -104,6 +105,7 @@ class Costed:
     op_class: np.ndarray  # index into OP_CLASSES
     int8: np.ndarray  # bool
     peak: np.ndarray  # tera-ops/s at the layer's precision
+    tiled: np.ndarray  # bool: a dense conv or GEMM (cost.TILED)
 
     @classmethod
     def of(cls, fig: Figure, target: TargetProfile, layers: list[Layer]) -> Costed:
@@ -116,19 +118,24 @@ class Costed:
             np.array([OP_CLASSES.index(lay.op_class) for lay in layers]),
             np.array([lay.precision == "int8" for lay in layers]),
             np.array([peaks.get(lay.precision) or peaks["fp32"] for lay in layers], dtype=float),
+            np.array([lay.op_class in TILED for lay in layers], dtype=bool),
         )
 
     def predict(self, theta: np.ndarray) -> float:
         """Milliseconds under log parameters `theta`: the sum of `cost.layer_ms` over the
         layers, computed at once (the test checks the two agree)."""
         v = np.exp(theta)
-        eff = np.minimum(v[:4], 1.0)[self.op_class] * np.where(self.int8, min(v[4], 4.0), 1.0)
-        work = self.flops
-        if len(v) > 7 and self.target.gpu_sms:  # see cost.layer_ms: small layers idle SMs
-            work = np.maximum(work, self.target.gpu_sms * min(v[7], 1000.0) * 1e6)
-        compute = work / (self.peak * 1e12 * eff)
+        eff_c = np.minimum(v[:4], 1.0)
+        eff = eff_c[self.op_class] * np.where(self.int8, min(v[4], 4.0), 1.0)
+        compute = self.flops / (self.peak * 1e12 * eff)
         memory = self.bytes / (self.target.memory_bandwidth_gbs * 1e9 * min(v[6], 1.0))
-        return float(np.sum(np.maximum(compute, memory) + v[5] * 1e-6) * 1e3)
+        body = np.maximum(compute, memory)
+        if len(v) > 7 and self.target.gpu_sms:  # see cost.fill_floor_s
+            peaks = self.target.peak_tops
+            tensor = peaks.get("fp16") or peaks["fp32"]
+            floor = self.target.gpu_sms * min(v[7], 1000.0) * 1e6 / (tensor * 1e12 * eff_c[0])
+            body = np.where(self.tiled, np.maximum(body, floor), body)
+        return float(np.sum(body + v[5] * 1e-6) * 1e3)
 
 
 # Each family's prior: the mean of its profiles' parameters before the first evidence fit

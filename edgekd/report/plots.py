@@ -83,7 +83,7 @@ def latency_figure(r: dict):
     if positive:  # the bars start at the left edge: a fixed margin either side
         ax.set_xlim(min(positive) / 1.3, max(positive) * 1.3)
     decades = math.log10(max(positive) / min(positive) * 1.69) if positive else 0
-    subs = (tuple(range(1, 10)) if decades < 1 else (1.0, 2.0, 5.0) if decades <= 3 else (1.0,))
+    subs = tuple(range(1, 10)) if decades < 1 else (1.0, 2.0, 5.0) if decades <= 3 else (1.0,)
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -98,16 +98,20 @@ def layer_chart(r: dict) -> bytes | None:
     if not layers:
         return None
     plt = _fig()
-    colors = {"compute": "tab:blue", "memory": "tab:orange", "overhead": "tab:gray"}
+    colors = {"compute": "tab:blue", "memory": "tab:orange", "overhead": "tab:gray",
+              "fill": "tab:purple", "measured": "tab:green"}  # fmt: skip
     fig, ax = plt.subplots(figsize=(8, 0.5 + 0.3 * len(layers)))
     ys = list(range(len(layers)))[::-1]
-    ax.barh(ys, [la["ms"] for la in layers], color=[colors[la["bound"]] for la in layers])
+    ax.barh(
+        ys, [la["ms"] for la in layers], color=[colors.get(la["bound"], "tab:red") for la in layers]
+    )
     ax.set_yticks(
         ys, [f"{la['name'][-40:]} ({la['op']}, {la['precision']})" for la in layers], fontsize=7
     )
     ax.set(
         xlabel="predicted ms",
-        title="slowest layers (blue compute-, orange memory-, gray overhead-bound)",
+        title="slowest layers (blue compute-, orange memory-, purple SM-fill-, gray "
+        "overhead-bound; green measured on the device)",
     )
     ax.grid(alpha=0.3, axis="x")
     return _png(fig)

@@ -34,20 +34,34 @@ def layers(k: float) -> list[Layer]:
 
 
 def test_the_vector_predictor_is_the_sum_of_layer_ms():
-    t = tgt()
-    for k in (0.3, 1.0, 7.0):
-        ls = layers(k)
-        c = fit.Costed.of(FIG, t, ls)
-        for params in (t.cost_model, params_of(np.log([0.3, 0.02, 0.5, 0.9, 2.0, 40.0, 0.4]))):
-            want = sum(layer_ms(la, t, params)[0] for la in ls)
-            assert c.predict(theta_of(params)) == pytest.approx(want, rel=1e-9)
+    for t in (tgt(), tgt().model_copy(update={"gpu_sms": 16})):
+        for k in (0.3, 1.0, 7.0):
+            ls = layers(k)
+            c = fit.Costed.of(FIG, t, ls)
+            for theta in (
+                theta_of(t.cost_model),
+                np.log([0.3, 0.02, 0.5, 0.9, 2.0, 40.0, 0.4]),
+                np.log([0.3, 0.02, 0.5, 0.9, 2.0, 40.0, 0.4, 30.0]),  # with the SM fill
+            ):
+                want = sum(layer_ms(la, t, params_of(theta))[0] for la in ls)
+                assert c.predict(theta) == pytest.approx(want, rel=1e-9)
 
 
-def test_one_layer_by_hand():
-    # 2e9 FLOPs at fp16 peak 2 TFLOPS x 0.5 = 2 ms; 1 MB / (100 GB/s x 0.5) = 0.02 ms; + 10 us
-    t = tgt()
-    c = fit.Costed.of(FIG, t, [Layer("c", "Conv", "dense_conv", "fp16", 2e9, 1e6)])
-    assert c.predict(theta_of(t.cost_model)) == pytest.approx(2.01)
+def test_the_sm_fill_floors_only_small_tiled_layers():
+    # floor = 16 SMs x 30 MFLOPs / (fp16 peak 2 TFLOPS x dense efficiency 0.5) = 0.48 ms
+    t = tgt().model_copy(update={"gpu_sms": 16})
+    p = params_of(np.log([0.5, 0.1, 0.25, 0.05, 1.0, 10.0, 0.5, 30.0]))
+    small = Layer("c", "Conv", "dense_conv", "fp16", 4e8, 1)  # 4e8 / 1e12 s = 0.4 ms alone
+    assert layer_ms(small, t, p) == (pytest.approx(0.48 + 0.01), "fill")
+    big = Layer("c", "Conv", "dense_conv", "fp16", 2e9, 1)  # 2 ms: above the floor
+    assert layer_ms(big, t, p) == (pytest.approx(2.0 + 0.01), "compute")
+    # the floor is a time: an FP32 or INT8 tiled layer has the same one
+    fp32 = Layer("c", "Conv", "dense_conv", "fp32", 1e8, 1)  # 1e8 / (1e12 x 0.5) = 0.2 ms
+    assert layer_ms(fp32, t, p)[0] == pytest.approx(0.48 + 0.01)
+    # a depthwise conv is not a tiled matrix product: 4e7 / (2e12 x 0.1) = 0.2 ms, no floor
+    dw = Layer("d", "Conv", "depthwise_conv", "fp16", 4e7, 1)
+    assert layer_ms(dw, t, p)[0] == pytest.approx(0.2 + 0.01)
+    assert layer_ms(small, tgt(), p)[0] == pytest.approx(0.4 + 0.01)  # no gpu_sms: no floor
 
 
 def synthetic(t, theta, ks):
