@@ -19,6 +19,7 @@ from edgekd.distill.losses import (
     luminet_loss,
     nd_loss,
     nkd_loss,
+    sinkd_loss,
     ttm_loss,
 )
 
@@ -186,3 +187,33 @@ def test_fa_fast_is_unbiased():
     exact = fa_loss(s, t).item()
     est = [fa_loss_fast(s, t, torch.randn(9, 16, generator=g)).item() for _ in range(400)]
     assert sum(est) / len(est) == pytest.approx(exact, rel=0.05)
+
+
+def test_sinkd_worked_example():
+    # 2018cx/SinKD loss.py: W = L1 cost between rows of softmax(s/T) and softmax(t/T),
+    # P = exp(-W/eps) normalised rows then columns `iters` times, loss = sum(P * W)
+    temp, eps, iters = 2.0, 0.1, 20
+    p = [softmax(s, temp) for s in S]
+    q = [softmax(t, temp) for t in T_]
+    w = [[sum(abs(a - b) for a, b in zip(pi, qj, strict=True)) for qj in q] for pi in p]
+    k = [[math.exp(-x / eps) for x in row] for row in w]
+    for _ in range(iters):
+        k = [[x / sum(row) for x in row] for row in k]
+        cols = [sum(k[i][j] for i in range(2)) for j in range(2)]
+        k = [[k[i][j] / cols[j] for j in range(2)] for i in range(2)]
+    want = sum(k[i][j] * w[i][j] for i in range(2) for j in range(2))
+    s, t, y = tensors()
+    assert sinkd_loss(s, t, temp, eps, iters).item() == pytest.approx(want, abs=TOL)
+    # the module: ce * CE + kd * T^2 KL + sinkhorn * that distance
+    terms = create_loss("sinkd", ce=0.0, kd=0.5, sinkhorn=0.25)(KDBatch(s, t, y))
+    kd = sum(kl(softmax(tt, temp), softmax(ss, temp)) for ss, tt in zip(S, T_, strict=True)) / 2
+    assert terms["loss_sinkhorn"].item() == pytest.approx(0.25 * want, abs=TOL)
+    assert terms["loss_kd"].item() == pytest.approx(0.5 * temp**2 * kd, abs=TOL)
+
+
+def test_sinkd_temperature_is_used():
+    # the official class ignores its T (self.T = 2); here T changes the distributions
+    s, t, _ = tensors()
+    assert sinkd_loss(s, t, 1.0, 0.1, 20).item() != pytest.approx(
+        sinkd_loss(s, t, 4.0, 0.1, 20).item()
+    )

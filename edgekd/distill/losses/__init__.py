@@ -3,7 +3,19 @@
 Importing this package registers every method; `list_losses()` names them with one line each.
 """
 
-from edgekd.distill.losses import akl, ce, dkd, fa, fitnet, kd, luminet, nd, nkd, ttm  # noqa: F401
+from edgekd.distill.losses import (  # noqa: F401
+    akl,
+    ce,
+    dkd,
+    fa,
+    fitnet,
+    kd,
+    luminet,
+    nd,
+    nkd,
+    sinkd,
+    ttm,
+)
 from edgekd.distill.losses._registry import (
     create_loss,
     list_losses,
@@ -20,6 +32,7 @@ from edgekd.distill.losses.kd import KDLoss, kd_loss
 from edgekd.distill.losses.luminet import luminet_loss
 from edgekd.distill.losses.nd import nd_loss
 from edgekd.distill.losses.nkd import nkd_loss
+from edgekd.distill.losses.sinkd import sinkd_loss
 from edgekd.distill.losses.ttm import ttm_loss
 
 __all__ = [
@@ -38,6 +51,7 @@ __all__ = [
     "luminet_loss",
     "nd_loss",
     "nkd_loss",
+    "sinkd_loss",
     "parse_loss_args",
     "register_loss",
     "ttm_loss",
