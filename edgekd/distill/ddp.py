@@ -96,6 +96,7 @@ def run_spec(spec: dict, say=None, loaded=None) -> dict | None:
             "resumed_from_epoch": res.resumed_from_epoch,
             "teacher_cache": res.teacher_cache,
             "layers": res.layers,
+            "loss_facts": res.loss_facts,
             "world_size": torch.distributed.get_world_size(),
         }
         if rank == 0:

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from edgekd._io import atomic_path
 from edgekd.data import DataBundle, loader
 from edgekd.distill.guards import first_nonfinite_module
-from edgekd.distill.losses import KDBatch, create_loss
+from edgekd.distill.losses import KDBatch, create_loss, teacher_confidence
 from edgekd.distill.taps import Taps, describe_module
 from edgekd.errors import ConfigError, StageError
 from edgekd.models.evaluate import FrozenTeacher, evaluate_torch
@@ -67,6 +67,7 @@ class TrainResult:
     resumed_from_epoch: int = 0
     teacher_cache: str = "live"
     layers: dict = field(default_factory=dict)
+    loss_facts: dict = field(default_factory=dict)  # what the loss measured before training
 
 
 class _Indexed(Dataset):
@@ -198,6 +199,16 @@ def teacher_class_means(
         counts += torch.bincount(labels, minlength=num_classes).float()
     assert sums is not None
     return sums / counts.clamp_min(1).unsqueeze(1)
+
+
+def teacher_confidence_over(teacher_taps: Taps, ds: Dataset, device: torch.device) -> float:
+    """The teacher's top-1 probability averaged over every image of `ds` (CAKLD's beta)."""
+    total, n = 0.0, 0
+    for x, _ in loader(ds, 256):
+        logits = teacher_taps.run(x.to(device))[0]
+        total += float(teacher_confidence(logits)) * len(logits)
+        n += len(logits)
+    return total / max(n, 1)
 
 
 @dataclass(frozen=True)
@@ -352,6 +363,13 @@ def distill(
                 t_taps, bundle.calib_source, bundle.num_classes, bundle.labeled, device
             )
         )
+    loss_facts: dict = {}
+    if hasattr(loss_fn, "set_teacher_confidence"):
+        beta = teacher_confidence_over(t_taps, bundle.calib_source, device)
+        loss_fn.set_teacher_confidence(beta)
+        loss_facts["teacher_confidence"] = beta
+        say(f"{cfg.loss}: beta = {beta:.4f}, the teacher's mean top-1 probability on its "
+            f"{len(bundle.calib_source)} calibration images")  # fmt: skip
     loss_fn.to(device)
     student.train(was_training)
 
@@ -545,5 +563,6 @@ def distill(
     t_taps.remove()
     layers = {"student": s_taps.layer, "teacher": t_taps.layer} if s_taps.layer else {}
     return TrainResult(
-        best_path, last_path, history, best_acc, best_epoch, start, teacher_out.mode, layers
-    )
+        best_path, last_path, history, best_acc, best_epoch, start, teacher_out.mode, layers,
+        loss_facts,
+    )  # fmt: skip

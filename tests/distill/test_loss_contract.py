@@ -42,6 +42,8 @@ def _make(name: str, shapes: dict, **kwargs):
     loss.setup(shapes)
     if hasattr(loss, "set_class_means"):
         loss.set_class_means(torch.randn(5, shapes["emb_t"][0]))
+    if hasattr(loss, "set_teacher_confidence"):
+        loss.set_teacher_confidence(0.8)
     return loss
 
 

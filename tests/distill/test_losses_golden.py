@@ -11,6 +11,7 @@ import torch
 from edgekd.distill.losses import (
     KDBatch,
     akl_loss,
+    cakld_loss,
     create_loss,
     dkd_loss,
     fa_loss,
@@ -20,6 +21,7 @@ from edgekd.distill.losses import (
     nd_loss,
     nkd_loss,
     sinkd_loss,
+    teacher_confidence,
     ttm_loss,
 )
 
@@ -217,3 +219,35 @@ def test_sinkd_temperature_is_used():
     assert sinkd_loss(s, t, 1.0, 0.1, 20).item() != pytest.approx(
         sinkd_loss(s, t, 4.0, 0.1, 20).item()
     )
+
+
+def test_cakld_worked_example():
+    # BitDistiller mytrainer.py: beta * KL(p_s || p_t) + (1 - beta) * KL(p_t || p_s), T = 1
+    beta = 0.7
+    want = (
+        sum(
+            beta * kl(softmax(ss), softmax(tt)) + (1 - beta) * kl(softmax(tt), softmax(ss))
+            for ss, tt in zip(S, T_, strict=True)
+        )
+        / 2
+    )
+    s, t, y = tensors()
+    assert cakld_loss(s, t, beta).item() == pytest.approx(want, abs=TOL)
+    loss = create_loss("cakld")
+    loss.set_teacher_confidence(beta)
+    terms = loss(KDBatch(s, t, y))
+    assert set(terms) == {"loss_cakld"}  # the official trainer has no cross-entropy term
+    assert terms["loss_cakld"].item() == pytest.approx(want, abs=TOL)
+
+
+def test_cakld_beta_is_the_teachers_mean_top1_probability():
+    # train.py: the mean over samples of max_c softmax(teacher)_c
+    want = (max(softmax(T_[0])) + max(softmax(T_[1]))) / 2
+    assert teacher_confidence(torch.tensor(T_)).item() == pytest.approx(want, abs=TOL)
+    loss = create_loss("cakld")
+    with pytest.raises(RuntimeError, match="set_teacher_confidence"):
+        loss(KDBatch(*tensors()))
+    loss.set_teacher_confidence(want)
+    assert "beta" in loss.state_dict()  # kept in every checkpoint with the loss's state
+    with pytest.raises(ValueError):
+        loss.set_teacher_confidence(1.5)

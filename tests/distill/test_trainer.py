@@ -89,3 +89,18 @@ def test_divergence_stops_with_named_term(tmp_path, small_digits):
 
     with pytest.raises(StageError, match="loss_kd.*not finite|not finite"):
         distill(NaNStudent(), _teacher(), small_digits, CFG, tmp_path, key="k")
+
+
+def test_cakld_measures_the_teachers_confidence_before_training(tmp_path, small_digits):
+    # BitDistiller's beta: the teacher's top-1 probability averaged over the calibration images
+    teacher = _teacher().eval()
+    calib = small_digits.calib_source
+    with torch.no_grad():
+        xs = torch.stack([calib[i][0] for i in range(len(calib))])
+        want = torch.softmax(teacher(xs), 1).max(1).values.mean().item()
+    cfg = TrainConfig(epochs=1, lr=5e-3, batch_size=64, seed=0, loss="cakld")
+    res = distill(_student(), teacher, small_digits, cfg, tmp_path, key="k")
+    assert res.loss_facts["teacher_confidence"] == pytest.approx(want, abs=1e-5)
+    last = torch.load(res.last_path, weights_only=True)
+    assert last["loss"]["beta"].item() == pytest.approx(want, abs=1e-5)  # in the checkpoint
+    assert "loss_cakld" in res.history[0] and "loss_ce" not in res.history[0]

@@ -5,6 +5,7 @@ Importing this package registers every method; `list_losses()` names them with o
 
 from edgekd.distill.losses import (  # noqa: F401
     akl,
+    cakld,
     ce,
     dkd,
     fa,
@@ -25,6 +26,7 @@ from edgekd.distill.losses._registry import (
 )
 from edgekd.distill.losses.akl import akl_loss
 from edgekd.distill.losses.base import DistillLoss, KDBatch
+from edgekd.distill.losses.cakld import cakld_loss, teacher_confidence
 from edgekd.distill.losses.dkd import dkd_loss
 from edgekd.distill.losses.fa import fa_loss, fa_loss_fast
 from edgekd.distill.losses.fitnet import fitnet_loss
@@ -40,6 +42,7 @@ __all__ = [
     "KDBatch",
     "KDLoss",
     "akl_loss",
+    "cakld_loss",
     "create_loss",
     "dkd_loss",
     "fa_loss",
@@ -52,6 +55,7 @@ __all__ = [
     "nd_loss",
     "nkd_loss",
     "sinkd_loss",
+    "teacher_confidence",
     "parse_loss_args",
     "register_loss",
     "ttm_loss",

@@ -113,4 +113,5 @@ def _distributed(
     return TrainResult(
         Path(r["best_path"]), Path(r["last_path"]), r["history"], r["best_val_acc"],
         r["best_epoch"], r["resumed_from_epoch"], r["teacher_cache"], r["layers"],
+        r.get("loss_facts") or {},
     )  # fmt: skip

@@ -72,6 +72,7 @@ def run(ctx: RunContext, plan: DistillPlan) -> FloatStudent:
         "loss_args": t.loss_args,
         "teacher_cache": res.teacher_cache,
         "layers": res.layers,
+        "loss_facts": res.loss_facts,  # e.g. cakld's teacher confidence
         "summary": f"{plan.student}: best val {res.best_val_acc:.2f}% (epoch {res.best_epoch})",
     }
     return FloatStudent(plan.student, res.best_path, res.last_path, hist, res.best_val_acc, record)
