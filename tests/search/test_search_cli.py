@@ -97,6 +97,24 @@ def test_few_shot_spreads_over_two_ranks(digits_teacher, tmp_path, monkeypatch):
     assert runs[2] == runs[1]
 
 
+def expected_pick(accs: dict, data, run) -> tuple[str, str]:
+    """The student the search must pick from these few-shot accuracies, and the log's reason:
+    the best one, unless they cannot decide (the best at chance, or a tie), when the top
+    DisWOT score of the nominees does (`search.undecided`). One epoch of KD from random init
+    on digits ends near chance on some machines, so both branches are real."""
+    from edgekd.models.evaluate import chance_level
+
+    top = max(accs.values())
+    at_chance = top <= chance_level(data.num_classes, len(data.val))
+    if not at_chance and list(accs.values()).count(top) == 1:
+        best = max(accs, key=accs.get)
+        return best, f"{best} (best val {accs[best]:.2f}% after 1 epoch(s)"
+    cands = json.loads((run / "search/candidates.json").read_text())["candidates"]
+    pool = [c for c in cands if c["name"] in accs and (at_chance or accs[c["name"]] == top)]
+    pick = max(pool, key=lambda c: c["scores"]["diswot"])["name"]
+    return pick, "no better than a guess, so the proxy ranking decides"
+
+
 def test_nproc_inside_torchrun_is_one_line_for_search(digits_teacher, tmp_path, monkeypatch):
     for k, v in {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
         monkeypatch.setenv(k, v)
@@ -139,11 +157,11 @@ def test_compress_auto_searches_within_the_budget_and_resume_keeps_the_pick(
     inputs = load_inputs(InputSpec.from_config(cfg))
     teacher, data = inputs.teacher, inputs.data
     accs = few_shot(["lcnet_050", "mobilenetv3_small_050"], teacher.module, data, 1, 0, "cpu")
-    best = max(accs, key=accs.get)
+    best, why = expected_pick(accs, data, tmp_path / "run")
     assert student["search"]["few_shot"] == accs
     assert student["name"] == best == cands["chosen"]
     log = (tmp_path / "run/edgekd.log").read_text()
-    assert f"student auto -> {best} (best val {accs[best]:.2f}% after 1 epoch(s)" in log
+    assert f"student auto -> {best}" in log and why in log
     fp32 = predict_latency(tmp_path / "run/export/model-fp32.onnx", get_target(cfg.target))
     assert fp32.total_ms <= 0.5
     # resume: the search stage is reused, not redone
@@ -242,12 +260,12 @@ def test_compress_search_confirms_with_few_shot(digits_teacher, tmp_path, monkey
     inputs = load_inputs(InputSpec.from_config(cfg))
     teacher, data = inputs.teacher, inputs.data  # the same bundle compress trains on
     accs = few_shot(pair, teacher.module, data, 1, cfg.seed, "cpu")
-    best = max(accs, key=accs.get)
+    best, why = expected_pick(accs, data, tmp_path / "run")
     assert result.report["student"]["name"] == best
     assert result.report["student"]["chosen_by"] == "search"
     assert result.report["student"]["search"]["few_shot_acc"] == accs[best]
     log = (tmp_path / "run/edgekd.log").read_text()
-    assert f"student search -> {best} (best val {accs[best]:.2f}% after 1 epoch(s)" in log
+    assert f"student search -> {best}" in log and why in log
 
 
 def test_few_shot_k_needs_a_student_search(digits_teacher, tmp_path):
