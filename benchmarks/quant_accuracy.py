@@ -12,6 +12,11 @@ QAT for --qat-epochs epochs (lr 1e-4, cosine, KD) starting from max calibration.
 is exported to ONNX (Q/DQ for INT8) and its top-1 on the held-out split (digits: 360 val
 images; Fashion-MNIST: the official 10k test set; --data, --max-train, --teacher) is taken from ONNX
 Runtime; the torch fake-quant accuracy and the top-1 agreement between the two are listed too.
+
+`ptq-max` and `qat` quantize each residual Add's skip input (`edgekd.quant.residual`, what
+TensorRT needs to fuse the Add into its convolution); `ptq-max-float-adds` and
+`qat-float-adds` are the same recipes with the Adds left in float, to show what the residual
+quantizers cost in accuracy. `--recipes` picks a subset (entropy calibration is slow on a CPU).
 """
 
 from __future__ import annotations
@@ -33,6 +38,16 @@ from edgekd.models import create_timm
 from edgekd.quant import quantize_int8
 
 ROOT = Path(__file__).resolve().parents[1]
+# recipe -> (calibration method, QAT after it, residual Adds quantized)
+RECIPES = {
+    "fp32": (None, False, False),
+    "ptq-max": ("max", False, True),
+    "ptq-max-float-adds": ("max", False, False),
+    "ptq-entropy": ("entropy", False, True),
+    "ptq-percentile": ("percentile", False, True),
+    "qat": ("max", True, True),
+    "qat-float-adds": ("max", True, False),
+}
 
 
 def trained(name: str, num_classes: int, state: dict) -> torch.nn.Module:
@@ -61,6 +76,8 @@ def main() -> None:
     ap.add_argument("--teacher", type=Path, default=None, help="default: train a digits one")
     ap.add_argument("--data", default="digits", help="digits or fashion-mnist[:PATH], ...")
     ap.add_argument("--max-train", type=int, default=None, help="stratified training subset")
+    ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    ap.add_argument("--qat-lr", type=float, default=1e-4)
     ap.add_argument("--out", type=Path, default=None,
                     help="default benchmarks/results/quant_accuracy[-DATA].json")  # fmt: skip
     args = ap.parse_args()
@@ -84,21 +101,24 @@ def main() -> None:
             res = distill(student, teacher, data, cfg, tmp / name)
             fp32_state = torch.load(res.best_path, weights_only=True)["model"]
 
-            recipes = {"fp32": None, "ptq-max": "max", "ptq-entropy": "entropy",
-                       "ptq-percentile": "percentile", "qat": "max"}  # fmt: skip
-            for recipe, method in recipes.items():
+            for recipe in args.recipes:
+                method, qat, residual = RECIPES[recipe]
                 t0 = time.perf_counter()
                 model = trained(name, data.num_classes, fp32_state)
                 if method is not None:
-                    model = quantize_int8(model, calib, 64, method=method, percentile=99.99)
-                if recipe == "qat":
-                    qcfg = TrainConfig(epochs=args.qat_epochs, lr=1e-4, seed=1,
+                    model = quantize_int8(model, calib, 64, method=method, percentile=99.99,
+                                          residual=residual)  # fmt: skip
+                if qat:
+                    qcfg = TrainConfig(epochs=args.qat_epochs, lr=args.qat_lr, seed=1,
                                        schedule="cosine")  # fmt: skip
                     qres = distill(model, teacher, data, qcfg, tmp / f"{name}-qat")
                     model.load_state_dict(torch.load(qres.best_path, weights_only=True)["model"])
                 acc, agree, torch_acc = onnx_top1(model, tmp / f"{name}-{recipe}.onnx", data,
                                                   labels)  # fmt: skip
+                plan = getattr(model, "residual_plan", None)
                 rows.append({"student": name, "recipe": recipe, "onnx_top1": acc,
+                             "residual_adds_quantized": plan.to_record()["quantized"] if plan
+                             else 0,
                              "torch_top1": torch_acc, "onnx_torch_agreement": agree,
                              "seconds": time.perf_counter() - t0})  # fmt: skip
                 print(f"{name:22s} {recipe:15s} ONNX top-1 {acc:6.2f}%  torch {torch_acc:6.2f}%"
@@ -107,8 +127,10 @@ def main() -> None:
         out,
         {
             "command": "python benchmarks/quant_accuracy.py --epochs "
-            f"{args.epochs} --qat-epochs {args.qat_epochs} --students {' '.join(args.students)}"
-            f" --data {args.data}" + (f" --max-train {args.max_train}" if args.max_train else "")
+            f"{args.epochs} --qat-epochs {args.qat_epochs} --qat-lr {args.qat_lr} --students "
+            f"{' '.join(args.students)} --recipes {' '.join(args.recipes)}"
+            f" --data {args.data}"
+            + (f" --max-train {args.max_train}" if args.max_train else "")
             + (f" --teacher {args.teacher}" if args.teacher else ""),
             "data": args.data,
             "train_images": len(data.train),

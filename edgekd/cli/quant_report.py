@@ -36,6 +36,8 @@ def quant_report_command(
             + (f", QAT val {s['qat_val_acc']:.2f}%" if s["qat_val_acc"] is not None else "")
             + f"; kept {s['kept']}; shipped {s['shipped']}",
         ]
+        if s["residual_line"]:
+            out.append(s["residual_line"])
         if s["float_layers"]:
             out.append(
                 f"kept in float to meet the accuracy budget: {', '.join(s['float_layers'])} "

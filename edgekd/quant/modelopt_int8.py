@@ -19,6 +19,7 @@ from torch import nn
 
 from edgekd.data import loader
 from edgekd.errors import ConfigError
+from edgekd.quant.residual import attach, attached, drop_redundant, plan_residuals
 
 CALIB_METHODS = ("max", "entropy", "percentile")
 
@@ -29,7 +30,35 @@ def _mtq():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import modelopt.torch.quantization as mtq
+    _register_timm_linear()
+    _register_residual_tap()
     return mtq
+
+
+def _register_residual_tap() -> None:
+    """A residual tap is quantized like a pooling layer: an INT8 input quantizer in front."""
+    from modelopt.torch.quantization.nn import QuantModuleRegistry
+    from modelopt.torch.quantization.nn.modules.quant_module import QuantInputBase
+
+    from edgekd.quant.residual import ResidualTap
+
+    if ResidualTap not in QuantModuleRegistry:
+        QuantModuleRegistry.register({ResidualTap: "edgekd.ResidualTap"})(QuantInputBase)
+
+
+def _register_timm_linear() -> None:
+    """Model Optimizer converts modules by exact class, so timm's `Linear` (an nn.Linear
+    subclass that MobileNetV3, LCNet and GhostNet use for their classifier) stayed
+    unquantized: a float Gemm at the end of the INT8 engine. Quantize it as nn.Linear."""
+    try:
+        from timm.layers import Linear
+    except ImportError:
+        return
+    from modelopt.torch.quantization.nn import QuantModuleRegistry
+    from modelopt.torch.quantization.nn.modules.quant_linear import _QuantLinear
+
+    if Linear not in QuantModuleRegistry:
+        QuantModuleRegistry.register({Linear: "timm.layers.Linear"})(_QuantLinear)
 
 
 def _int8_config(method: str) -> dict:
@@ -58,6 +87,7 @@ def quantize_int8(
     method: str = "max",
     percentile: float = 99.99,
     progress=None,
+    residual: bool = True,
 ) -> nn.Module:
     """Insert INT8 fake-quant nodes into `model` and calibrate them on `calib_ds` (in place).
 
@@ -65,7 +95,9 @@ def quantize_int8(
     `max` (largest |x| seen), `entropy` (the range minimising the KL divergence between the
     float and quantized histograms, TensorRT's classic choice) or `percentile` (the
     `percentile`-th percentile of |x|, which clips rare outliers). `progress(done, total)`:
-    called after each calibration batch.
+    called after each calibration batch. `residual`: quantize the residual input of each Add
+    TensorRT can fuse into a convolution (`edgekd.quant.residual`); the plan is kept as
+    `model.residual_plan`.
     """
     if method not in CALIB_METHODS:
         raise ConfigError("unknown calibration method", value=repr(method), valid=CALIB_METHODS)
@@ -84,10 +116,16 @@ def quantize_int8(
                     progress(i + 1, len(batches))
 
     model.eval()
+    plan = None
+    if residual:
+        example = calib_ds[0][0].unsqueeze(0).to(device)
+        plan = plan_residuals(model, example)
+        attach(model, plan.modules)
     cfg = _int8_config(method)
     with contextlib.redirect_stdout(io.StringIO()):  # modelopt prints a line per call
         if method == "max":
-            return mtq.quantize(model, cfg, forward_loop)
+            model = mtq.quantize(model, cfg, forward_loop)
+            return _with_plan(model, plan)
         model = mtq.quantize(model, cfg, None)
     from modelopt.torch.quantization.model_calib import enable_stats_collection
 
@@ -105,6 +143,13 @@ def quantize_int8(
             m.load_calib_amax()
         m.enable_quant()
         m.disable_calib()
+    return _with_plan(model, plan)
+
+
+def _with_plan(model: nn.Module, plan) -> nn.Module:
+    if plan is not None:
+        plan.dropped = drop_redundant(model, plan)
+        model.residual_plan = plan
     return model
 
 
@@ -144,6 +189,7 @@ def restore_quantized(model: nn.Module, state: dict[str, Any], weights: dict) ->
     _mtq()
     import modelopt.torch.opt as mto
 
+    attach(model, attached(state))  # the residual quantizers, before their state is restored
     with contextlib.redirect_stdout(io.StringIO()):
         model = mto.restore_from_modelopt_state(model, state)
     model.load_state_dict(weights)

@@ -68,15 +68,32 @@ def qat_input_ranges(qmodel, calib_ds, batch_size: int = 64) -> dict[str, tuple[
     """Module name -> (rmin, rmax) of its input as the INT8 model learned it: rmax is the
     quantizer's amax (calibrated, then trained through in QAT); rmin is 0 for inputs that were
     never negative on the calibration images (after a ReLU: lets ORT fold the ReLU into its
-    Q), else -amax (the symmetric range the model was trained with)."""
-    amax, lows, hooks = {}, {}, []
+    Q), else -amax (the symmetric range the model was trained with). A module whose input
+    quantizer was switched off because it reads a residual-quantized tensor
+    (`edgekd.quant.residual`) takes that tensor's range."""
+    from edgekd.quant.residual import ATTR
+
+    amax, lows, hooks, made = {}, {}, [], {}
     for name, m in qmodel.named_modules():
         q = getattr(m, "input_quantizer", None)
-        if type(q).__name__ != "TensorQuantizer" or not q.is_enabled or q.amax is None:
+        if type(q).__name__ != "TensorQuantizer":
             continue
-        amax[name] = float(torch.as_tensor(q.amax).max())
+        if name.endswith("." + ATTR) and q.is_enabled and q.amax is not None:
+            tap_amax = float(torch.as_tensor(q.amax).max())
+
+            def tapped(_m, _i, out, a=tap_amax):
+                made[id(out)] = a
+
+            hooks.append(m.register_forward_hook(tapped))
+            continue
+        if q.is_enabled and q.amax is not None:
+            amax[name] = float(torch.as_tensor(q.amax).max())
+        elif q.is_enabled:
+            continue
 
         def hook(_m, inputs, _out, name=name):
+            if name not in amax and id(inputs[0]) in made:
+                amax[name] = made[id(inputs[0])]
             lows[name] = min(lows.get(name, 0.0), float(inputs[0].min()))
 
         hooks.append(m.register_forward_hook(hook))
@@ -84,6 +101,7 @@ def qat_input_ranges(qmodel, calib_ds, batch_size: int = 64) -> dict[str, tuple[
     try:
         qmodel.eval()
         for x, _ in loader(calib_ds, batch_size):
+            made.clear()
             qmodel(x.to(device))
     finally:
         for h in hooks:

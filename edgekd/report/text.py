@@ -43,3 +43,18 @@ def data_line(d: dict) -> str:
     return (f"Data `{d['name']}`: {split} images, {d['num_classes']} classes, input "
             f"{'x'.join(map(str, d['input_shape']))}; top-1 is "
             f"{d.get('accuracy_metric', 'top-1 accuracy on the labeled val set')}.")  # fmt: skip
+
+
+def residual_line(q: dict) -> str | None:
+    """What happened to the model's residual Adds (`edgekd.quant.residual`), each one left in
+    float with its reason; None for a run without the record."""
+    r = q.get("residual_adds")
+    if not r or not r.get("adds"):
+        return None
+    line = (f"residual Adds: {r['quantized']} of {r['adds']} quantized on their skip input, so "
+            "TensorRT fuses each into its convolution in INT8")  # fmt: skip
+    if r["left_float"]:
+        line += "; left in float: " + "; ".join(
+            f"Add #{a['index']} ({a['reason']})" for a in r["left_float"]
+        )
+    return line

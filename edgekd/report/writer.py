@@ -9,7 +9,7 @@ from pathlib import Path
 from edgekd._io import write_text
 from edgekd.config import Budgets
 from edgekd.report.schema import Gate, Report, Verdict
-from edgekd.report.text import data_line, md_safe
+from edgekd.report.text import data_line, md_safe, residual_line
 
 EXIT_OK, EXIT_BUDGET_MISSED = 0, 2
 
@@ -129,6 +129,8 @@ def quant_summary(report: dict, top: int = 20) -> dict:
         "kept": q.get("kept"),
         "float_layers": q.get("float_layers") or [],
         "mixed_val_acc": q.get("mixed_val_acc"),
+        "residual_adds": q.get("residual_adds"),
+        "residual_line": residual_line(q),
         "sensitivity": (q.get("sensitivity") or [])[:top],
         "sensitivity_layers": len(q.get("sensitivity") or []),
         "parity": report["parity"],
@@ -190,7 +192,7 @@ def _lint_line(r: dict) -> str:
 
 
 def range_caution(lat: dict, budget: float) -> str | None:
-    """"may miss" / "may meet" when a predicted latency's range holds the budget."""
+    """ "may miss" / "may meet" when a predicted latency's range holds the budget."""
     band = lat.get("range_ms")
     if lat["measured"] or not band or not band[0] <= budget < band[1]:
         return None
@@ -338,7 +340,8 @@ def render_markdown(r: dict) -> str:
             if "qat_val_acc" in r["quantization"]
             else ""
         )
-        + f" (torch fake-quant); {r['quantization'].get('kept', 'ptq').upper()} weights exported.",
+        + f" (torch fake-quant); {r['quantization'].get('kept', 'ptq').upper()} weights exported."
+        + (f" {line[0].upper()}{line[1:]}." if (line := residual_line(r["quantization"])) else ""),
         "",
         _lint_line(r),
         _sensitivity_lines(r),

@@ -88,6 +88,15 @@ def _calibrated(ctx: RunContext, plan: QuantPlan, fp32, calib):
         )
     for name, problem in sorted(ranges.items())[:10]:
         ctx.reporter.message(f"warning: calibration range of {name} is {problem}")
+    residual = getattr(student, "residual_plan", None)
+    if residual is not None and residual.adds:
+        rec = residual.to_record()
+        left = {a["reason"] for a in rec["left_float"]}
+        say(
+            f"residual Adds: {rec['quantized']} of {rec['adds']} get INT8 on their skip input "
+            "(TensorRT fuses them into the convolution)"
+            + (f"; {len(rec['left_float'])} stay float: {'; '.join(sorted(left))}" if left else "")
+        )
     return student, ranges
 
 
@@ -106,8 +115,10 @@ def _mixed(ctx: RunContext, plan: QuantPlan, student, calib, acc: float, info: d
     goal = teacher_acc - plan.max_accuracy_drop
     if acc >= goal:
         return acc
-    say(f"INT8 val {acc:.2f}% is under {goal:.2f}% (the teacher's {teacher_acc:.2f}% less "
-        f"{plan.max_accuracy_drop}): keeping the most sensitive layers in float")
+    say(
+        f"INT8 val {acc:.2f}% is under {goal:.2f}% (the teacher's {teacher_acc:.2f}% less "
+        f"{plan.max_accuracy_drop}): keeping the most sensitive layers in float"
+    )
 
     def accuracy(m) -> float:
         got = evaluate_torch(m, val, progress=Tally(say, "mixed precision on val", "batches"))[0]
@@ -129,8 +140,9 @@ def run(ctx: RunContext, plan: QuantPlan, fp32) -> QuantStudent:
     data = ctx.inputs.data
     calib = data.calibration_subset(plan.calib.num_samples, plan.seed)
     student, ranges = _calibrated(ctx, plan, fp32, calib)
-    ptq_acc, _ = evaluate_torch(student, data.val,
-                                progress=Tally(ctx.reporter.message, "PTQ on val", "batches"))
+    ptq_acc, _ = evaluate_torch(
+        student, data.val, progress=Tally(ctx.reporter.message, "PTQ on val", "batches")
+    )
     ctx.reporter.message(f"PTQ (calibration alone): val {ptq_acc:.2f}%")
     info = {
         "method": plan.calib.method,
@@ -139,6 +151,9 @@ def run(ctx: RunContext, plan: QuantPlan, fp32) -> QuantStudent:
         "quantizers": count_quantizers(student),
         "ptq_val_acc": ptq_acc,
         "zero_or_bad_ranges": ranges,
+        "residual_adds": (
+            r.to_record() if (r := getattr(student, "residual_plan", None)) else None
+        ),
         "checkpoint": PTQ,
         "kept": "ptq",
     }
