@@ -346,6 +346,12 @@ def test_jetson_target_predicts_latency_and_hands_over_onnx(digits_teacher, tmp_
     # every ONNX exported for the Jetson passes the lint for its TensorRT version
     lint_errors = {k: v["errors"] for k, v in r["export"]["lint"].items()}
     assert lint_errors == {"fp32": 0, "fp16": 0, "int8": 0}
+    # and has no float island TensorRT would split the INT8 engine at: MobileNetV3's 7
+    # residual Adds get their skip input quantized, its timm Linear classifier is quantized
+    assert r["export"]["lint"]["int8"]["warnings"] == 0
+    res = r["quantization"]["residual_adds"]
+    assert (res["adds"], res["quantized"], res["left_float"]) == (7, 7, [])
+    assert "residual Adds: 7 of 7 quantized" in run_cli("quant-report", str(out)).stdout
     # the build stage hands over a script that builds each engine with the device's trtexec
     script = out / "build/build_engine.sh"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
