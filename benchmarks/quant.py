@@ -1,23 +1,31 @@
-"""INT8 on ONNX Runtime, measured: FP32 vs Model Optimizer's Q/DQ graph vs edgekd's ORT layout.
+"""INT8 on ONNX Runtime, measured: FP32 vs Model Optimizer's Q/DQ graph vs edgekd's ORT layout,
+per student, resolution and thread count, interleaved and repeated.
 
-    python benchmarks/quant.py [--threads 1] [--out benchmarks/results/quant.json]
+    python benchmarks/quant.py [--students resnet18 mobilenetv3_large_100 mobilenetv3_small_050]
+        [--sizes 32 64 128 224] [--threads 1 2] [--rounds 5] [--iters 30]
+        [--out benchmarks/results/quant.json]
 
-For each model (random init: latency does not depend on the weights) at 3x224x224, batch 1:
+For each model (random init: latency does not depend on the weights) at 3xSxS, batch 1:
 - fp32: the float ONNX;
-- int8-modelopt: Model Optimizer INT8 fake-quant (max calibration) exported as Q/DQ, the
-  graph TensorRT wants (BatchNorm unfolded);
+- int8-modelopt: Model Optimizer INT8 fake-quant (max calibration, residual Adds quantized)
+  exported as Q/DQ, the graph TensorRT wants (BatchNorm unfolded);
 - int8-ort: the same float weights exported, BatchNorm folded, Q/DQ placed by ONNX Runtime's
-  quantizer (what edgekd ships for ONNX Runtime targets);
-- int8-ort-own: ONNX Runtime's quantize_static after quant_pre_process with its defaults
-  (S8 activations), for reference.
-Each with the float Conv/Gemm count left in ORT's optimized graph (0 = fully integer) and p50
-latency; all rows measured in one process, one after another.
+  quantizer (what edgekd ships for ONNX Runtime targets).
+
+Timing: for each model, size and thread count the three artifacts are timed in `--rounds`
+rounds, one p50 each per round (`--iters` runs after 5 warm-up), the order rotated every round,
+so that other work on a shared machine falls on every artifact rather than on one. A row
+gives the median of its rounds' p50 and their spread ((max - min) / median); its speed-up over
+FP32 is the median of the per-round ratios, with their range. The float Conv/Gemm count left in
+ORT's optimized graph says whether ORT runs the INT8 layers as integer kernels (0 = all).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -32,83 +40,100 @@ from edgekd.quant import quantize_int8
 from edgekd.quant.ort_layout import fusion_report, quantize_for_ort
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("resnet18", "mobilenetv3_large_100")
-SHAPE = (3, 224, 224)
+STUDENTS = ("resnet18", "mobilenetv3_large_100", "mobilenetv3_small_050")
+SIZES = (32, 64, 128, 224)
+ARTIFACTS = ("fp32", "int8-modelopt", "int8-ort")
 
 
-def ort_own(float_onnx: Path, out: Path, calib) -> Path:
-    from onnxruntime.quantization import QuantFormat, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+def build(name: str, size: int, d: Path) -> dict[str, Path]:
+    """The three ONNX files of one model at 3 x size x size."""
+    import timm
 
-    from edgekd.quant.ort_layout import _Reader
+    shape = (3, size, size)
+    torch.manual_seed(0)
+    calib = TensorDataset(torch.randn(32, *shape), torch.zeros(32, dtype=torch.long))
+    model = timm.create_model(name, pretrained=False).eval()
+    files = {"fp32": export_onnx(model, d / f"{name}-{size}.onnx", shape).path}
+    q = quantize_int8(timm.create_model(name, pretrained=False).eval(), calib, 8)
+    q.load_state_dict(model.state_dict(), strict=False)
+    files["int8-modelopt"] = export_onnx(q, d / f"{name}-{size}-mo.onnx", shape).path
+    files["int8-ort"] = quantize_for_ort(files["fp32"], d / f"{name}-{size}-ort.onnx", calib).path
+    return files
 
-    pre = out.with_suffix(".pre.onnx")
-    quant_pre_process(str(float_onnx), str(pre), skip_symbolic_shape=True)
-    quantize_static(
-        str(pre),
-        str(out),
-        _Reader(calib, "input", 8),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-    )
+
+def timed(files: dict[str, Path], size: int, threads: int, rounds: int, iters: int):
+    """{artifact: [p50 per round]}, interleaved, the order rotated each round."""
+    kinds = list(files)
+    out: dict[str, list[float]] = {k: [] for k in kinds}
+    for r in range(rounds):
+        for j in range(len(kinds)):
+            k = kinds[(j + r) % len(kinds)]
+            lat = ortb.profile(files[k], (3, size, size), threads=threads, warmup=5, iters=iters)
+            out[k].append(lat.p50_ms)
     return out
 
 
-def main() -> None:
-    import timm
+def spread(xs: list[float]) -> float:
+    return (max(xs) - min(xs)) / statistics.median(xs) * 100
 
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--students", nargs="+", default=list(STUDENTS))
+    ap.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/quant.json")
     args = ap.parse_args()
-    torch.manual_seed(0)
-    calib = TensorDataset(torch.randn(32, *SHAPE), torch.zeros(32, dtype=torch.long))
-    rows = []
+    if args.rounds < 1 or args.iters < 1:
+        raise SystemExit("--rounds and --iters must be at least 1")
+    rows, t0 = [], time.perf_counter()
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
-        for name in MODELS:
-            model = timm.create_model(name, pretrained=False).eval()
-            files = {"fp32": export_onnx(model, d / f"{name}.onnx", SHAPE).path}
-            q = quantize_int8(timm.create_model(name, pretrained=False).eval(), calib, 8)
-            q.load_state_dict(model.state_dict(), strict=False)
-            files["int8-modelopt"] = export_onnx(q, d / f"{name}-mo.onnx", SHAPE).path
-            ort = quantize_for_ort(files["fp32"], d / f"{name}-ort.onnx", calib, 8)
-            files["int8-ort"] = ort.path
-            files["int8-ort-own"] = ort_own(files["fp32"], d / f"{name}-own.onnx", calib)
-            base = None
-            for kind, path in files.items():
-                lat = ortb.profile(path, SHAPE, threads=args.threads, warmup=5, iters=args.iters)
-                left = fusion_report(path)["float_conv_gemm"]
-                base = base or lat.p50_ms
-                rows.append(
-                    {
-                        "model": name,
-                        "artifact": kind,
-                        "p50_ms": lat.p50_ms,
-                        "p90_ms": lat.p90_ms,
-                        "speedup_vs_fp32": base / lat.p50_ms,
-                        "float_conv_gemm_left": left,
-                    }
-                )
-                print(
-                    f"{name:24s} {kind:14s} p50 {lat.p50_ms:8.2f} ms  x{base / lat.p50_ms:5.2f} "
-                    f"vs fp32  float Conv/Gemm left: {left}",
-                    flush=True,
-                )
+        for name in args.students:
+            for size in args.sizes:
+                files = build(name, size, Path(d))
+                left = {k: fusion_report(p)["float_conv_gemm"] for k, p in files.items()}
+                for threads in args.threads:
+                    times = timed(files, size, threads, args.rounds, args.iters)
+                    for kind in ARTIFACTS:
+                        ratios = [f / t for f, t in zip(times["fp32"], times[kind], strict=True)]
+                        row = {
+                            "model": name, "size": size, "threads": threads, "artifact": kind,
+                            "p50_ms": statistics.median(times[kind]),
+                            "rounds_ms": times[kind], "spread_pct": spread(times[kind]),
+                            "speedup_vs_fp32": statistics.median(ratios),
+                            "speedup_range": [min(ratios), max(ratios)],
+                            "float_conv_gemm_left": left[kind],
+                        }  # fmt: skip
+                        rows.append(row)
+                        print(
+                            f"{name:22s} {size:3d}px {threads}t {kind:14s} p50 "
+                            f"{row['p50_ms']:8.3f} ms (spread {row['spread_pct']:4.0f}%)  x"
+                            f"{row['speedup_vs_fp32']:5.2f} vs fp32 "
+                            f"[{min(ratios):.2f}-{max(ratios):.2f}]  float Conv/Gemm left: "
+                            f"{left[kind]}",
+                            flush=True,
+                        )
+                load.append(os.getloadavg()[0])
     write_json(
         args.out,
         {
-            "command": f"python benchmarks/quant.py --threads {args.threads}",
-            "machine": {"platform": platform.platform(), "date": time.strftime("%Y-%m-%d")},
-            "shape": SHAPE,
+            "command": "python benchmarks/quant.py --students " + " ".join(args.students)
+            + " --sizes " + " ".join(map(str, args.sizes))
+            + " --threads " + " ".join(map(str, args.threads))
+            + f" --rounds {args.rounds} --iters {args.iters}",
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                        "date": time.strftime("%Y-%m-%d"),
+                        "load_average_1min": [min(load), max(load)]},
             "batch": 1,
-            "threads": args.threads,
-            "iters": args.iters,
-            "statistic": "p50 after 5 warm-up",
+            "statistic": f"median over {args.rounds} interleaved rounds of each round's p50 "
+            f"({args.iters} runs after 5 warm-up); speed-up: median of the per-round ratios",
+            "seconds": time.perf_counter() - t0,
             "rows": rows,
         },
-    )
+    )  # fmt: skip
     print(f"written to {args.out}")
 
 

@@ -379,6 +379,8 @@ def test_quant_report_shows_the_ranking_of_a_run(demo_run, tmp_path):
     assert s["sensitivity"] == r["quantization"]["sensitivity"][:3]
     assert s["sensitivity_layers"] == len(r["quantization"]["sensitivity"])
     assert set(s["parity"]) == set(r["parity"]) and s["method"] == "max"
+    # an ONNX Runtime target: its layout quantizes the Adds itself, no residual quantizers
+    assert r["quantization"]["residual_adds"] is None and s["residual_line"] is None
     text = run_cli("quant-report", str(out)).stdout
     assert "sensitivity (top 20 of" in text and "parity int8" in text
     gate = next(g for g in r["verdict"]["gates"] if g["name"] == "parity")

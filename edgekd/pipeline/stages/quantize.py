@@ -66,7 +66,7 @@ def describe(ctx: RunContext, plan: QuantPlan) -> str:
 def key(ctx: RunContext, plan: QuantPlan) -> dict:
     return {"calib": asdict(plan.calib), "seed": plan.seed,
             "max_accuracy_drop": plan.max_accuracy_drop, "qat": asdict(plan.qat),
-            "data": ctx.inputs.data.fingerprint}  # fmt: skip
+            "data": ctx.inputs.data.fingerprint, "residual": ctx.trt}  # fmt: skip
 
 
 def _calibrated(ctx: RunContext, plan: QuantPlan, fp32, calib):
@@ -75,8 +75,10 @@ def _calibrated(ctx: RunContext, plan: QuantPlan, fp32, calib):
     student = load_student(fp32.student, data.num_classes, ctx.shape, fp32.best).to(ctx.device)
     say = ctx.reporter.message
     say(f"calibrating INT8 ranges ({plan.calib.method}) on {len(calib)} training images")
+    # residual Adds get their skip input quantized where TensorRT fuses them; ONNX Runtime's
+    # layout quantizes its Adds itself (edgekd.quant.ort_layout)
     student = quantize_int8(student, calib, batch_size=plan.batch_size, method=plan.calib.method,
-                            percentile=plan.calib.percentile,
+                            percentile=plan.calib.percentile, residual=ctx.trt,
                             progress=Tally(say, "calibration", "batches"))  # fmt: skip
     ranges = bad_ranges(student)
     fatal = {k: v for k, v in ranges.items() if v == "not finite"}
