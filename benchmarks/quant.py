@@ -36,6 +36,7 @@ from torch.utils.data import TensorDataset
 from edgekd._io import write_json
 from edgekd.backends import onnxruntime as ortb
 from edgekd.export import export_onnx
+from edgekd.latency.measure import interleaved
 from edgekd.quant import quantize_int8
 from edgekd.quant.ort_layout import fusion_report, quantize_for_ort
 
@@ -64,13 +65,12 @@ def build(name: str, size: int, d: Path) -> dict[str, Path]:
 def timed(files: dict[str, Path], size: int, threads: int, rounds: int, iters: int):
     """{artifact: [p50 per round]}, interleaved, the order rotated each round."""
     kinds = list(files)
-    out: dict[str, list[float]] = {k: [] for k in kinds}
-    for r in range(rounds):
-        for j in range(len(kinds)):
-            k = kinds[(j + r) % len(kinds)]
-            lat = ortb.profile(files[k], (3, size, size), threads=threads, warmup=5, iters=iters)
-            out[k].append(lat.p50_ms)
-    return out
+
+    def once(i: int, _round: int) -> float:
+        shape = (3, size, size)
+        return ortb.profile(files[kinds[i]], shape, threads=threads, warmup=5, iters=iters).p50_ms
+
+    return dict(zip(kinds, interleaved(len(kinds), rounds, once), strict=True))
 
 
 def spread(xs: list[float]) -> float:

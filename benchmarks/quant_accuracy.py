@@ -39,6 +39,7 @@ from edgekd.distill import TrainConfig, distill, evaluate_torch
 from edgekd.export import export_onnx
 from edgekd.models import create_timm
 from edgekd.quant import quantize_int8
+from edgekd.quant.ort_layout import ort_layout_of
 
 ROOT = Path(__file__).resolve().parents[1]
 # recipe -> (calibration method, QAT after it, residual Adds quantized)
@@ -72,14 +73,9 @@ def onnx_top1(model, path: Path, data, labels) -> tuple[float, float, float, tor
 
 def ort_layout_top1(name: str, model, path: Path, data, labels, calib, torch_pred):
     """(top-1 of the ORT-layout INT8 ONNX, its agreement with the torch fake-quant model): the
-    artifact edgekd ships for ONNX Runtime targets, built from the fake-quant model's float
-    weights and learned input ranges as the export stage builds it."""
-    from edgekd.quant.ort_layout import qat_input_ranges, quantize_for_ort
-
-    weights = {k: v for k, v in model.state_dict().items() if "_quantizer" not in k}
-    fp32 = export_onnx(trained(name, data.num_classes, weights), path.with_suffix(".f.onnx"),
-                       data.input_shape).path  # fmt: skip
-    out = quantize_for_ort(fp32, path, calib, module_ranges=qat_input_ranges(model, calib, 64))
+    artifact edgekd ships for ONNX Runtime targets, built as the export stage builds it."""
+    float_model = create_timm(name, data.num_classes)
+    out = ort_layout_of(model, float_model, data.input_shape, calib, path)
     pred = torch.from_numpy(ortb.predict(out.path, data.report_set)).argmax(1)
     acc = (pred == labels).float().mean().item() * 100
     return acc, (pred == torch_pred).float().mean().item() * 100

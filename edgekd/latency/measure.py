@@ -51,6 +51,19 @@ def interference(rep: LatencyReport) -> str | None:
     return None
 
 
+def interleaved(n: int, rounds: int, measure: Callable[[int, int], float]) -> list[list[float]]:
+    """`measure(i, round)` for each of `n` variants in `rounds` rounds, every variant once per
+    round and the order rotated each round, so that a burst of other work on a shared machine
+    falls on several variants once rather than on one variant's every run. Returns each
+    variant's figures, one per round."""
+    out: list[list[float]] = [[] for _ in range(n)]
+    for r in range(rounds):
+        for j in range(n):
+            i = (j + r) % n
+            out[i].append(measure(i, r))
+    return out
+
+
 def measure_steady(measure: Callable[[], LatencyReport], retries: int = 2) -> LatencyReport:
     """`measure()` again (up to `retries` more times) while it is noisy (`interference`);
     keeps the attempt with the lowest p90 and says how many were taken, and, if even that one

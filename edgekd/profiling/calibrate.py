@@ -18,6 +18,7 @@ import numpy as np
 
 from edgekd.latency.cost import layer_ms
 from edgekd.latency.graph import Layer, graph_layers, load_onnx
+from edgekd.latency.measure import interleaved
 from edgekd.targets import OP_CLASSES, CostModelParams, TargetProfile
 
 # varied families: residual, mobile (depthwise + SE), NAS, regnet, lcnet, ghost, convnext, vit
@@ -121,18 +122,18 @@ def measure_samples(
                 if prec in target.precisions:
                     path = export_timm(name, shape, d, int8=prec == "int8")
                     todo.append((name, prec, path, graph_layers(load_onnx(path), target.runtime)))
-        rounds: list[list[float]] = [[] for _ in todo]
-        for r in range(repeats):
-            for j in range(len(todo)):
-                i = (j + r) % len(todo)
-                name, prec, path, _ = todo[i]
-                rep = ortb.profile(path, shape, threads=threads, warmup=warmup, iters=iters)
-                rounds[i].append(rep.p50_ms)
-                if progress:
-                    progress(
-                        f"  round {r + 1}/{repeats} {name} {prec}: {rep.p50_ms:.2f} ms "
-                        f"(p50, {threads} thread)"
-                    )
+
+        def once(i: int, r: int) -> float:
+            name, prec, path, _ = todo[i]
+            rep = ortb.profile(path, shape, threads=threads, warmup=warmup, iters=iters)
+            if progress:
+                progress(
+                    f"  round {r + 1}/{repeats} {name} {prec}: {rep.p50_ms:.2f} ms "
+                    f"(p50, {threads} thread)"
+                )
+            return rep.p50_ms
+
+        rounds = interleaved(len(todo), repeats, once)
     return [
         Sample(name, prec, layers, statistics.median(times), str(path), tuple(times))
         for (name, prec, path, layers), times in zip(todo, rounds, strict=True)

@@ -190,6 +190,22 @@ def quantize_for_ort(
     return OrtInt8(out_path, bool(module_ranges) and learned_ok)
 
 
+def ort_layout_of(
+    qmodel, float_model, input_shape, calib_ds, out_path: str | Path, batch_size: int = 64
+) -> OrtInt8:
+    """The ORT layout of a fake-quant model: its float weights (quantizer state left out)
+    loaded into `float_model` (the same architecture, unquantized), exported to FP32 ONNX and
+    quantized by `quantize_for_ort` with the fake-quant model's learned input ranges."""
+    from edgekd.export import export_onnx
+
+    weights = {k: v for k, v in qmodel.state_dict().items() if "_quantizer" not in k}
+    float_model.load_state_dict(weights, strict=True)
+    with tempfile.TemporaryDirectory() as d:
+        fp32 = export_onnx(float_model.eval(), Path(d) / "trained.onnx", input_shape).path
+        ranges = qat_input_ranges(qmodel, calib_ds, batch_size)
+        return quantize_for_ort(fp32, out_path, calib_ds, module_ranges=ranges)
+
+
 def _runs(path: Path, calib_ds) -> bool:
     """True when ONNX Runtime executes the model on a calibration batch with finite outputs."""
     import onnxruntime as ort
@@ -224,4 +240,5 @@ def fusion_report(onnx_path: str | Path) -> dict:
     }
 
 
-__all__ = ["OrtInt8", "fusion_report", "onnx_scope", "qat_input_ranges", "quantize_for_ort"]
+__all__ = ["OrtInt8", "fusion_report", "onnx_scope", "ort_layout_of", "qat_input_ranges",
+           "quantize_for_ort"]  # fmt: skip

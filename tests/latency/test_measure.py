@@ -38,3 +38,18 @@ def test_measure_steady_remeasures_while_noisy_and_keeps_the_lowest_p90():
     runs = iter([_rep(3.0, 24.0), _rep(3.0, 9.0), _rep(3.0, 12.0)])
     got = measure_steady(lambda: next(runs))  # noisy every time: the best, flagged
     assert (got.p90_ms, got.attempts) == (9.0, 3) and got.noise.startswith("p90 9 ms is 3.0x")
+
+
+def test_interleaved_times_every_variant_once_a_round_in_a_rotated_order():
+    from edgekd.latency.measure import interleaved
+
+    calls = []
+
+    def measure(i, r):
+        calls.append((i, r))
+        return 10.0 * r + i
+
+    out = interleaved(3, 3, measure)
+    # round r starts at variant r (mod 3) and visits each once
+    assert calls == [(0, 0), (1, 0), (2, 0), (1, 1), (2, 1), (0, 1), (2, 2), (0, 2), (1, 2)]
+    assert out == [[0.0, 10.0, 20.0], [1.0, 11.0, 21.0], [2.0, 12.0, 22.0]]

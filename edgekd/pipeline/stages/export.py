@@ -4,7 +4,6 @@ with its torch model on val; for TensorRT, what the device's version would refus
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -20,7 +19,7 @@ from edgekd.pipeline.plans import ExportPlan
 from edgekd.pipeline.rundir import RunDir
 from edgekd.progress import Tally
 from edgekd.quant import restore_quantized
-from edgekd.quant.ort_layout import fusion_report, qat_input_ranges, quantize_for_ort
+from edgekd.quant.ort_layout import OrtInt8, fusion_report, ort_layout_of
 
 NAME = "export"
 OWNS = ("export",)
@@ -89,22 +88,16 @@ def _lint(ctx: RunContext, files: dict[str, Path]) -> dict:
     }  # fmt: skip
 
 
-def _ort_layout(ctx: RunContext, plan: ExportPlan, fp32, quant_ck: dict, qmodel) -> Path:
+def _ort_layout(ctx: RunContext, plan: ExportPlan, fp32, qmodel) -> OrtInt8:
     """The ORT layout: the QAT-trained float weights, BN folded, Q/DQ laid out the way ONNX
     Runtime fuses (edgekd.quant.ort_layout), carrying the QAT model's learned input ranges."""
     data = ctx.inputs.data
-    trained = build_student(fp32.student, data.num_classes, ctx.shape)
-    trained.load_state_dict(
-        {k: v for k, v in quant_ck["model"].items() if "_quantizer" not in k}, strict=True
-    )
-    with tempfile.TemporaryDirectory() as d:
-        tmp32 = export_onnx(trained.eval(), Path(d) / "trained.onnx", ctx.shape).path
-        calib = data.calibration_subset(plan.calib.num_samples, plan.seed)
-        ctx.reporter.message(f"INT8 in ONNX Runtime's layout: ranges from {len(calib)} "
-                             "calibration images")  # fmt: skip
-        learned = qat_input_ranges(qmodel, calib, plan.batch_size)
-        return quantize_for_ort(tmp32, ctx.run.path(FILES["int8-ort"]), calib,
-                                module_ranges=learned)  # fmt: skip
+    calib = data.calibration_subset(plan.calib.num_samples, plan.seed)
+    ctx.reporter.message(f"INT8 in ONNX Runtime's layout: ranges from {len(calib)} "
+                         "calibration images")  # fmt: skip
+    float_model = build_student(fp32.student, data.num_classes, ctx.shape)
+    out = ctx.run.path(FILES["int8-ort"])
+    return ort_layout_of(qmodel, float_model, ctx.shape, calib, out, plan.batch_size)
 
 
 def run(ctx: RunContext, plan: ExportPlan, fp32, int8) -> OnnxSet:
@@ -123,8 +116,7 @@ def run(ctx: RunContext, plan: ExportPlan, fp32, int8) -> OnnxSet:
     e32 = export_onnx(student, files["fp32"], shape, opset=plan.opset)
     _, logits32 = evaluate_torch(student, data.val,
                                  progress=Tally(say, "FP32 student in torch on val", "batches"))
-    ck = torch.load(int8.checkpoint, map_location="cpu", weights_only=True)  # read once: the
-    # fake-quant model here, its float weights for the ORT layout below
+    ck = torch.load(int8.checkpoint, map_location="cpu", weights_only=True)
     qmodel = restore_quantized(build_student(fp32.student, data.num_classes, shape), ck["extra"],
                                ck["model"])  # fmt: skip
     say("exporting the INT8 student to ONNX (Q/DQ)")
@@ -140,7 +132,7 @@ def run(ctx: RunContext, plan: ExportPlan, fp32, int8) -> OnnxSet:
     fusion = {"int8": fusion_report(files["int8"])["float_conv_gemm"]}
     lint = _lint(ctx, files) if trt else {}
     if not trt:
-        ort = _ort_layout(ctx, plan, fp32, ck, qmodel)
+        ort = _ort_layout(ctx, plan, fp32, qmodel)
         files["int8-ort"] = ort.path
         par["int8-ort"] = check("int8-ort", ort.path, logits8)
         par["int8-ort"]["learned_ranges"] = ort.learned_ranges

@@ -26,6 +26,7 @@ from edgekd.quant import (
 )
 from edgekd.quant.modelopt_int8 import bad_ranges
 from edgekd.quant.sensitivity import layer_sensitivity, mixed_precision
+from edgekd.report.text import residual_line
 
 NAME = "quantize"
 OWNS = ("distill",)
@@ -90,15 +91,6 @@ def _calibrated(ctx: RunContext, plan: QuantPlan, fp32, calib):
         )
     for name, problem in sorted(ranges.items())[:10]:
         ctx.reporter.message(f"warning: calibration range of {name} is {problem}")
-    residual = getattr(student, "residual_plan", None)
-    if residual is not None and residual.adds:
-        rec = residual.to_record()
-        left = {a["reason"] for a in rec["left_float"]}
-        say(
-            f"residual Adds: {rec['quantized']} of {rec['adds']} get INT8 on their skip input "
-            "(TensorRT fuses them into the convolution)"
-            + (f"; {len(rec['left_float'])} stay float: {'; '.join(sorted(left))}" if left else "")
-        )
     return student, ranges
 
 
@@ -159,6 +151,8 @@ def run(ctx: RunContext, plan: QuantPlan, fp32) -> QuantStudent:
         "checkpoint": PTQ,
         "kept": "ptq",
     }
+    if line := residual_line(info):  # the wording the report and quant-report use
+        ctx.reporter.message(line)
     save_quantized(ctx.run.path(PTQ), student)
     files = [ctx.run.path(PTQ)]
     if plan.qat.epochs:
