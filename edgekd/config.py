@@ -144,6 +144,11 @@ class CompressConfig(BaseModel):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-2, gt=0)
     qat_lr: float = Field(1e-4, gt=0)
+    learn_ranges: bool = Field(
+        False,
+        description="QAT learns the activation scales (LSQ) instead of keeping the calibrated "
+        "ones (ONNX Runtime targets).",
+    )
     weight_decay: float = Field(0.05, ge=0)
     kd_loss: str = Field("kd", description="Distillation loss (see `edgekd losses`).")
     kd_args: str | dict | None = Field(

@@ -105,6 +105,14 @@ def compress_command(
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 64,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, one-cycle).")] = 1e-2,
     qat_lr: Annotated[float, typer.Option(help="QAT learning rate (cosine to 0).")] = 1e-4,
+    learn_ranges: Annotated[
+        bool,
+        typer.Option(
+            "--learn-ranges",
+            help="QAT learns the activation scales (LSQ) instead of keeping the calibrated ones "
+            "(ONNX Runtime targets; TensorRT targets keep calibrated ranges).",
+        ),
+    ] = False,
     kd_loss: Annotated[
         str,
         typer.Option(

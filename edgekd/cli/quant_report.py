@@ -29,7 +29,7 @@ def quant_report_command(
             sys.stdout.write(json.dumps(s, indent=2) + "\n")
             return
         out = [
-            f"student {s['student']}: INT8 (Model Optimizer), {s['method']} calibration"
+            f"student {s['student']}: {s['graph']}, {s['method']} calibration"
             + (f" at {s['percentile']}%" if s["percentile"] else "")
             + f" on {s['calib_size']} images",
             f"PTQ val {s['ptq_val_acc']:.2f}%"

@@ -52,13 +52,21 @@ def _check(path: Path) -> ExportInfo:
         raise StageError(
             "exported ONNX fails onnx.checker", value=str(e).splitlines()[0][:200]
         ) from None
-    model = onnx.load(str(path), load_external_data=False)
-    counts = Counter(n.op_type for n in model.graph.node)
-    bad = sorted(FORBIDDEN_OPS & set(counts))
+    info = onnx_info(path)
+    bad = sorted(FORBIDDEN_OPS & set(info.op_counts))
     if bad:
         raise StageError("export produced ops TensorRT cannot parse", value=", ".join(bad))
+    return info
+
+
+def onnx_info(path: str | Path) -> ExportInfo:
+    """The opset and op counts of an ONNX file."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    counts = Counter(n.op_type for n in model.graph.node)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    return ExportInfo(path, opset, dict(counts))
+    return ExportInfo(Path(path), opset, dict(counts))
 
 
 def export_onnx(

@@ -46,6 +46,7 @@ class QuantPlan:
     batch_size: int
     seed: int
     max_accuracy_drop: float | None  # over it, the most sensitive layers stay in float
+    learn_ranges: bool = False  # LSQ: activation scales trained in QAT (ONNX Runtime graph)
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,8 @@ def make_plans(cfg: CompressConfig, budgets: Budgets | None = None) -> Plans:
         student=cfg.student,
         search=search,
         train=train,
-        quant=QuantPlan(recipe, qat, cfg.batch_size, cfg.seed, budgets.max_accuracy_drop),
+        quant=QuantPlan(recipe, qat, cfg.batch_size, cfg.seed, budgets.max_accuracy_drop,
+                        learn_ranges=cfg.learn_ranges),
         export=ExportPlan(recipe, cfg.batch_size, cfg.seed),
         validate=ValidatePlan(cfg.threads, cfg.latency_warmup, cfg.latency_iters, **(remote or {})),
         scale_out=ScaleOut(cfg.nproc_per_node, cfg.nnodes, cfg.rdzv_endpoint),

@@ -19,6 +19,7 @@ from torch import nn
 
 from edgekd.data import loader
 from edgekd.errors import ConfigError
+from edgekd.quant.ort_qat import OrtQdq, is_ort_state, ranges_problems
 from edgekd.quant.residual import attach, attached, drop_redundant, plan_residuals
 
 CALIB_METHODS = ("max", "entropy", "percentile")
@@ -159,6 +160,8 @@ def bad_ranges(model: nn.Module) -> dict[str, str]:
     A zero range quantizes everything to 0 (a dead channel or a layer the calibration data never
     excites); an infinite or NaN range means the calibration saw non-finite activations.
     """
+    if isinstance(model, OrtQdq):
+        return ranges_problems(model)
     out = {}
     for name, m in model.named_modules():
         if type(m).__name__ != "TensorQuantizer" or not getattr(m, "is_enabled", False):
@@ -179,13 +182,19 @@ def bad_ranges(model: nn.Module) -> dict[str, str]:
 
 def quantizer_state(model: nn.Module) -> dict[str, Any]:
     """modelopt's state of a quantized model (loads with torch.load(weights_only=True))."""
+    if isinstance(model, OrtQdq):
+        return model.extra_state()
     import modelopt.torch.opt as mto
 
     return mto.modelopt_state(model)
 
 
 def restore_quantized(model: nn.Module, state: dict[str, Any], weights: dict) -> nn.Module:
-    """Rebuild a fake-quantized model from a fresh float `model`, its modelopt state and weights."""
+    """Rebuild a fake-quantized model from a fresh float `model`, its modelopt state and weights.
+    A state saved from ONNX Runtime's graph (`edgekd.quant.ort_qat`) rebuilds that graph;
+    `model` is not used then."""
+    if is_ort_state(state):
+        return OrtQdq.from_state(state, weights)
     _mtq()
     import modelopt.torch.opt as mto
 
@@ -206,7 +215,12 @@ def save_quantized(path, model: nn.Module) -> None:
 
 
 def count_quantizers(model: nn.Module) -> int:
-    """Enabled TensorQuantizer modules in `model`."""
+    """Enabled TensorQuantizer modules in `model` (quantized layers and activation quantizers
+    of ONNX Runtime's graph)."""
+    if isinstance(model, OrtQdq):
+        return sum(q.enabled for q in model.quants.values()) + sum(
+            m.quantized for m in model.layers.values()
+        )
     return sum(
         1
         for m in model.modules()

@@ -142,6 +142,8 @@ def quantize_for_ort(
     calib_ds,
     batch_size: int = 32,
     module_ranges: dict[str, tuple[float, float]] | None = None,
+    method: str = "max",
+    percentile: float = 99.99,
 ) -> OrtInt8:
     """Write the ORT-fusable INT8 Q/DQ model of `float_onnx` to `out_path`.
 
@@ -162,7 +164,8 @@ def quantize_for_ort(
                 contextlib.redirect_stderr(io.StringIO()),
             ):
                 quant_pre_process(str(float_onnx), str(pre), skip_symbolic_shape=True)
-                extra = {"WeightSymmetric": True, "ActivationSymmetric": False}
+                extra = {"WeightSymmetric": True, "ActivationSymmetric": False,
+                         "CalibPercentile": percentile}  # fmt: skip
                 if module_ranges:
                     extra["TensorQuantOverrides"] = _overrides(pre, module_ranges)
                 quantize_static(
@@ -173,7 +176,9 @@ def quantize_for_ort(
                     per_channel=True,
                     activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax,
+                    calibrate_method={"max": CalibrationMethod.MinMax,
+                                      "entropy": CalibrationMethod.Entropy,
+                                      "percentile": CalibrationMethod.Percentile}[method],
                     extra_options=extra,
                 )
         except Exception as e:
@@ -186,7 +191,8 @@ def quantize_for_ort(
     if not learned_ok:
         # some QLinear kernels bound the ratio of their input and output scales; learned
         # ranges can fall outside it: fall back to calibrated ranges for the whole model
-        quantize_for_ort(float_onnx, out_path, calib_ds, batch_size)
+        quantize_for_ort(float_onnx, out_path, calib_ds, batch_size, method=method,
+                         percentile=percentile)
     return OrtInt8(out_path, bool(module_ranges) and learned_ok)
 
 

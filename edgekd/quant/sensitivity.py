@@ -17,7 +17,13 @@ from edgekd.data import loader
 
 
 def quantized_layers(model: nn.Module) -> dict[str, list[nn.Module]]:
-    """Module name -> its enabled TensorQuantizers (input and weight)."""
+    """Module name -> its enabled TensorQuantizers (input and weight). In ONNX Runtime's graph
+    (`edgekd.quant.ort_qat`) a layer is a Conv/Gemm, named after its torch module, and switching
+    it off runs its weights in float."""
+    from edgekd.quant.ort_qat import OrtQdq
+
+    if isinstance(model, OrtQdq):
+        return {m.source: [m] for m in model.layers.values() if m.quantized}
     out: dict[str, list[nn.Module]] = {}
     for name, m in model.named_modules():
         qs = [

@@ -6,7 +6,7 @@ import base64
 import html
 
 from edgekd.report import plots
-from edgekd.report.text import data_line, residual_line
+from edgekd.report.text import data_line, int8_graph, residual_line
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -170,7 +170,7 @@ the teacher at p90, accuracy drop {r["accuracy_drop"]:.2f} points.</p>
 at epoch {r["distill"]["best_epoch"]}. Accuracy here is
 {_e(r["data"].get("accuracy_metric", "top-1 accuracy on the labeled val set"))}.</p>
 <h2>Quantization</h2>
-<p class="note">Model Optimizer INT8 ({_e(q.get("method"))} calibration on {q.get("calib_size")}
+<p class="note">{_e(int8_graph(q))} ({_e(q.get("method"))} calibration on {q.get("calib_size")}
 images): PTQ {q.get("ptq_val_acc", 0):.2f}%{
         f", QAT {q['qat_val_acc']:.2f}%" if "qat_val_acc" in q else ""
     }; {_e(q.get("kept", "ptq")).upper()} weights exported. Float Conv/Gemm left in ONNX

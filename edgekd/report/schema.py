@@ -71,7 +71,7 @@ class Parity(_Model):
     max_abs_diff: float
     mean_abs_diff: float
     samples: int
-    learned_ranges: bool | None = None  # ORT layout: QAT ranges carried (False: re-calibrated)
+    trained_graph: bool | None = None  # int8-ort: written from the QAT-trained ORT graph itself
 
 
 class Report(_Model):

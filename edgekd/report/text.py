@@ -45,6 +45,16 @@ def data_line(d: dict) -> str:
             f"{d.get('accuracy_metric', 'top-1 accuracy on the labeled val set')}.")  # fmt: skip
 
 
+def int8_graph(q: dict) -> str:
+    """Which fake-quant graph the INT8 student was calibrated and trained as."""
+    if q.get("graph") == "ort":
+        ranges = "learned (LSQ)" if q.get("learn_ranges") else "calibrated"
+        return ("INT8 trained as ONNX Runtime runs it (ORT's Q/DQ graph, BatchNorm folded, "
+                f"ranges {ranges}; the file is written from it, nothing "
+                "re-calibrated)")  # fmt: skip
+    return "Model Optimizer INT8"
+
+
 def residual_line(q: dict) -> str | None:
     """What happened to the model's residual Adds (`edgekd.quant.residual`), each one left in
     float with its reason; None for a run without the record."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from edgekd._io import write_text
 from edgekd.config import Budgets
 from edgekd.report.schema import Gate, Report, Verdict
-from edgekd.report.text import data_line, md_safe, residual_line
+from edgekd.report.text import data_line, int8_graph, md_safe, residual_line
 
 EXIT_OK, EXIT_BUDGET_MISSED = 0, 2
 
@@ -121,6 +121,7 @@ def quant_summary(report: dict, top: int = 20) -> dict:
     q = report["quantization"]
     return {
         "student": report["student"]["name"],
+        "graph": int8_graph(q),
         "method": q.get("method"),
         "percentile": q.get("percentile"),
         "calib_size": q.get("calib_size"),
@@ -329,10 +330,11 @@ def render_markdown(r: dict) -> str:
         "**INT8 fusion in ONNX Runtime** (float Conv/Gemm left after ORT's graph optimizations; "
         "0 = every one runs as an integer kernel): "
         + ", ".join(f"{p}: {n}" for p, n in r["export"].get("float_conv_gemm_left", {}).items())
-        + ". `int8` is Model Optimizer's Q/DQ graph (for TensorRT); `int8-ort` is laid out for "
-        "ONNX Runtime (BatchNorm folded, DQ -> Conv -> Q).",
+        + ". `int8` is Model Optimizer's Q/DQ graph (for TensorRT); `int8-ort` is ONNX "
+        "Runtime's Q/DQ layout (BatchNorm folded, DQ -> Conv -> Q).",
         "",
-        f"**Quantization**: Model Optimizer INT8, {r['quantization'].get('method')} calibration on "
+        f"**Quantization**: {int8_graph(r['quantization'])}, "
+        f"{r['quantization'].get('method')} calibration on "
         f"{r['quantization'].get('calib_size')} images, PTQ val "
         f"{r['quantization'].get('ptq_val_acc', float('nan')):.2f}%"
         + (

@@ -116,10 +116,12 @@ def test_report_holds_accuracies_latencies_sizes_and_artifact(demo_run):
     art = out / r["artifact"]["path"]
     assert art.exists() and sha256_file(art) == r["artifact"]["sha256"]
     onnx.checker.check_model(str(art))
-    assert r["parity"]["int8"]["samples"] == 360
-    # the ORT-layout INT8 runs every Conv/Gemm as an integer kernel; Model Optimizer's does not
+    assert r["parity"]["int8-ort"]["samples"] == 360
+    # an ONNX Runtime target trains ORT's own Q/DQ graph and ships it as trained: no Model
+    # Optimizer export, nothing re-calibrated, every Conv/Gemm an integer kernel
+    assert r["quantization"]["graph"] == "ort" and r["parity"]["int8-ort"]["trained_graph"]
+    assert "int8" not in r["parity"] and "int8" not in r["export"]["float_conv_gemm_left"]
     assert r["export"]["float_conv_gemm_left"]["int8-ort"] == 0
-    assert r["export"]["float_conv_gemm_left"]["int8"] > 0
     assert r["variants"]["int8"]["float_conv_gemm_left"] == 0
     assert r["variants"]["fp32"]["parity"] >= 99.0
     # which weights each artifact holds (issue 25 item 9): the float ones the KD student, the
@@ -145,7 +147,6 @@ def test_run_directory_and_manifest(demo_run):
         "distill/last.pt",
         "distill/history.json",
         "distill/qat_best.pt",
-        "export/model.onnx",
         "export/model-fp32.onnx",
         "export/teacher.onnx",
         "export/model-ort-int8.onnx",
@@ -161,8 +162,9 @@ def test_run_directory_and_manifest(demo_run):
         for rel, digest in s["outputs"].items():
             assert sha256_file(out / rel) == digest
     assert m["run"]["seed"] == 0 and "torch" in m["run"]["versions"]
-    # the Q/DQ export is opset 17 with Q/DQ pairs and no integer-op forms
-    q = onnx.load(str(out / "export/model.onnx"))
+    assert not (out / "export/model.onnx").exists()  # Model Optimizer's graph: TensorRT only
+    # the ORT INT8 export is opset 17 with Q/DQ pairs and no integer-op forms
+    q = onnx.load(str(out / "export/model-ort-int8.onnx"))
     ops = {n.op_type for n in q.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "QLinearConv" not in ops
     assert next(o.version for o in q.opset_import if o.domain in ("", "ai.onnx")) == 17

@@ -1,6 +1,8 @@
-"""The `export` stage: FP32 and Q/DQ INT8 ONNX (plus FP16 for a TensorRT target that builds
-FP16, and the ORT-fusable INT8 layout for an ONNX Runtime target), each checked for parity
-with its torch model on val; for TensorRT, what the device's version would refuse fails here."""
+"""The `export` stage: FP32 ONNX, and the INT8 graph the target runs: for TensorRT Model
+Optimizer's Q/DQ graph (plus FP16 where the target builds FP16), for ONNX Runtime the ORT Q/DQ
+graph that QAT trained (`edgekd.quant.ort_qat`), written with its trained integers and scales.
+Each is checked for parity with its torch model on val; for TensorRT, what the device's version
+would refuse fails here."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import ClassVar
 from edgekd.backends.parity import parity
 from edgekd.errors import StageError
 from edgekd.export import export_onnx
-from edgekd.export.onnx_export import export_onnx_fp16
+from edgekd.export.onnx_export import export_onnx_fp16, onnx_info
 from edgekd.models import build_student, load_student
 from edgekd.models.evaluate import evaluate_torch
 from edgekd.pipeline.context import RunContext
@@ -19,7 +21,8 @@ from edgekd.pipeline.plans import ExportPlan
 from edgekd.pipeline.rundir import RunDir
 from edgekd.progress import Tally
 from edgekd.quant import restore_quantized
-from edgekd.quant.ort_layout import OrtInt8, fusion_report, ort_layout_of
+from edgekd.quant.ort_layout import fusion_report
+from edgekd.quant.ort_qat import export_ort
 
 NAME = "export"
 OWNS = ("export",)
@@ -27,14 +30,14 @@ FILES = {
     "fp32": "export/model-fp32.onnx",
     "fp16": "export/model-fp16.onnx",
     "int8": "export/model.onnx",  # Model Optimizer's Q/DQ graph (what TensorRT builds)
-    "int8-ort": "export/model-ort-int8.onnx",  # the ORT-fusable layout
+    "int8-ort": "export/model-ort-int8.onnx",  # ORT's Q/DQ layout, as trained
 }
 
 
 @dataclass(frozen=True)
 class OnnxSet:
     NAME: ClassVar[str] = NAME
-    files: dict[str, Path]  # fp32, int8, and fp16 or int8-ort -> the ONNX file
+    files: dict[str, Path]  # fp32, and int8 (+ fp16) or int8-ort -> the ONNX file
     record: dict  # opset, Q/DQ pairs, op counts, parity, float Conv/Gemm left, lint
 
     def outputs(self) -> list[Path]:
@@ -63,7 +66,7 @@ def describe(ctx: RunContext, plan: ExportPlan) -> str:
 
 def key(ctx: RunContext, plan: ExportPlan) -> dict:
     return {"opset": plan.opset, "shape": ctx.shape, "runtime": ctx.target.runtime,
-            "calib": [asdict(plan.calib), plan.seed]}  # fmt: skip
+            "calib": [asdict(plan.calib), plan.seed], "ort": "trained-graph"}  # fmt: skip
 
 
 def _lint(ctx: RunContext, files: dict[str, Path]) -> dict:
@@ -88,23 +91,12 @@ def _lint(ctx: RunContext, files: dict[str, Path]) -> dict:
     }  # fmt: skip
 
 
-def _ort_layout(ctx: RunContext, plan: ExportPlan, fp32, qmodel) -> OrtInt8:
-    """The ORT layout: the QAT-trained float weights, BN folded, Q/DQ laid out the way ONNX
-    Runtime fuses (edgekd.quant.ort_layout), carrying the QAT model's learned input ranges."""
-    data = ctx.inputs.data
-    calib = data.calibration_subset(plan.calib.num_samples, plan.seed)
-    ctx.reporter.message(f"INT8 in ONNX Runtime's layout: ranges from {len(calib)} "
-                         "calibration images")  # fmt: skip
-    float_model = build_student(fp32.student, data.num_classes, ctx.shape)
-    out = ctx.run.path(FILES["int8-ort"])
-    return ort_layout_of(qmodel, float_model, ctx.shape, calib, out, plan.batch_size)
-
-
 def run(ctx: RunContext, plan: ExportPlan, fp32, int8) -> OnnxSet:
     import torch
 
     data, shape, trt = ctx.inputs.data, ctx.shape, ctx.trt
-    files = {"fp32": ctx.run.path(FILES["fp32"]), "int8": ctx.run.path(FILES["int8"])}
+    files = {"fp32": ctx.run.path(FILES["fp32"])}
+    files |= {"int8": ctx.run.path(FILES["int8"])} if trt else {}
     say = ctx.reporter.message
 
     def check(name: str, path: Path, logits) -> dict:  # ORT against torch on val
@@ -119,25 +111,27 @@ def run(ctx: RunContext, plan: ExportPlan, fp32, int8) -> OnnxSet:
     ck = torch.load(int8.checkpoint, map_location="cpu", weights_only=True)
     qmodel = restore_quantized(build_student(fp32.student, data.num_classes, shape), ck["extra"],
                                ck["model"])  # fmt: skip
-    say("exporting the INT8 student to ONNX (Q/DQ)")
-    e8 = export_onnx(qmodel, files["int8"], shape, opset=plan.opset)
     _, logits8 = evaluate_torch(qmodel, data.val,
                                 progress=Tally(say, "INT8 student in torch on val", "batches"))
-    par = {"fp32": check("fp32", files["fp32"], logits32),
-           "int8": check("int8", files["int8"], logits8)}  # fmt: skip
-    if trt and "fp16" in ctx.target.precisions:  # the FP16 ONNX a strongly typed build wants
-        files = {"fp32": files["fp32"], "fp16": ctx.run.path(FILES["fp16"]), "int8": files["int8"]}
-        export_onnx_fp16(student, files["fp16"], shape)
-        par["fp16"] = check("fp16", files["fp16"], logits32)
-    fusion = {"int8": fusion_report(files["int8"])["float_conv_gemm"]}
-    lint = _lint(ctx, files) if trt else {}
-    if not trt:
-        ort = _ort_layout(ctx, plan, fp32, qmodel)
-        files["int8-ort"] = ort.path
-        par["int8-ort"] = check("int8-ort", ort.path, logits8)
-        par["int8-ort"]["learned_ranges"] = ort.learned_ranges
-        fusion["int8-ort"] = fusion_report(ort.path)["float_conv_gemm"]
+    par = {"fp32": check("fp32", files["fp32"], logits32)}
+    if trt:
+        say("exporting the INT8 student to ONNX (Q/DQ)")
+        e8 = export_onnx(qmodel, files["int8"], shape, opset=plan.opset)
+        par["int8"] = check("int8", files["int8"], logits8)
+        if "fp16" in ctx.target.precisions:  # the FP16 ONNX a strongly typed build wants
+            files = {"fp32": files["fp32"], "fp16": ctx.run.path(FILES["fp16"]),
+                     "int8": files["int8"]}  # fmt: skip
+            export_onnx_fp16(student, files["fp16"], shape)
+            par["fp16"] = check("fp16", files["fp16"], logits32)
+    else:  # the graph QAT trained, with its trained integers and scales: nothing re-calibrated
+        say("writing the trained INT8 graph for ONNX Runtime (nothing calibrated after training)")
+        files["int8-ort"] = export_ort(qmodel, ctx.run.path(FILES["int8-ort"]))
+        e8 = onnx_info(files["int8-ort"])
+        par["int8-ort"] = check("int8-ort", files["int8-ort"], logits8)
+        par["int8-ort"]["trained_graph"] = True
     shipped = "int8" if trt else "int8-ort"
+    fusion = {shipped: fusion_report(files[shipped])["float_conv_gemm"]}
+    lint = _lint(ctx, files) if trt else {}
     record = {
         "opset": e8.opset,
         "qdq_pairs": e8.qdq_pairs,

@@ -25,6 +25,7 @@ from edgekd.quant import (
     save_quantized,
 )
 from edgekd.quant.modelopt_int8 import bad_ranges
+from edgekd.quant.ort_qat import ort_qdq_of
 from edgekd.quant.sensitivity import layer_sensitivity, mixed_precision
 from edgekd.report.text import residual_line
 
@@ -61,26 +62,43 @@ Result = QuantStudent
 
 
 def describe(ctx: RunContext, plan: QuantPlan) -> str:
-    return "INT8 calibration and quantization-aware training (Model Optimizer)"
+    graph = "Model Optimizer" if ctx.trt else "ONNX Runtime's Q/DQ graph"
+    return f"INT8 calibration and quantization-aware training ({graph})"
 
 
 def key(ctx: RunContext, plan: QuantPlan) -> dict:
     return {"calib": asdict(plan.calib), "seed": plan.seed,
             "max_accuracy_drop": plan.max_accuracy_drop, "qat": asdict(plan.qat),
-            "data": ctx.inputs.data.fingerprint, "residual": ctx.trt}  # fmt: skip
+            "data": ctx.inputs.data.fingerprint, "residual": ctx.trt,
+            "graph": "modelopt" if ctx.trt else "ort",
+            "learn_ranges": plan.learn_ranges}  # fmt: skip
 
 
 def _calibrated(ctx: RunContext, plan: QuantPlan, fp32, calib):
-    """The FP32 student with INT8 quantizers calibrated on `calib`; non-finite ranges fail."""
+    """The FP32 student with INT8 quantizers calibrated on `calib`; non-finite ranges fail.
+    For TensorRT: Model Optimizer's fake-quant model, whose Q/DQ export TensorRT builds. For
+    ONNX Runtime: ORT's own Q/DQ graph (BatchNorm folded) as a torch module, so QAT trains
+    the graph that ships (edgekd.quant.ort_qat)."""
     data = ctx.inputs.data
     student = load_student(fp32.student, data.num_classes, ctx.shape, fp32.best).to(ctx.device)
     say = ctx.reporter.message
-    say(f"calibrating INT8 ranges ({plan.calib.method}) on {len(calib)} training images")
-    # residual Adds get their skip input quantized where TensorRT fuses them; ONNX Runtime's
-    # layout quantizes its Adds itself (edgekd.quant.ort_layout)
-    student = quantize_int8(student, calib, batch_size=plan.batch_size, method=plan.calib.method,
-                            percentile=plan.calib.percentile, residual=ctx.trt,
-                            progress=Tally(say, "calibration", "batches"))  # fmt: skip
+    ranges = "learned (LSQ) from calibrated" if plan.learn_ranges else "calibrated"
+    say(f"INT8 ranges {ranges} ({plan.calib.method}) on {len(calib)} training images")
+    if ctx.trt and plan.learn_ranges:
+        say("note: --learn-ranges trains ONNX Runtime's graph; for TensorRT the calibrated "
+            "ranges are kept")  # fmt: skip
+    if ctx.trt:
+        # residual Adds get their skip input quantized where TensorRT fuses them
+        student = quantize_int8(student, calib, batch_size=plan.batch_size,
+                                method=plan.calib.method, percentile=plan.calib.percentile,
+                                residual=True,
+                                progress=Tally(say, "calibration", "batches"))  # fmt: skip
+    else:
+        student = ort_qdq_of(student.cpu(), ctx.shape, calib, plan.batch_size,
+                             method=plan.calib.method, percentile=plan.calib.percentile,
+                             learn_ranges=plan.learn_ranges).to(ctx.device)  # fmt: skip
+        say(f"ONNX Runtime's INT8 graph: {len(student.layers)} layers and "
+            f"{len(student.quants)} activation quantizers, BatchNorm folded")  # fmt: skip
     ranges = bad_ranges(student)
     fatal = {k: v for k, v in ranges.items() if v == "not finite"}
     if fatal:
@@ -139,6 +157,8 @@ def run(ctx: RunContext, plan: QuantPlan, fp32) -> QuantStudent:
     )
     ctx.reporter.message(f"PTQ (calibration alone): val {ptq_acc:.2f}%")
     info = {
+        "graph": "modelopt" if ctx.trt else "ort",
+        "learn_ranges": plan.learn_ranges and not ctx.trt,
         "method": plan.calib.method,
         "percentile": plan.calib.percentile if plan.calib.method == "percentile" else None,
         "calib_size": len(calib),

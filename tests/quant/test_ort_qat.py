@@ -1,0 +1,163 @@
+"""ONNX Runtime's Q/DQ graph as a trainable torch module (edgekd.quant.ort_qat): the trained
+graph is the exported one."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from edgekd.errors import StageError
+from edgekd.quant.ort_qat import OrtQdq, export_ort, ort_qdq_of, torch_name
+
+
+class Tiny(nn.Module):
+    """Conv-BN-ReLU, a residual Add, hard-swish, a squeeze-excite gate, pooling, a classifier:
+    the op kinds that the ORT layout used to re-quantize."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.conv = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))
+        self.se = nn.Conv2d(8, 8, 1)
+        self.act = nn.Hardswish()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = self.act(self.conv(x) + x)
+        x = x * torch.sigmoid(self.se(x.mean((2, 3), keepdim=True)))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(48, 3, 8, 8, generator=g)
+    return TensorDataset(x, torch.randint(0, 4, (48,), generator=g)), x
+
+
+@pytest.fixture()
+def tiny(data):
+    torch.manual_seed(0)
+    m = Tiny()
+    with torch.no_grad():  # BatchNorm statistics that folding must carry
+        for bn in (m.stem[1], m.conv[1]):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+    return m.eval()
+
+
+def _ort(model_proto_or_path, x, optimized: bool = False) -> np.ndarray:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if not optimized:  # the graph's own ONNX semantics, no fused integer kernels
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    src = model_proto_or_path
+    src = src.SerializeToString() if isinstance(src, onnx.ModelProto) else str(src)
+    sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+
+
+def _train_steps(model: OrtQdq, x: torch.Tensor, steps: int = 5) -> None:
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        model(x).logsumexp(1).mean().backward()
+        opt.step()
+    model.eval()
+
+
+def test_the_module_is_the_ort_graph(tiny, data):
+    ds, x = data
+    q = ort_qdq_of(tiny, (3, 8, 8), ds, batch_size=16)
+    ops = {n.op_type for n in q.template.graph.node}
+    assert "BatchNormalization" not in ops  # folded into the convolutions
+    assert {"Add", "Mul", "ReduceMean", "HardSigmoid"} <= ops  # tensors QAT never saw before
+    assert len(q.layers) == 4 and len(q.quants) > 8
+    with torch.no_grad():
+        got = q(x).numpy()
+    assert np.allclose(got, _ort(q.template, x), atol=1e-5)
+
+
+def test_trained_graph_is_the_exported_graph(tiny, data, tmp_path):
+    ds, x = data
+    q = ort_qdq_of(tiny, (3, 8, 8), ds, batch_size=16, learn_ranges=True)
+    before = {k: float(a.scale) for k, a in q.quants.items()}
+    zps = {k: int(a.zero_point) for k, a in q.quants.items()}
+    w0 = q.layers["stem_0"].weight.detach().clone()
+    _train_steps(q, x)
+    assert not torch.equal(w0, q.layers["stem_0"].weight)
+    assert any(abs(float(a.scale) - before[k]) > 0 for k, a in q.quants.items())  # LSQ moved
+    assert {k: int(a.zero_point) for k, a in q.quants.items()} == zps  # zero points stay
+    path = export_ort(q, tmp_path / "trained.onnx")
+    with torch.no_grad():
+        got = q(x).numpy()
+    assert np.allclose(got, _ort(path, x), atol=1e-4)
+    # ORT's fused integer kernels run the same graph: same top-1 on these images
+    assert (got.argmax(1) == _ort(path, x, optimized=True).argmax(1)).mean() >= 0.95
+
+
+def test_exported_integers_follow_ort_definitions(tiny, data, tmp_path):
+    """Weights: symmetric INT8 per output channel, scale max|w|/127; bias: INT32 with scale
+    input-scale x weight-scale (ONNX Runtime's quantizer, quant_utils / qdq_quantizer)."""
+    ds, x = data
+    q = ort_qdq_of(tiny, (3, 8, 8), ds, batch_size=16)
+    _train_steps(q, x, 2)
+    m = onnx.load(str(export_ort(q, tmp_path / "t.onnx")))
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    nodes = {n.name: n for n in m.graph.node}
+    layer = q.layers["stem_0"]
+    w = layer.weight.detach().numpy()
+    wdq = nodes[q.weight_dq["stem_0"]]
+    scale = np.abs(w).reshape(8, -1).max(1) / 127
+    assert np.allclose(inits[wdq.input[1]], scale, rtol=1e-6)
+    assert inits[wdq.input[0]].dtype == np.int8
+    assert np.array_equal(inits[wdq.input[0]], np.round(w / scale[:, None, None, None]))
+    bdq = nodes[q.bias_dq["stem_0"]]
+    s_in = float(layer.input_quant.scale)
+    assert np.allclose(inits[bdq.input[1]], s_in * scale, rtol=1e-6)
+    b = layer.bias.detach().numpy()
+    assert np.array_equal(inits[bdq.input[0]], np.round(b / (s_in * scale)).astype(np.int32))
+
+
+def test_state_round_trip_and_float_layer(tiny, data, tmp_path):
+    ds, x = data
+    q = ort_qdq_of(tiny, (3, 8, 8), ds, batch_size=16)
+    _train_steps(q, x, 2)
+    q.layers["fc"].disable()  # mixed precision: the classifier in float
+    torch.save({"model": q.state_dict(), "extra": q.extra_state()}, tmp_path / "q.pt")
+    ck = torch.load(tmp_path / "q.pt", weights_only=True)
+    back = OrtQdq.from_state(ck["extra"], ck["model"])
+    assert not back.layers["fc"].quantized and back.layers["stem_0"].quantized
+    with torch.no_grad():
+        assert torch.equal(back(x), q(x))
+    path = export_ort(back, tmp_path / "mixed.onnx")
+    g = onnx.load(str(path)).graph
+    gemm = next(n for n in g.node if n.op_type == "Gemm")
+    assert gemm.input[1] in {t.name for t in g.initializer}  # a float weight, no DQ
+    with torch.no_grad():
+        assert np.allclose(back(x).numpy(), _ort(path, x), atol=1e-4)
+
+
+def test_an_op_it_cannot_train_is_one_clear_error(tiny, data):
+    ds, _ = data
+    q = ort_qdq_of(tiny, (3, 8, 8), ds, batch_size=16)
+    bad = onnx.ModelProto()
+    bad.CopyFrom(q.template)
+    node = next(n for n in bad.graph.node if n.op_type == "HardSigmoid")
+    node.op_type = "Celu"
+    with pytest.raises(StageError, match="cannot train") as e:
+        OrtQdq(bad)
+    assert "Celu" in str(e.value)
+
+
+def test_torch_name_of_an_onnx_node():
+    assert torch_name("/layer1/layer1.0/conv1/Conv") == "layer1.0.conv1"
+    assert torch_name("/blocks/blocks.1/blocks.1.0/conv_pw/Conv") == "blocks.1.0.conv_pw"
+    assert torch_name("/fc/Gemm") == "fc"
