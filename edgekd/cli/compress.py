@@ -25,8 +25,8 @@ from edgekd.cli._common import (
 HELP = """Compress a trained classifier for a target device and check it against the budgets.
 
 Chains distillation (--kd-loss, default KD + cross-entropy), INT8 quantization-aware
-training (NVIDIA Model Optimizer), ONNX export, the target's runtime build and validation
-of the built artifact.
+training of the graph the target runs (ONNX Runtime's Q/DQ graph, or NVIDIA Model Optimizer's
+for TensorRT), ONNX export, the target's runtime build and validation of the built artifact.
 Exit code 0 = budgets met, 2 = artifact produced but a budget missed, 1 = bad input or failure.
 """
 

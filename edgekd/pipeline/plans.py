@@ -51,10 +51,7 @@ class QuantPlan:
 
 @dataclass(frozen=True)
 class ExportPlan:
-    calib: CalibRecipe  # the ORT layout's calibration images
-    batch_size: int
-    seed: int
-    opset: int = DEFAULT_OPSET
+    opset: int = DEFAULT_OPSET  # nothing is calibrated here: each INT8 graph is written as trained
 
 
 @dataclass(frozen=True)
@@ -146,7 +143,7 @@ def make_plans(cfg: CompressConfig, budgets: Budgets | None = None) -> Plans:
         train=train,
         quant=QuantPlan(recipe, qat, cfg.batch_size, cfg.seed, budgets.max_accuracy_drop,
                         learn_ranges=cfg.learn_ranges),
-        export=ExportPlan(recipe, cfg.batch_size, cfg.seed),
+        export=ExportPlan(),
         validate=ValidatePlan(cfg.threads, cfg.latency_warmup, cfg.latency_iters, **(remote or {})),
         scale_out=ScaleOut(cfg.nproc_per_node, cfg.nnodes, cfg.rdzv_endpoint),
         facts={

@@ -447,7 +447,60 @@ class OrtQdq(nn.Module):
                 layer.input_quant = self.quants[self._q_of[dq.input[0]]]
             elif key in self.bias_dq:
                 raise StageError("a quantized bias whose input is not quantized", value=key)
+        self.neighbours = self._neighbours()
         del onnx
+
+    def _neighbours(self) -> dict[str, set[str]]:
+        """Quant key -> the layers its tensor connects through ops that are not layers (Add,
+        Mul, pooling, activations...): the layer that made it and the layers that read it.
+        The model's input and output count as "" (a float neighbour)."""
+        made_by: dict[str, tuple] = {}
+        readers: dict[str, list[tuple]] = {}
+        for s in self._steps:
+            for o in s[4]:
+                made_by[o] = s
+            for i in s[3]:
+                readers.setdefault(i, []).append(s)
+
+        def up(t, seen):
+            s = made_by.get(t)
+            if s is None or t in seen:
+                return {""} if s is None else set()
+            seen.add(t)
+            if s[0] == "layer":
+                return {s[1]}
+            return set().union(*(up(i, seen) for i in s[3] if i and i not in self.consts))
+
+        def down(t, seen):
+            if t in seen:
+                return set()
+            seen.add(t)
+            out = {""} if t in self.output_names else set()
+            for s in readers.get(t, []):
+                out |= {s[1]} if s[0] == "layer" else set().union(*(down(o, seen) for o in s[4]))
+            return out
+
+        return {
+            key: up(s[3][0], set()) | down(s[4][0], set())
+            for s in self._steps if s[0] == "quant" for key in [s[1]]
+        }  # fmt: skip
+
+    def set_float(self, layers) -> None:
+        """Run the named layers (keys of `self.layers`) in float and every other one in INT8.
+        An activation quantizer stays on while any layer next to its tensor is INT8 (that
+        layer's integer kernel needs it), and goes when all of them are float, so a float
+        region runs as plain float ops, with no Q/DQ left inside it."""
+        layers = set(layers)
+        unknown = layers - set(self.layers)
+        if unknown:
+            raise StageError("no such layer in the INT8 graph", value=", ".join(sorted(unknown)))
+        for key, layer in self.layers.items():
+            layer.quantized = key not in layers
+        for key, near in self.neighbours.items():
+            self.quants[key].enabled = any(n and self.layers[n].quantized for n in near)
+
+    def float_layers(self) -> list[str]:
+        return [k for k, m in self.layers.items() if not m.quantized]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         env: dict[str, torch.Tensor] = {self.input_name: x}
@@ -601,6 +654,18 @@ def export_ort(model: OrtQdq, out_path: str | Path) -> Path:
             put(n.input[1], np.array(float(quant.scale), np.float32))
             zp_dtype = numpy_helper.to_array(inits[n.input[2]]).dtype
             put(n.input[2], np.array(int(quant.zero_point), zp_dtype))
+    for key, quant in model.quants.items():  # a float region: its Q/DQ pairs become Identity
+        if quant.enabled:
+            continue
+        for name in model.act_nodes[key]:
+            n = nodes[name]
+            src = n.input[0]
+            if n.op_type == "DequantizeLinear":
+                src = next(nodes[q].input[0] for q in model.act_nodes[key]
+                           if nodes[q].output[0] == n.input[0])  # fmt: skip
+                ident = onnx.helper.make_node("Identity", [src], [n.output[0]], name=name)
+                g.node.insert(list(g.node).index(n), ident)
+            dropped.append(n)
     for n in dropped:
         g.node.remove(n)
     used = {i for n in g.node for i in n.input}

@@ -161,3 +161,30 @@ def test_torch_name_of_an_onnx_node():
     assert torch_name("/layer1/layer1.0/conv1/Conv") == "layer1.0.conv1"
     assert torch_name("/blocks/blocks.1/blocks.1.0/conv_pw/Conv") == "blocks.1.0.conv_pw"
     assert torch_name("/fc/Gemm") == "fc"
+
+
+def test_a_float_region_drops_its_qdq(tiny, data, tmp_path):
+    """Tiny: stem -> conv -> Add(conv, stem) -> hard-swish -> x * sigmoid(se(mean(x))) -> pool
+    -> fc. With se and fc in float, a tensor loses its Q/DQ only when every layer it reaches
+    through non-layer ops is float: se's output and the sigmoid's (between se and fc) and the
+    logits (fc's output). Everything that also reaches stem or conv through the Add keeps its
+    pair (derived from the graph by hand)."""
+    ds, x = data
+    q = ort_qdq_of(tiny, (3, 8, 8), ds, batch_size=16)
+    q.set_float(["se", "fc"])
+    assert q.float_layers() == ["se", "fc"]
+    off = {k for k, a in q.quants.items() if not a.enabled}
+    assert off == {"se_Conv_output_0", "Sigmoid_output_0", "logits_QuantizeLinear_Input"}
+    path = export_ort(q, tmp_path / "mixed.onnx")
+    g = onnx.load(str(path)).graph
+    kept = {n for k in set(q.quants) - off for n in q.act_nodes[k]}
+    consts = {*q.weight_dq.values(), *q.bias_dq.values()}
+    qdq = {n.name for n in g.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    assert qdq - consts == kept
+    assert sum(n.op_type == "Conv" for n in g.node) == 3  # se's weight is float, no DQ
+    with torch.no_grad():
+        assert np.allclose(q(x).numpy(), _ort(path, x), atol=1e-4)
+    q.set_float([])  # back to all INT8: every quantizer on
+    assert all(a.enabled for a in q.quants.values())
+    with pytest.raises(StageError, match="no such layer"):
+        q.set_float(["nope"])
