@@ -144,6 +144,11 @@ class CompressConfig(BaseModel):
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-2, gt=0)
     qat_lr: float = Field(1e-4, gt=0)
+    mixed_precision: bool = Field(
+        True,
+        description="ONNX Runtime targets timed on this machine: blocks run in float where the "
+        "mixed graph is measured faster than all INT8.",
+    )
     learn_ranges: bool = Field(
         False,
         description="QAT learns the activation scales (LSQ) instead of keeping the calibrated "

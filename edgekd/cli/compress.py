@@ -105,6 +105,14 @@ def compress_command(
     batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 64,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, one-cycle).")] = 1e-2,
     qat_lr: Annotated[float, typer.Option(help="QAT learning rate (cosine to 0).")] = 1e-4,
+    mixed_precision: Annotated[
+        bool,
+        typer.Option(
+            "--mixed-precision/--no-mixed-precision",
+            help="ONNX Runtime targets timed on this machine: time float/INT8 cuts of the "
+            "trained INT8 graph and keep blocks in float where that is faster.",
+        ),
+    ] = True,
     learn_ranges: Annotated[
         bool,
         typer.Option(

@@ -38,6 +38,8 @@ def quant_report_command(
         ]
         if s["residual_line"]:
             out.append(s["residual_line"])
+        if s["precision_line"]:
+            out.append(s["precision_line"])
         if s["float_layers"]:
             out.append(
                 f"kept in float to meet the accuracy budget: {', '.join(s['float_layers'])} "

@@ -52,6 +52,9 @@ class QuantPlan:
 @dataclass(frozen=True)
 class ExportPlan:
     opset: int = DEFAULT_OPSET  # nothing is calibrated here: each INT8 graph is written as trained
+    mixed_precision: bool = True  # ONNX Runtime, timed here: blocks in float where faster
+    threads: int = 1  # the validate stage's thread count, for those timings
+    remote: bool = False  # the target is timed on a device over SSH, not here
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ def make_plans(cfg: CompressConfig, budgets: Budgets | None = None) -> Plans:
         train=train,
         quant=QuantPlan(recipe, qat, cfg.batch_size, cfg.seed, budgets.max_accuracy_drop,
                         learn_ranges=cfg.learn_ranges),
-        export=ExportPlan(),
+        export=ExportPlan(mixed_precision=cfg.mixed_precision, threads=cfg.threads,
+                          remote=bool(cfg.remote)),
         validate=ValidatePlan(cfg.threads, cfg.latency_warmup, cfg.latency_iters, **(remote or {})),
         scale_out=ScaleOut(cfg.nproc_per_node, cfg.nnodes, cfg.rdzv_endpoint),
         facts={

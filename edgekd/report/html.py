@@ -6,7 +6,7 @@ import base64
 import html
 
 from edgekd.report import plots
-from edgekd.report.text import data_line, int8_graph, residual_line
+from edgekd.report.text import data_line, int8_graph, precision_line, residual_line
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -175,6 +175,7 @@ images): PTQ {q.get("ptq_val_acc", 0):.2f}%{
         f", QAT {q['qat_val_acc']:.2f}%" if "qat_val_acc" in q else ""
     }; {_e(q.get("kept", "ptq")).upper()} weights exported. Float Conv/Gemm left in ONNX
 Runtime's optimized graph: {_e(", ".join(f"{k}: {n}" for k, n in fusion.items()))}.
+{_e(precision_line(r["export"]) or "")}
 {_e((line[0].upper() + line[1:] + ".") if (line := residual_line(q)) else "")}
 {
         ("Calibration ranges to check: " + _e(", ".join(f"{k} {v}" for k, v in bad.items())))

@@ -55,6 +55,13 @@ def int8_graph(q: dict) -> str:
     return "Model Optimizer INT8"
 
 
+def precision_line(export: dict) -> str | None:
+    """The per-block precision choice of ONNX Runtime's INT8 graph (edgekd.quant.precision),
+    capitalised; None for a TensorRT run."""
+    line = (export.get("precision") or {}).get("line")
+    return line[0].upper() + line[1:] if line else None
+
+
 def residual_line(q: dict) -> str | None:
     """What happened to the model's residual Adds (`edgekd.quant.residual`), each one left in
     float with its reason; None for a run without the record."""

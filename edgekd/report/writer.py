@@ -9,7 +9,7 @@ from pathlib import Path
 from edgekd._io import write_text
 from edgekd.config import Budgets
 from edgekd.report.schema import Gate, Report, Verdict
-from edgekd.report.text import data_line, int8_graph, md_safe, residual_line
+from edgekd.report.text import data_line, int8_graph, md_safe, precision_line, residual_line
 
 EXIT_OK, EXIT_BUDGET_MISSED = 0, 2
 
@@ -132,6 +132,7 @@ def quant_summary(report: dict, top: int = 20) -> dict:
         "mixed_val_acc": q.get("mixed_val_acc"),
         "residual_adds": q.get("residual_adds"),
         "residual_line": residual_line(q),
+        "precision_line": precision_line(report["export"]),
         "sensitivity": (q.get("sensitivity") or [])[:top],
         "sensitivity_layers": len(q.get("sensitivity") or []),
         "parity": report["parity"],
@@ -331,7 +332,8 @@ def render_markdown(r: dict) -> str:
         "0 = every one runs as an integer kernel): "
         + ", ".join(f"{p}: {n}" for p, n in r["export"].get("float_conv_gemm_left", {}).items())
         + ". `int8` is Model Optimizer's Q/DQ graph (for TensorRT); `int8-ort` is ONNX "
-        "Runtime's Q/DQ layout (BatchNorm folded, DQ -> Conv -> Q).",
+        "Runtime's Q/DQ layout (BatchNorm folded, DQ -> Conv -> Q)."
+        + (f" {precision_line(r['export'])}." if precision_line(r["export"]) else ""),
         "",
         f"**Quantization**: {int8_graph(r['quantization'])}, "
         f"{r['quantization'].get('method')} calibration on "

@@ -23,6 +23,7 @@ from edgekd.progress import Tally
 from edgekd.quant import restore_quantized
 from edgekd.quant.ort_layout import fusion_report
 from edgekd.quant.ort_qat import export_ort
+from edgekd.quant.precision import measured_precision
 
 NAME = "export"
 OWNS = ("export",)
@@ -66,7 +67,25 @@ def describe(ctx: RunContext, plan: ExportPlan) -> str:
 
 def key(ctx: RunContext, plan: ExportPlan) -> dict:
     return {"opset": plan.opset, "shape": ctx.shape, "runtime": ctx.target.runtime,
-            "ort": "trained-graph"}  # fmt: skip
+            "ort": "trained-graph",
+            "mixed": [plan.mixed_precision, plan.threads, plan.remote]}  # fmt: skip
+
+
+def _precision(ctx: RunContext, plan: ExportPlan, qmodel) -> dict:
+    """Blocks of ONNX Runtime's INT8 graph put in float where that is measured faster
+    (edgekd.quant.precision); leaves `qmodel` in the chosen configuration."""
+    if not plan.mixed_precision:
+        return {"kept": "int8", "line": "precision per block: every layer INT8 "
+                "(--no-mixed-precision)"}  # fmt: skip
+    if plan.remote or not ctx.target.measured:
+        where = "on the device over SSH" if plan.remote else "by the cost model"
+        return {"kept": "int8", "line": "precision per block: every layer INT8 (the target "
+                f"is timed {where}; the per-block choice times candidates on this "
+                "machine)"}  # fmt: skip
+    choice = measured_precision(qmodel, ctx.shape, threads=plan.threads,
+                                say=ctx.reporter.message)  # fmt: skip
+    ctx.reporter.message(choice.line())
+    return choice.to_record() | {"line": choice.line()}
 
 
 def _lint(ctx: RunContext, files: dict[str, Path]) -> dict:
@@ -111,6 +130,7 @@ def run(ctx: RunContext, plan: ExportPlan, fp32, int8) -> OnnxSet:
     ck = torch.load(int8.checkpoint, map_location="cpu", weights_only=True)
     qmodel = restore_quantized(build_student(fp32.student, data.num_classes, shape), ck["extra"],
                                ck["model"])  # fmt: skip
+    precision = None if trt else _precision(ctx, plan, qmodel)
     _, logits8 = evaluate_torch(qmodel, data.val,
                                 progress=Tally(say, "INT8 student in torch on val", "batches"))
     par = {"fp32": check("fp32", files["fp32"], logits32)}
@@ -140,6 +160,7 @@ def run(ctx: RunContext, plan: ExportPlan, fp32, int8) -> OnnxSet:
         "parity": par,
         "float_conv_gemm_left": fusion,
         "lint": lint,
+        "precision": precision,
         "summary": f"opset {e8.opset}, {e8.qdq_pairs} Q/DQ pairs; {shipped}: ORT/torch "
         f"top-1 agreement {par[shipped]['top1_agreement']:.2f}%, "
         f"{fusion[shipped]} float Conv/Gemm left in ORT",

@@ -13,5 +13,9 @@ def test_onnx_set(tiny, onnx_set):
     assert r["opset"] == 17 and r["qdq_pairs"] > 0 and r["lint"] == {}
     assert set(r["parity"]) == {"fp32", "int8-ort"}
     assert r["parity"]["int8-ort"]["trained_graph"] is True
-    assert r["float_conv_gemm_left"]["int8-ort"] == 0
+    prec = r["precision"]  # every layer in a block with a precision and its reason
+    assert prec["kept"] in ("int8", "mixed") and prec["candidates"] == 2 * len(prec["blocks"]) - 1
+    assert all(b["precision"] in ("int8", "fp32") and b["why"] for b in prec["blocks"])
+    float_layers = sum(len(b["layers"]) for b in prec["blocks"] if b["precision"] == "fp32")
+    assert r["float_conv_gemm_left"]["int8-ort"] == float_layers
     round_trips(onnx_set, ctx)

@@ -1,0 +1,86 @@
+"""Precision per block by measured latency (edgekd.quant.precision), on a model whose answer is
+known by construction: the timer is a cost table, so the fastest cut is known beforehand."""
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from edgekd.quant.ort_qat import ort_qdq_of
+from edgekd.quant.precision import best_cut, block_of, blocks, cuts, measured_precision
+from tests.quant.test_ort_qat import Tiny
+
+
+@pytest.fixture(scope="module")
+def qmodel():
+    torch.manual_seed(0)
+    x = torch.randn(32, 3, 8, 8)
+    return ort_qdq_of(Tiny().eval(), (3, 8, 8), TensorDataset(x, torch.zeros(32).long()), 16)
+
+
+def test_blocks_follow_the_torch_modules(qmodel):
+    assert block_of("blocks.1.0.se.conv_reduce") == "blocks.1.0"
+    assert block_of("layer2.1.conv1") == "layer2.1"
+    assert block_of("conv_stem") == "conv_stem" and block_of("fc#2") == "fc"
+    assert blocks(qmodel) == {"stem.0": ["stem_0"], "conv.0": ["conv_0"], "se": ["se"],
+                              "fc": ["fc"]}  # fmt: skip
+
+
+def test_cuts_have_one_boundary_and_never_all_float():
+    assert cuts(["a", "b", "c"]) == [
+        ("all INT8", []),
+        ("float from b", ["b", "c"]),
+        ("float from c", ["c"]),
+        ("float up to a", ["a"]),
+        ("float up to b", ["a", "b"]),
+    ]
+
+
+def _table_timer(cost: dict[str, tuple[float, float]], boundary: float, order: list[str]):
+    """Latency of a configuration = each block's cost at its precision (int8, fp32) plus
+    `boundary` for every float/INT8 transition along the chain."""
+
+    def timer(configs):
+        def measure(i, _round):
+            fl = set(configs[i])
+            prec = ["fp32" if b in fl else "int8" for b in order]
+            t = sum(cost[b][p == "fp32"] for b, p in zip(order, prec, strict=True))
+            return t + boundary * sum(a != b for a, b in zip(prec, prec[1:], strict=False))
+
+        return measure
+
+    return timer
+
+
+ORDER = ["stem.0", "conv.0", "se", "fc"]
+
+
+def test_a_float_tail_that_is_faster_is_chosen(qmodel):
+    # INT8 wins on the two convolutions, float on se and fc: the tail from se goes to float
+    cost = {"stem.0": (1.0, 2.0), "conv.0": (1.0, 2.0), "se": (1.0, 0.2), "fc": (1.0, 0.2)}
+    c = measured_precision(qmodel, (3, 8, 8), timer=_table_timer(cost, 0.1, ORDER))
+    assert c.kept == "mixed" and c.float_blocks == ["se", "fc"]
+    assert c.int8_ms == pytest.approx(4.0) and c.mixed_ms == pytest.approx(2.5)
+    assert qmodel.float_layers() == ["se", "fc"]  # the model is left as chosen
+    assert [b["precision"] for b in c.blocks] == ["int8", "int8", "fp32", "fp32"]
+    assert "float from se" in c.blocks[2]["why"] and c.candidates == 7
+    assert "2 of 4 blocks in float" in c.line()
+
+
+def test_one_block_alone_is_not_worth_its_boundaries(qmodel):
+    # se alone in float saves 0.3 but adds two transitions (0.4): every cut with it is slower
+    cost = {"stem.0": (1.0, 2.0), "conv.0": (1.0, 2.0), "se": (1.0, 0.7), "fc": (0.1, 0.5)}
+    c = measured_precision(qmodel, (3, 8, 8), timer=_table_timer(cost, 0.2, ORDER))
+    assert c.kept == "int8" and c.float_blocks == [] and qmodel.float_layers() == []
+    assert all(b["precision"] == "int8" for b in c.blocks)
+    assert c.line().startswith("precision per block: every layer INT8")
+
+
+def test_a_saving_inside_the_noise_keeps_int8():
+    base = [10.0, 10.5, 9.6, 10.2, 10.1]
+    mixed = [9.0, 10.8, 9.0, 10.6, 9.1]  # faster by median, slower in two rounds
+    assert best_cut([base, mixed], 0.03)[0] == 0
+    small = [t * 0.99 for t in base]  # faster every round, by less than the margin
+    assert best_cut([base, small], 0.03)[0] == 0
+    much = [t * 0.8 for t in base]
+    keep, ratio, spread = best_cut([base, mixed, much], 0.03)
+    assert keep == 2 and ratio == pytest.approx(0.8) and spread == pytest.approx(0, abs=1e-9)
