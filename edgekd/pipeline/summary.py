@@ -126,7 +126,8 @@ def build_report(ctx: RunContext, manifest: Manifest, results: RunResults) -> di
                                              "loss_facts")},  # fmt: skip
         quantization={k: val for k, val in quant.items() if k != "summary"},
         export={k: onnx.get(k)
-                for k in ("opset", "qdq_pairs", "ops_int8", "float_conv_gemm_left", "lint")},
+                for k in ("opset", "qdq_pairs", "ops_int8", "float_conv_gemm_left", "lint",
+                          "precision")},
         parity=onnx["parity"],
         environment=manifest.run["versions"]
         | {"seed": manifest.run["seed"], "train_device": manifest.run.get("device", "cpu")},

@@ -105,7 +105,7 @@ def best_cut(times: list[list[float]], min_saving: float) -> tuple[int, float, f
     return keep, ratio, spread
 
 
-def _p50_timer(paths: list[Path], threads: int, warmup: int, iters: int, shape):
+def p50_timer(paths: list[Path], threads: int, warmup: int, iters: int, shape):
     """measure(i, round) -> p50 ms of `paths[i]` at batch 1 (one ORT session each)."""
     import time
 
@@ -155,7 +155,7 @@ def measured_precision(
             for i, (_, fl) in enumerate(cands):
                 model.set_float([k for b in fl for k in groups[b]])
                 paths.append(export_ort(model, Path(d) / f"cut{i}.onnx"))
-            measure = _p50_timer(paths, threads, warmup, iters, input_shape)
+            measure = p50_timer(paths, threads, warmup, iters, input_shape)
         else:
             measure = timer([fl for _, fl in cands])
         say(f"precision per block: timing {len(cands)} cuts of {len(names)} blocks into a float "
@@ -183,4 +183,5 @@ def measured_precision(
     )  # fmt: skip
 
 
-__all__ = ["PrecisionChoice", "best_cut", "block_of", "blocks", "cuts", "measured_precision"]
+__all__ = ["PrecisionChoice", "best_cut", "block_of", "blocks", "cuts", "measured_precision",
+           "p50_timer"]  # fmt: skip
