@@ -626,18 +626,20 @@ def export_ort(model: OrtQdq, out_path: str | Path) -> Path:
         arr = arr.reshape(tuple(inits[name].dims))
         inits[name].CopyFrom(numpy_helper.from_array(arr, name))
 
-    dropped: list = []
+    dropped: set[str] = set()  # node names; the node list is rebuilt once at the end
+    replaced: dict[str, object] = {}  # node name -> the Identity that takes its place
+    added = []  # float weights of float layers
     for key, layer in model.layers.items():
         wdq = nodes[model.weight_dq[key]]
         if not layer.quantized:  # the float weight straight into the layer
-            put_float = numpy_helper.from_array(layer.weight.detach().cpu().numpy(), wdq.output[0])
-            g.initializer.append(put_float)
-            dropped.append(wdq)
+            added.append(numpy_helper.from_array(layer.weight.detach().cpu().numpy(),
+                                                 wdq.output[0]))  # fmt: skip
+            dropped.add(wdq.name)
             if key in model.bias_dq:
                 bdq = nodes[model.bias_dq[key]]
-                g.initializer.append(numpy_helper.from_array(
-                    layer.bias.detach().cpu().numpy(), bdq.output[0]))  # fmt: skip
-                dropped.append(bdq)
+                added.append(numpy_helper.from_array(layer.bias.detach().cpu().numpy(),
+                                                     bdq.output[0]))  # fmt: skip
+                dropped.add(bdq.name)
             continue
         s = layer.weight_scale()
         q = torch.round(layer.qweight() / _bcast(s, layer.weight.dim(), layer.axis))
@@ -654,23 +656,26 @@ def export_ort(model: OrtQdq, out_path: str | Path) -> Path:
             put(n.input[1], np.array(float(quant.scale), np.float32))
             zp_dtype = numpy_helper.to_array(inits[n.input[2]]).dtype
             put(n.input[2], np.array(int(quant.zero_point), zp_dtype))
-    for key, quant in model.quants.items():  # a float region: its Q/DQ pairs become Identity
         if quant.enabled:
             continue
-        for name in model.act_nodes[key]:
+        for name in model.act_nodes[key]:  # a float region: its Q/DQ pairs become Identity
             n = nodes[name]
-            src = n.input[0]
             if n.op_type == "DequantizeLinear":
                 src = next(nodes[q].input[0] for q in model.act_nodes[key]
                            if nodes[q].output[0] == n.input[0])  # fmt: skip
-                ident = onnx.helper.make_node("Identity", [src], [n.output[0]], name=name)
-                g.node.insert(list(g.node).index(n), ident)
-            dropped.append(n)
-    for n in dropped:
-        g.node.remove(n)
+                replaced[name] = onnx.helper.make_node("Identity", [src], [n.output[0]],
+                                                       name=name)  # fmt: skip
+            else:
+                dropped.add(name)
+    kept_nodes = [replaced.get(n.name, n) for n in g.node if n.name not in dropped]
+    kept_nodes = [onnx.NodeProto.FromString(n.SerializeToString()) for n in kept_nodes]
+    del g.node[:]
+    g.node.extend(kept_nodes)
     used = {i for n in g.node for i in n.input}
-    for t in [t for t in g.initializer if t.name not in used]:
-        g.initializer.remove(t)
+    kept_inits = [onnx.TensorProto.FromString(t.SerializeToString())
+                  for t in [*g.initializer, *added] if t.name in used]  # fmt: skip
+    del g.initializer[:]
+    g.initializer.extend(kept_inits)
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
         onnx.save(m, str(tmp))

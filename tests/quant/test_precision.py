@@ -84,3 +84,19 @@ def test_a_saving_inside_the_noise_keeps_int8():
     much = [t * 0.8 for t in base]
     keep, ratio, spread = best_cut([base, mixed, much], 0.03)
     assert keep == 2 and ratio == pytest.approx(0.8) and spread == pytest.approx(0, abs=1e-9)
+
+
+def test_every_cut_exports_the_graph_the_module_runs(qmodel, tmp_path):
+    """Each candidate the choice times is the file that would ship: written with its float
+    blocks, it gives the module's outputs (ORT without its fused kernels)."""
+    from edgekd.quant.ort_qat import export_ort
+    from tests.quant.test_ort_qat import _ort
+
+    x = torch.randn(4, 3, 8, 8)
+    groups = blocks(qmodel)
+    for i, (_, fl) in enumerate(cuts(list(groups))):
+        qmodel.set_float([k for b in fl for k in groups[b]])
+        path = export_ort(qmodel, tmp_path / f"cut{i}.onnx")
+        with torch.no_grad():
+            assert torch.allclose(qmodel(x), torch.from_numpy(_ort(path, x)), atol=1e-4), fl
+    qmodel.set_float([])
