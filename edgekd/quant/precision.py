@@ -34,11 +34,12 @@ from edgekd.quant.ort_qat import OrtQdq, export_ort
 
 
 def block_of(source: str) -> str:
-    """The block a layer belongs to: its torch name up to the last numeric component
-    (`blocks.1.0.se.conv_reduce` -> `blocks.1.0`, `layer2.1.conv1` -> `layer2.1`); a layer
-    outside any numbered container is its own block (`conv_stem`, `fc`)."""
+    """The block a layer belongs to: its torch name up to the last numeric component that
+    has a named module below it (`blocks.1.0.se.conv_reduce` -> `blocks.1.0`,
+    `layer4.0.downsample.0` -> `layer4.0`); a layer outside any numbered block is its own
+    block (`conv_stem`, `fc`, `stem.0`)."""
     parts = source.split("#")[0].split(".")
-    idx = [i for i, p in enumerate(parts) if p.isdigit()]
+    idx = [i for i, p in enumerate(parts[:-1]) if p.isdigit()]
     return ".".join(parts[: idx[-1] + 1]) if idx else ".".join(parts)
 
 

@@ -20,6 +20,7 @@ def qmodel():
 def test_blocks_follow_the_torch_modules(qmodel):
     assert block_of("blocks.1.0.se.conv_reduce") == "blocks.1.0"
     assert block_of("layer2.1.conv1") == "layer2.1"
+    assert block_of("layer4.0.downsample.0") == "layer4.0"  # a Sequential inside the block
     assert block_of("conv_stem") == "conv_stem" and block_of("fc#2") == "fc"
     assert blocks(qmodel) == {"stem.0": ["stem_0"], "conv.0": ["conv_0"], "se": ["se"],
                               "fc": ["fc"]}  # fmt: skip
