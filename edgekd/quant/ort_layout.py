@@ -144,12 +144,16 @@ def quantize_for_ort(
     module_ranges: dict[str, tuple[float, float]] | None = None,
     method: str = "max",
     percentile: float = 99.99,
+    keep_activations: bool = False,
 ) -> OrtInt8:
     """Write the ORT-fusable INT8 Q/DQ model of `float_onnx` to `out_path`.
 
     `module_ranges` (from `qat_input_ranges`) carries the INT8 model's learned activation
-    ranges onto the layers' input tensors; the other tensors are calibrated by max. When
-    ONNX Runtime cannot run the model with them, the whole model falls back to calibrated
+    ranges onto the layers' input tensors; the other tensors are calibrated by `method` (max,
+    entropy, percentile). `keep_activations` keeps the Relu/Clip nodes ORT's quantizer
+    would fold into a zero point of 0 (ORT's graph optimizer still fuses them when it loads
+    the file); a graph whose Q/DQ pairs may be dropped later needs them. When ONNX Runtime
+    cannot run the model with them, the whole model falls back to calibrated
     ranges, and the result says so."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -165,7 +169,8 @@ def quantize_for_ort(
             ):
                 quant_pre_process(str(float_onnx), str(pre), skip_symbolic_shape=True)
                 extra = {"WeightSymmetric": True, "ActivationSymmetric": False,
-                         "CalibPercentile": percentile}  # fmt: skip
+                         "CalibPercentile": percentile,
+                         "QDQKeepRemovableActivations": keep_activations}  # fmt: skip
                 if module_ranges:
                     extra["TensorQuantOverrides"] = _overrides(pre, module_ranges)
                 quantize_static(

@@ -589,8 +589,11 @@ def ort_qdq_of(
 
     with tempfile.TemporaryDirectory() as d:
         fp32 = export_onnx(float_model.eval(), Path(d) / "fp32.onnx", input_shape).path
+        # the ReLUs stay in the graph: ORT would fold each into its Q's zero point, and a
+        # float region (set_float) that drops that Q would lose the ReLU with it
         qdq = quantize_for_ort(fp32, Path(d) / "qdq.onnx", calib_ds, batch_size,
-                               method=method, percentile=percentile).path  # fmt: skip
+                               method=method, percentile=percentile,
+                               keep_activations=True).path  # fmt: skip
         return ort_qdq_from(qdq, learn_ranges)
 
 

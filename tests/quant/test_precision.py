@@ -101,3 +101,28 @@ def test_every_cut_exports_the_graph_the_module_runs(qmodel, tmp_path):
         with torch.no_grad():
             assert torch.allclose(qmodel(x), torch.from_numpy(_ort(path, x)), atol=1e-4), fl
     qmodel.set_float([])
+
+
+@pytest.fixture()
+def tiny_float():
+    torch.manual_seed(1)
+    model = Tiny().eval()
+    with torch.no_grad():
+        for bn in (model.stem[1], model.conv[1]):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(32, 3, 8, 8)
+    return model, x, ort_qdq_of(model, (3, 8, 8), TensorDataset(x, torch.zeros(32).long()), 16)
+
+
+def test_every_layer_in_float_is_the_float_model(tiny_float):
+    """With every layer in float no quantizer is left, and the graph is the FP32 model with
+    BatchNorm folded, its weights where INT8 calibration left them (on the INT8 grid, a few
+    1e-4 off): its outputs equal the float model's to that (ReLUs included: ORT would fold
+    them into a zero point, and dropping that Q/DQ must not drop the ReLU)."""
+    model, x, q = tiny_float
+    q.set_float(list(q.layers))
+    assert not any(a.enabled for a in q.quants.values())
+    assert any(n.op_type == "Relu" for n in q.template.graph.node)
+    with torch.no_grad():
+        assert torch.allclose(q(x), model(x), atol=2e-3)
