@@ -108,24 +108,17 @@ def best_cut(times: list[list[float]], min_saving: float) -> tuple[int, float, f
 
 def p50_timer(paths: list[Path], threads: int, warmup: int, iters: int, shape):
     """measure(i, round) -> p50 ms of `paths[i]` at batch 1 (one ORT session each)."""
-    import time
-
     from edgekd.backends.onnxruntime import session
+    from edgekd.latency.measure import time_calls
 
     sessions = [session(p, threads) for p in paths]
     x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
-    names = [s.get_inputs()[0].name for s in sessions]
+    feeds = [{s.get_inputs()[0].name: x} for s in sessions]
 
     def measure(i: int, _round: int) -> float:
-        s, feed = sessions[i], {names[i]: x}
-        for _ in range(warmup):
-            s.run(None, feed)
-        ts = []
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            s.run(None, feed)
-            ts.append((time.perf_counter() - t0) * 1e3)
-        return float(np.median(ts))
+        s, feed = sessions[i], feeds[i]
+        return time_calls(lambda: s.run(None, feed), warmup=warmup, iters=iters, batch=1,
+                          threads=threads, runtime="onnxruntime").p50_ms  # fmt: skip
 
     return measure
 
