@@ -146,8 +146,8 @@ class CompressConfig(BaseModel):
     qat_lr: float = Field(1e-4, gt=0)
     mixed_precision: bool = Field(
         True,
-        description="ONNX Runtime targets timed on this machine: blocks run in float where the "
-        "mixed graph is measured faster than all INT8.",
+        description="Blocks of the INT8 graph run in float where the mixed graph is faster than "
+        "all INT8: measured on this machine, or costed by the target's cost model.",
     )
     learn_ranges: bool = Field(
         False,

@@ -109,8 +109,9 @@ def compress_command(
         bool,
         typer.Option(
             "--mixed-precision/--no-mixed-precision",
-            help="ONNX Runtime targets timed on this machine: time float/INT8 cuts of the "
-            "trained INT8 graph and keep blocks in float where that is faster.",
+            help="Keep blocks of the INT8 graph in float where that is faster: float/INT8 "
+            "cuts timed on this machine, or costed by the target's cost model (and its "
+            "measured layer table) for a target elsewhere.",
         ),
     ] = True,
     learn_ranges: Annotated[

@@ -1,4 +1,5 @@
-"""Precision per layer, by measured latency, for ONNX Runtime's INT8 graph (`ort_qat.OrtQdq`).
+"""Precision per block, by latency, for ONNX Runtime's INT8 graph (`ort_qat.OrtQdq`): measured
+on this machine, or costed by the target's cost model where the target is not this machine.
 
 INT8 is not faster everywhere: at small spatial sizes a depthwise convolution gains little
 from integer arithmetic and its quantize/dequantize kernels cost more than they save, and a
@@ -12,12 +13,20 @@ smallest), or the blocks before k (a float head), for every k, plus all INT8:
 1. every candidate is written as the file that would ship (`export_ort`: the trained
    weights, a float block's Q/DQ pairs dropped where no INT8 layer needs them) and timed in
    ONNX Runtime on this machine in interleaved rounds (`latency.measure.interleaved`), the
-   p50 of `iters` runs after `warmup` per round;
+   p50 of `iters` runs after `warmup` per round; for a target that is not this machine
+   (`target=`, a profile with a cost model) each file is costed by
+   `latency.cost.predict_latency` instead, once (the cost model is deterministic): the
+   Q/DQ kernels ONNX Runtime cannot fuse count at each float/INT8 boundary;
 2. the fastest candidate by median p50 is kept when it beat all-INT8 in every round and
    its median per-round ratio to all-INT8 is under 1 - `min_saving`; otherwise every layer
    stays INT8. So the graph that leaves here is never slower
    than all-INT8 as measured. All layers in float is not a candidate: that is the FP32
    artifact, which the validate stage times against this one.
+
+Layers already in float when the choice starts (the quantize stage's accuracy budget keeps
+its most sensitive layers there, `sensitivity.mixed_precision`) stay in float in every
+candidate: latency only adds float layers to them, never takes one back to INT8. A block all
+of whose layers are such is not cut at all.
 """
 
 from __future__ import annotations
@@ -62,12 +71,23 @@ class PrecisionChoice:
     candidates: int
     blocks: list[dict] = field(default_factory=list)  # block, layers, precision, why
     threads: int = 1
+    how: str = "measured"  # measured (this machine) | the name of the target costed
+    accuracy_float: list[str] = field(default_factory=list)  # layers in float for accuracy
 
     def to_record(self) -> dict:
         return asdict(self)
 
+    def _timed(self) -> str:
+        if self.how == "measured":
+            return f"{self.threads} thread(s), {self.candidates} cuts measured"
+        return f"{self.candidates} cuts costed by the {self.how} cost model"
+
     def line(self) -> str:
         """One line for the log and the report."""
+        extra = ""
+        if self.accuracy_float:
+            extra = (f"; {len(self.accuracy_float)} layer(s) kept in float for accuracy "
+                     "before the choice")  # fmt: skip
         if self.kept == "int8":
             best = "one block"
             if self.mixed_ms is not None:
@@ -75,11 +95,15 @@ class PrecisionChoice:
                         f"{self.int8_ms:.3f} ms, x{self.ratio:.2f} with a spread of "
                         f"{self.noise_pct:.0f} points over the rounds) was not faster in every "
                         "round by the margin")  # fmt: skip
-            return f"precision per block: every layer INT8 ({best})"
+                if self.how != "measured":
+                    best = (f"the fastest of {self.candidates} cuts costed by the {self.how} "
+                            f"cost model ({self.mixed_ms:.3f} ms against {self.int8_ms:.3f} ms, "
+                            f"x{self.ratio:.2f}) was not faster by the margin")  # fmt: skip
+            return f"precision per block: every layer INT8 ({best}){extra}"
         return (f"precision per block: {len(self.float_blocks)} of {len(self.blocks)} blocks in "
                 f"float ({', '.join(self.float_blocks)}): {self.mixed_ms:.3f} ms against "
-                f"{self.int8_ms:.3f} ms all INT8 (x{self.ratio:.2f}, {self.threads} thread(s), "
-                f"{self.candidates} cuts measured)")  # fmt: skip
+                f"{self.int8_ms:.3f} ms all INT8 (x{self.ratio:.2f}, "
+                f"{self._timed()}){extra}")  # fmt: skip
 
 
 def cuts(names: list[str]) -> list[tuple[str, list[str]]]:
@@ -92,13 +116,23 @@ def cuts(names: list[str]) -> list[tuple[str, list[str]]]:
     return out
 
 
-def best_cut(times: list[list[float]], min_saving: float) -> tuple[int, float, float]:
-    """(index, median ratio, ratio spread %) of the candidate to keep: the fastest by median,
-    if it beat candidate 0 (all INT8) in every round and its median per-round latency ratio
-    is under 1 - `min_saving`; else candidate 0. Rounds are paired (each round times every
-    candidate back to back), so a slow spell of the machine moves both sides of a ratio."""
+def fastest(times: list[list[float]], floats: list[int] | None = None) -> int:
+    """The candidate with the lowest median; among equal medians (a cost model's ties: a
+    layer bound by launch overhead costs the same in INT8 and in float) the one with the most
+    float layers (`floats[i]`), since a layer stays in float where INT8 is not faster."""
     med = [statistics.median(t) for t in times]
-    best = min(range(len(times)), key=lambda i: med[i])
+    floats = floats or [0] * len(times)
+    return min(range(len(times)), key=lambda i: (med[i], -floats[i]))
+
+
+def best_cut(times: list[list[float]], min_saving: float,
+             floats: list[int] | None = None) -> tuple[int, float, float]:  # fmt: skip
+    """(index, median ratio, ratio spread %) of the candidate to keep: the fastest by median
+    (`fastest`), if it beat candidate 0 (all INT8) in every round and its median per-round
+    latency ratio is under 1 - `min_saving`; else candidate 0. Rounds are paired (each round
+    times every candidate back to back), so a slow spell of the machine moves both sides of a
+    ratio."""
+    best = fastest(times, floats)
     ratios = [b / a for a, b in zip(times[0], times[best], strict=True)]
     ratio = statistics.median(ratios)
     spread = (max(ratios) - min(ratios)) * 100
@@ -123,6 +157,85 @@ def p50_timer(paths: list[Path], threads: int, warmup: int, iters: int, shape):
     return measure
 
 
+def predicted_timer(paths: list[Path], target, precision: str | None = None):
+    """measure(i, round) -> the `target` cost model's batch-1 latency of `paths[i]` in ms
+    (each costed once: the model is deterministic). `precision`: as `predict_latency` takes
+    it; None keeps the file's own Q/DQ (ONNX Runtime), int8 builds it as TensorRT would."""
+    from edgekd.latency.cost import predict_latency
+
+    ms = [predict_latency(p, target, precision).total_ms for p in paths]
+    return lambda i, _round: ms[i]
+
+
+def choose_cut(
+    groups: dict[str, list[str]],
+    source: Callable[[str], str],
+    fixed: list[str],
+    write: Callable[[list[str], Path], Path],
+    measure_of: Callable[[list[Path]], Callable[[int, int], float]],
+    apply: Callable[[list[str]], None],
+    rounds: int,
+    min_saving: float,
+    how: str,
+    threads: int = 1,
+    float_precision: str = "fp32",
+    say: Callable[[str], None] | None = None,
+    timer=None,
+) -> PrecisionChoice:
+    """The choice of the module docstring over any graph: `groups` (block -> layer keys, in
+    graph order), `fixed` (keys in float before the choice: float in every cut), `write(config,
+    path)` writes the candidate whose float layers are `config`, `measure_of(paths)` times or
+    costs them, `apply(config)` leaves the model in the chosen one. `timer(configs)` replaces
+    writing and timing (tests)."""
+    from edgekd.latency.measure import interleaved
+
+    say = say or (lambda _m: None)
+    names = [b for b, ks in groups.items() if not set(ks) <= set(fixed)]
+    cands = cuts(names) if names else [("all INT8", [])]
+    configs = [fixed + [k for b in fl for k in groups[b] if k not in fixed] for _, fl in cands]
+    with tempfile.TemporaryDirectory() as d:
+        if timer is None:
+            measure = measure_of([write(c, Path(d) / f"cut{i}.onnx")
+                                  for i, c in enumerate(configs)])  # fmt: skip
+        else:
+            measure = timer(configs)
+        timing = (f"{rounds} interleaved rounds, {threads} thread(s)" if how == "measured"
+                  else f"costed by the {how} cost model")  # fmt: skip
+        say(f"precision per block: timing {len(cands)} cuts of {len(names)} blocks into a float "
+            f"and an INT8 part ({timing})")  # fmt: skip
+        times = interleaved(len(cands), rounds, measure)
+    floats = [len(c) for c in configs]
+    keep, ratio, noise = (best_cut(times, min_saving, floats) if len(cands) > 1
+                          else (0, None, 0.0))  # fmt: skip
+    chosen = cands[keep][1]
+    apply(configs[keep])
+    med = [statistics.median(t) for t in times]
+    top = fastest(times, floats)
+    rows = []
+    verb = "measured" if how == "measured" else "costed"
+    for b, keys in groups.items():
+        acc = [source(k) for k in keys if k in fixed]
+        if b not in names:
+            why = "kept in float by the accuracy budget (quantize stage)"
+        elif b in chosen:
+            why = f"in the {cands[keep][0]} cut, the fastest {verb}"
+        elif keep:
+            why = f"left INT8 by the {cands[keep][0]} cut"
+        else:
+            why = (f"every layer INT8: the fastest cut ({cands[top][0]}) was not "
+                   "faster beyond the noise")  # fmt: skip
+        if acc and b in names:
+            why += f"; {', '.join(acc)} kept in float by the accuracy budget"
+        rows.append({"block": b, "layers": [source(k) for k in keys],
+                     "precision": float_precision if b in chosen or b not in names else "int8",
+                     "why": why})  # fmt: skip
+    return PrecisionChoice(
+        "mixed" if keep else "int8", list(chosen), med[0],
+        med[top] if len(cands) > 1 else None, ratio, noise, len(cands), rows, threads,
+        how, [source(k) for k in fixed],
+    )  # fmt: skip
+
+
 def measured_precision(
     model: OrtQdq,
     input_shape,
@@ -133,49 +246,28 @@ def measured_precision(
     min_saving: float = 0.03,
     say: Callable[[str], None] | None = None,
     timer=None,
+    target=None,
 ) -> PrecisionChoice:
-    """Choose the float blocks of `model` by measured ORT latency (see the module docstring)
-    and leave `model` in the chosen configuration. `timer(configs)` -> measure(i, round)
-    replaces the ORT timing (tests); `configs` are the float-block lists of the candidates."""
-    from edgekd.latency.measure import interleaved
+    """Choose the float blocks of `model` by ORT latency (see the module docstring) and leave
+    `model` in the chosen configuration. `target`: a profile timed by its cost model rather
+    than on this machine (one round). `timer(configs)` -> measure(i, round) replaces the
+    timing (tests); `configs` are the candidates' float-layer lists."""
 
-    say = say or (lambda _m: None)
-    groups = blocks(model)
-    names = list(groups)
-    cands = cuts(names)
-    with tempfile.TemporaryDirectory() as d:
-        if timer is None:
-            paths = []
-            for i, (_, fl) in enumerate(cands):
-                model.set_float([k for b in fl for k in groups[b]])
-                paths.append(export_ort(model, Path(d) / f"cut{i}.onnx"))
-            measure = p50_timer(paths, threads, warmup, iters, input_shape)
-        else:
-            measure = timer([fl for _, fl in cands])
-        say(f"precision per block: timing {len(cands)} cuts of {len(names)} blocks into a float "
-            f"and an INT8 part ({rounds} interleaved rounds, {threads} thread(s))")  # fmt: skip
-        times = interleaved(len(cands), rounds, measure)
-    keep, ratio, noise = best_cut(times, min_saving) if len(cands) > 1 else (0, None, 0.0)
-    chosen = cands[keep][1]
-    model.set_float([k for b in chosen for k in groups[b]])
-    med = [statistics.median(t) for t in times]
-    fastest = min(range(len(cands)), key=lambda i: med[i])
-    rows = []
-    for b in names:
-        if b in chosen:
-            why = f"in the {cands[keep][0]} cut, the fastest measured"
-        elif keep:
-            why = f"left INT8 by the {cands[keep][0]} cut"
-        else:
-            why = (f"every layer INT8: the fastest cut ({cands[fastest][0]}) was not "
-                   "faster beyond the noise")  # fmt: skip
-        rows.append({"block": b, "layers": [model.layers[k].source for k in groups[b]],
-                     "precision": "fp32" if b in chosen else "int8", "why": why})  # fmt: skip
-    return PrecisionChoice(
-        "mixed" if keep else "int8", list(chosen), med[0],
-        med[fastest] if len(cands) > 1 else None, ratio, noise, len(cands), rows, threads,
+    def write(config: list[str], path: Path) -> Path:
+        model.set_float(config)
+        return export_ort(model, path)
+
+    def measure_of(paths: list[Path]):
+        if target is None:
+            return p50_timer(paths, threads, warmup, iters, input_shape)
+        return predicted_timer(paths, target)
+
+    return choose_cut(
+        blocks(model), lambda k: model.layers[k].source, model.float_layers(), write,
+        measure_of, model.set_float, rounds if target is None else 1, min_saving,
+        "measured" if target is None else target.name, threads, "fp32", say, timer,
     )  # fmt: skip
 
 
-__all__ = ["PrecisionChoice", "best_cut", "block_of", "blocks", "cuts", "measured_precision",
-           "p50_timer"]  # fmt: skip
+__all__ = ["PrecisionChoice", "best_cut", "block_of", "blocks", "choose_cut", "cuts", "fastest",
+           "measured_precision", "p50_timer", "predicted_timer"]  # fmt: skip

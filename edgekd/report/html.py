@@ -182,6 +182,7 @@ Runtime's optimized graph: {_e(", ".join(f"{k}: {n}" for k, n in fusion.items())
         if bad
         else "Every calibration range is finite and non-zero."
     }</p>
+{_precision_html(r["export"])}
 {_sensitivity_html(q)}
 <h2>Parity (ONNX Runtime vs torch)</h2>{parity}
 {
@@ -212,6 +213,20 @@ Runtime's optimized graph: {_e(", ".join(f"{k}: {n}" for k, n in fusion.items())
 {r["wall_s"]:.1f} s wall.</p>
 </body></html>
 """
+
+
+def _precision_html(export: dict) -> str:
+    """The per-block precision choice (edgekd.quant.precision): each block, its layers, the
+    precision it got and why."""
+    blocks = (export.get("precision") or {}).get("blocks") or []
+    if not blocks:
+        return ""
+    table = _table(
+        ["block", "layers", "precision", "why"],
+        [[_e(b["block"]), _e(", ".join(b["layers"])), _e(b["precision"]), _e(b["why"])]
+         for b in blocks],
+    )  # fmt: skip
+    return f"<h3>Precision per block</h3>{table}"
 
 
 def _sensitivity_html(q: dict) -> str:

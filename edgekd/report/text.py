@@ -56,8 +56,9 @@ def int8_graph(q: dict) -> str:
 
 
 def precision_line(export: dict) -> str | None:
-    """The per-block precision choice of ONNX Runtime's INT8 graph (edgekd.quant.precision),
-    capitalised; None for a TensorRT run."""
+    """The per-block precision choice of the INT8 graph (edgekd.quant.precision for ONNX
+    Runtime, edgekd.quant.trt_precision for TensorRT), capitalised; None for a run without
+    it."""
     line = (export.get("precision") or {}).get("line")
     return line[0].upper() + line[1:] if line else None
 

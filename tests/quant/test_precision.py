@@ -10,7 +10,7 @@ from edgekd.quant.precision import best_cut, block_of, blocks, cuts, measured_pr
 from tests.quant.test_ort_qat import Tiny
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def qmodel():
     torch.manual_seed(0)
     x = torch.randn(32, 3, 8, 8)
@@ -36,13 +36,16 @@ def test_cuts_have_one_boundary_and_never_all_float():
     ]
 
 
+BLOCK = {"stem_0": "stem.0", "conv_0": "conv.0", "se": "se", "fc": "fc"}  # layer -> block
+
+
 def _table_timer(cost: dict[str, tuple[float, float]], boundary: float, order: list[str]):
     """Latency of a configuration = each block's cost at its precision (int8, fp32) plus
     `boundary` for every float/INT8 transition along the chain."""
 
     def timer(configs):
         def measure(i, _round):
-            fl = set(configs[i])
+            fl = {BLOCK[k] for k in configs[i]}
             prec = ["fp32" if b in fl else "int8" for b in order]
             t = sum(cost[b][p == "fp32"] for b, p in zip(order, prec, strict=True))
             return t + boundary * sum(a != b for a, b in zip(prec, prec[1:], strict=False))
@@ -126,3 +129,53 @@ def test_every_layer_in_float_is_the_float_model(tiny_float):
     assert any(n.op_type == "Relu" for n in q.template.graph.node)
     with torch.no_grad():
         assert torch.allclose(q(x), model(x), atol=2e-3)
+
+
+def test_layers_in_float_for_accuracy_stay_float_in_every_cut(qmodel):
+    """The quantize stage's accuracy budget put conv_0 in float: the latency choice may add
+    float layers, never take that one back to INT8, even where all-INT8 is fastest."""
+    cost = {"stem.0": (1.0, 2.0), "conv.0": (1.0, 2.0), "se": (1.0, 2.0), "fc": (1.0, 2.0)}
+    seen = []
+
+    def timer(configs):
+        seen.extend(configs)
+        return _table_timer(cost, 0.1, ORDER)(configs)
+
+    qmodel.set_float(["conv_0"])
+    try:
+        c = measured_precision(qmodel, (3, 8, 8), timer=timer)
+        assert all("conv_0" in config for config in seen)
+        assert c.candidates == 5  # the cuts of the three blocks left: stem.0, se, fc
+        assert c.kept == "int8" and qmodel.float_layers() == ["conv_0"]
+        assert c.accuracy_float == ["conv.0"]
+        row = {b["block"]: b for b in c.blocks}
+        assert row["conv.0"]["precision"] == "fp32" and "accuracy" in row["conv.0"]["why"]
+        assert "1 layer(s) kept in float for accuracy" in c.line()
+    finally:
+        qmodel.set_float([])
+
+
+def _profile(peak: dict):
+    from edgekd.targets import get_target
+
+    pi = get_target("raspberry-pi-5")
+    return pi.model_copy(update={"name": "test-cpu", "peak_tops": peak})
+
+
+def test_a_target_off_this_machine_is_costed_by_its_cost_model(qmodel):
+    """Known by construction. Float arithmetic 1e6 times slower than INT8: any cut with a
+    convolution in float loses, so every layer stays INT8. INT8 arithmetic 1e6 times slower:
+    the fastest cut leaves the fewest INT8 FLOPs, which is fc alone (2 x 8 x 4 = 64 FLOPs
+    against the stem's 2 x 8 x 8 x 8 x 27 = 27,648), so everything before fc goes float."""
+    slow_float = _profile({"fp32": 1e-6, "int8": 1.0})
+    c = measured_precision(qmodel, (3, 8, 8), target=slow_float)
+    assert c.kept == "int8" and qmodel.float_layers() == []
+    assert c.how == "test-cpu" and "costed by the test-cpu cost model" in c.line()
+    slow_int8 = _profile({"fp32": 1.0, "int8": 1e-6})
+    c = measured_precision(qmodel, (3, 8, 8), target=slow_int8)
+    try:
+        assert c.kept == "mixed" and c.float_blocks == ["stem.0", "conv.0", "se"]
+        assert qmodel.float_layers() == ["stem_0", "conv_0", "se"]
+        assert "cuts costed by the test-cpu cost model" in c.line()
+    finally:
+        qmodel.set_float([])

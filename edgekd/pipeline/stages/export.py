@@ -68,22 +68,48 @@ def describe(ctx: RunContext, plan: ExportPlan) -> str:
 def key(ctx: RunContext, plan: ExportPlan) -> dict:
     return {"opset": plan.opset, "shape": ctx.shape, "runtime": ctx.target.runtime,
             "ort": "trained-graph",
-            "mixed": [plan.mixed_precision, plan.threads, plan.remote]}  # fmt: skip
+            "mixed": [plan.mixed_precision, plan.threads, plan.remote,
+                      ctx.target.name]}  # fmt: skip
 
 
 def _precision(ctx: RunContext, plan: ExportPlan, qmodel) -> dict:
-    """Blocks of ONNX Runtime's INT8 graph put in float where that is measured faster
-    (edgekd.quant.precision); leaves `qmodel` in the chosen configuration."""
+    """Blocks of ONNX Runtime's INT8 graph put in float where that is faster, measured here
+    or costed by the target's cost model (edgekd.quant.precision); leaves `qmodel` in the
+    chosen configuration, with the quantize stage's float layers kept in float."""
     if not plan.mixed_precision:
         return {"kept": "int8", "line": "precision per block: every layer INT8 "
                 "(--no-mixed-precision)"}  # fmt: skip
-    if plan.remote or not ctx.target.measured:
-        where = "on the device over SSH" if plan.remote else "by the cost model"
+    if plan.remote:
         return {"kept": "int8", "line": "precision per block: every layer INT8 (the target "
-                f"is timed {where}; the per-block choice times candidates on this "
-                "machine)"}  # fmt: skip
-    choice = measured_precision(qmodel, ctx.shape, threads=plan.threads,
+                "is timed on the device over SSH; the per-block choice times candidates on "
+                "this machine or costs them by a cost model)"}  # fmt: skip
+    target = None if ctx.target.measured else ctx.target  # costed by its cost model
+    if target is not None and target.cost_model is None:
+        return {"kept": "int8", "line": "precision per block: every layer INT8 (the target "
+                f"{target.name} has no cost model to cost the candidates with)"}  # fmt: skip
+    choice = measured_precision(qmodel, ctx.shape, threads=plan.threads, target=target,
                                 say=ctx.reporter.message)  # fmt: skip
+    ctx.reporter.message(choice.line())
+    return choice.to_record() | {"line": choice.line()}
+
+
+def _trt_precision(ctx: RunContext, plan: ExportPlan, qmodel, path: Path) -> dict:
+    """Blocks of the TensorRT Q/DQ graph `path` (exported from `qmodel`, every layer INT8)
+    put in float where the target's cost model and layer table price them faster
+    (edgekd.quant.trt_precision); leaves `qmodel` with their quantizers off."""
+    from edgekd.quant.trt_precision import costed_trt_precision
+
+    target = ctx.target
+    why = None
+    if not plan.mixed_precision:
+        why = "--no-mixed-precision"
+    elif plan.remote:
+        why = "the engine is timed on the device over SSH: the choice is not made there yet"
+    elif target.cost_model is None:
+        why = f"the target {target.name} has no cost model to cost the candidates with"
+    if why:
+        return {"kept": "int8", "line": f"precision per block: every layer INT8 ({why})"}
+    choice = costed_trt_precision(qmodel, path, target, say=ctx.reporter.message)
     ctx.reporter.message(choice.line())
     return choice.to_record() | {"line": choice.line()}
 
@@ -130,13 +156,18 @@ def run(ctx: RunContext, plan: ExportPlan, fp32, int8) -> OnnxSet:
     ck = torch.load(int8.checkpoint, map_location="cpu", weights_only=True)
     qmodel = restore_quantized(build_student(fp32.student, data.num_classes, shape), ck["extra"],
                                ck["model"])  # fmt: skip
-    precision = None if trt else _precision(ctx, plan, qmodel)
+    if trt:  # the Q/DQ graph, every layer INT8, then blocks that cost less in float
+        say("exporting the INT8 student to ONNX (Q/DQ)")
+        e8 = export_onnx(qmodel, files["int8"], shape, opset=plan.opset)
+        precision = _trt_precision(ctx, plan, qmodel, files["int8"])
+        if precision["kept"] == "mixed":
+            e8 = export_onnx(qmodel, files["int8"], shape, opset=plan.opset)
+    else:
+        precision = _precision(ctx, plan, qmodel)
     _, logits8 = evaluate_torch(qmodel, data.val,
                                 progress=Tally(say, "INT8 student in torch on val", "batches"))
     par = {"fp32": check("fp32", files["fp32"], logits32)}
     if trt:
-        say("exporting the INT8 student to ONNX (Q/DQ)")
-        e8 = export_onnx(qmodel, files["int8"], shape, opset=plan.opset)
         par["int8"] = check("int8", files["int8"], logits8)
         if "fp16" in ctx.target.precisions:  # the FP16 ONNX a strongly typed build wants
             files = {"fp32": files["fp32"], "fp16": ctx.run.path(FILES["fp16"]),
