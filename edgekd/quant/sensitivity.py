@@ -89,13 +89,24 @@ def mixed_precision(
 ) -> tuple[list[str], float]:
     """Keep the 1, 2, 4, ... most sensitive layers in float until `accuracy(model)` reaches
     `target_accuracy` (or `max_float_layers` is hit). Returns the float layers and the accuracy;
-    the model keeps that configuration."""
+    the model keeps that configuration. When no step reaches the target, the most accurate
+    configuration tried is kept (the fewest float layers among equals): more float layers
+    that score lower buy nothing."""
     limit = len(ranking) if max_float_layers is None else min(max_float_layers, len(ranking))
+    layers = quantized_layers(model)  # before any goes to float: what to switch back on
     acc = accuracy(model)
     k, kept = 1, []
+    best = (acc, kept)
     while acc < target_accuracy and k <= limit:
         kept = [name for name, _ in ranking[:k]]
         keep_in_float(model, kept)
         acc = accuracy(model)
+        if acc > best[0]:
+            best = (acc, kept)
         k *= 2
+    if acc < target_accuracy and best[1] != kept:  # back to the most accurate one tried
+        for name in set(kept) - set(best[1]):
+            for q in layers.get(name, []):
+                q.enable()
+        acc, kept = best
     return kept, acc

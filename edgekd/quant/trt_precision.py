@@ -84,17 +84,21 @@ def costed_trt_precision(
     target,
     min_saving: float = 0.03,
     say: Callable[[str], None] | None = None,
+    float_layers: list[str] | None = None,
 ) -> PrecisionChoice:
     """Choose the float blocks of Model Optimizer model `qmodel`, whose all-INT8 Q/DQ export
     is `onnx_path`, by `target`'s cost model (see the module docstring); leaves `qmodel` with
-    the chosen blocks' quantizers off. Layers whose quantizers were already off (the
-    quantize stage's accuracy budget) are not candidates and stay in float."""
+    the chosen blocks' quantizers off. `float_layers`: the modules the quantize stage's
+    accuracy budget put in float (their quantizers are off): they stay float in every cut,
+    and the record names them."""
     import onnx
 
     from edgekd.latency.graph import resolve_precision
     from edgekd.quant.sensitivity import quantized_layers
 
     layers = quantized_layers(qmodel)  # module -> its enabled quantizers
+    fixed = [n for n in float_layers or [] if n not in layers]
+    order = [n for n, m in qmodel.named_modules() if n in layers or n in fixed]
     base = onnx.load(str(onnx_path))
 
     def write(config: list[str], path: Path) -> Path:
@@ -108,7 +112,7 @@ def costed_trt_precision(
 
     float_prec = resolve_precision(target, "int8", True, "fp32")[0]
     return choose_cut(
-        trt_blocks(list(layers)), lambda k: k, [], write,
+        trt_blocks(order), lambda k: k, fixed, write,
         lambda paths: predicted_timer(paths, target, "int8"), apply, 1, min_saving,
         target.name, 1, float_prec, say,
     )  # fmt: skip

@@ -359,6 +359,11 @@ def test_jetson_target_predicts_latency_and_hands_over_onnx(digits_teacher, tmp_
     res = r["quantization"]["residual_adds"]
     assert (res["adds"], res["quantized"], res["left_float"]) == (7, 7, [])
     assert "residual Adds: 7 of 7 quantized" in run_cli("quant-report", str(out)).stdout
+    # the per-block choice is costed by the Orin's cost model (no layer table here: the
+    # roofline never prices INT8 above float, so every block stays INT8)
+    prec = r["export"]["precision"]
+    assert prec["how"] == r["target"] and prec["kept"] == "int8"
+    assert all(b["precision"] == "int8" for b in prec["blocks"] if "accuracy" not in b["why"])
     # the build stage hands over a script that builds each engine with the device's trtexec
     script = out / "build/build_engine.sh"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0

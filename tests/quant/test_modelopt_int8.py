@@ -187,3 +187,26 @@ def test_learned_ranges_reach_the_ort_layout(tmp_path, digits):
     q_in = next(n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "input")
     # UINT8 over [-amax, amax]: scale = 2 amax / 255
     assert float(inits[q_in.input[1]]) == pytest.approx(2 * hi / 255, rel=1e-4)
+
+
+def test_mixed_precision_that_never_reaches_the_target_keeps_its_best_step(quantized):
+    """The accuracy function is a table over the float set: 1 layer in float scores best,
+    2 and 4 score lower, and the target (99) is never reached. The model must end with the
+    1-layer configuration, every other quantizer back on."""
+    from edgekd.quant.sensitivity import mixed_precision, quantized_layers
+
+    on = quantized_layers(quantized)
+    before = list(on)
+    ranking = [(n, 1.0 / (i + 1)) for i, n in enumerate(before)]
+    score = {0: 50.0, 1: 70.0, 2: 60.0, 4: 65.0}
+
+    def accuracy(m):
+        return score[len(before) - len(quantized_layers(m))]
+
+    try:
+        kept, acc = mixed_precision(quantized, ranking, accuracy, 99.0, max_float_layers=4)
+        assert kept == [before[0]] and acc == 70.0
+        assert list(quantized_layers(quantized)) == before[1:]
+    finally:
+        for q in (q for qs in on.values() for q in qs):
+            q.enable()

@@ -93,7 +93,7 @@ def _precision(ctx: RunContext, plan: ExportPlan, qmodel) -> dict:
     return choice.to_record() | {"line": choice.line()}
 
 
-def _trt_precision(ctx: RunContext, plan: ExportPlan, qmodel, path: Path) -> dict:
+def _trt_precision(ctx: RunContext, plan: ExportPlan, qmodel, path: Path, floats) -> dict:
     """Blocks of the TensorRT Q/DQ graph `path` (exported from `qmodel`, every layer INT8)
     put in float where the target's cost model and layer table price them faster
     (edgekd.quant.trt_precision); leaves `qmodel` with their quantizers off."""
@@ -109,7 +109,8 @@ def _trt_precision(ctx: RunContext, plan: ExportPlan, qmodel, path: Path) -> dic
         why = f"the target {target.name} has no cost model to cost the candidates with"
     if why:
         return {"kept": "int8", "line": f"precision per block: every layer INT8 ({why})"}
-    choice = costed_trt_precision(qmodel, path, target, say=ctx.reporter.message)
+    choice = costed_trt_precision(qmodel, path, target, say=ctx.reporter.message,
+                                  float_layers=floats)  # fmt: skip
     ctx.reporter.message(choice.line())
     return choice.to_record() | {"line": choice.line()}
 
@@ -159,7 +160,8 @@ def run(ctx: RunContext, plan: ExportPlan, fp32, int8) -> OnnxSet:
     if trt:  # the Q/DQ graph, every layer INT8, then blocks that cost less in float
         say("exporting the INT8 student to ONNX (Q/DQ)")
         e8 = export_onnx(qmodel, files["int8"], shape, opset=plan.opset)
-        precision = _trt_precision(ctx, plan, qmodel, files["int8"])
+        floats = int8.record.get("float_layers") or []  # the accuracy budget's
+        precision = _trt_precision(ctx, plan, qmodel, files["int8"], floats)
         if precision["kept"] == "mixed":
             e8 = export_onnx(qmodel, files["int8"], shape, opset=plan.opset)
     else:
