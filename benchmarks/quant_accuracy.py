@@ -12,9 +12,10 @@ QAT for --qat-epochs epochs (lr 1e-4, cosine, KD) starting from max calibration.
 is exported to ONNX (Q/DQ for INT8) and its top-1 on the held-out split (digits: 360 val
 images; Fashion-MNIST: the official 10k test set; --data, --max-train, --teacher) is taken from ONNX
 Runtime; the torch fake-quant accuracy and the top-1 agreement between the two are listed too.
-For every INT8 recipe the ORT layout (what edgekd ships for ONNX Runtime targets: the same
-float weights, BatchNorm folded, ORT's Q/DQ placement with the fake-quant model's learned input
-ranges) is built and measured as well: its top-1 and its agreement with the torch model.
+(Until 04679cf, every Model Optimizer recipe was also re-quantized into the "old ORT layout",
+ORT's placement after BatchNorm folding with the fake-quant model's input ranges, which edgekd
+shipped for ONNX Runtime targets then; the committed JSON files' `ort_layout_*` columns come
+from that script. The ORT rows below replaced it in the pipeline.)
 
 `ort-ptq`, `ort-qat` and `ort-qat-lsq` are what edgekd ships for ONNX Runtime targets now:
 ONNX Runtime's own Q/DQ graph (BatchNorm folded, ORT's placement, max calibration) trained as a
@@ -45,7 +46,6 @@ from edgekd.distill import TrainConfig, distill, evaluate_torch
 from edgekd.export import export_onnx
 from edgekd.models import create_timm
 from edgekd.quant import quantize_int8
-from edgekd.quant.ort_layout import ort_layout_of
 from edgekd.quant.ort_qat import export_ort, ort_qdq_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,25 +68,14 @@ def trained(name: str, num_classes: int, state: dict) -> torch.nn.Module:
     return m.eval()
 
 
-def onnx_top1(model, path: Path, data, labels) -> tuple[float, float, float, torch.Tensor]:
-    """(top-1 of the exported ONNX in ORT, its agreement with the torch model, torch top-1,
-    the torch model's predictions)."""
+def onnx_top1(model, path: Path, data, labels) -> tuple[float, float, float]:
+    """(top-1 of the exported ONNX in ORT, its agreement with the torch model, torch top-1)."""
     export_onnx(model, path, data.input_shape)
     ort_pred = torch.from_numpy(ortb.predict(path, data.report_set)).argmax(1)
     torch_acc, torch_logits = evaluate_torch(model, data.report_set)
     acc = (ort_pred == labels).float().mean().item() * 100
     agree = (ort_pred == torch_logits.argmax(1)).float().mean().item() * 100
-    return acc, agree, torch_acc, torch_logits.argmax(1)
-
-
-def ort_layout_top1(name: str, model, path: Path, data, labels, calib, torch_pred):
-    """(top-1 of the ORT-layout INT8 ONNX, its agreement with the torch fake-quant model): the
-    artifact edgekd ships for ONNX Runtime targets, built as the export stage builds it."""
-    float_model = create_timm(name, data.num_classes)
-    out = ort_layout_of(model, float_model, data.input_shape, calib, path)
-    pred = torch.from_numpy(ortb.predict(out.path, data.report_set)).argmax(1)
-    acc = (pred == labels).float().mean().item() * 100
-    return acc, (pred == torch_pred).float().mean().item() * 100
+    return acc, agree, torch_acc
 
 
 def ort_row(name, recipe, fp32_state, data, labels, calib, teacher, args, tmp: Path) -> dict:
@@ -107,8 +96,8 @@ def ort_row(name, recipe, fp32_state, data, labels, calib, teacher, args, tmp: P
     print(f"{name:22s} {recipe:18s} ORT INT8 (as trained) top-1 {acc:6.2f}%  torch "
           f"{torch_acc:6.2f}%  agreement {agree:6.2f}%", flush=True)
     return {"student": name, "recipe": recipe, "onnx_top1": acc, "residual_adds_quantized": None,
-            "torch_top1": torch_acc, "onnx_torch_agreement": agree, "ort_layout_top1": None,
-            "ort_layout_torch_agreement": None, "seconds": time.perf_counter() - t0}  # fmt: skip
+            "torch_top1": torch_acc, "onnx_torch_agreement": agree,
+            "seconds": time.perf_counter() - t0}  # fmt: skip
 
 
 def main() -> None:
@@ -163,26 +152,16 @@ def main() -> None:
                                        schedule="cosine")  # fmt: skip
                     qres = distill(model, teacher, data, qcfg, tmp / f"{name}-qat")
                     model.load_state_dict(torch.load(qres.best_path, weights_only=True)["model"])
-                acc, agree, torch_acc, torch_pred = onnx_top1(
-                    model, tmp / f"{name}-{recipe}.onnx", data, labels
-                )
-                ort_acc = ort_agree = None
-                if method is not None:
-                    ort_path = tmp / f"{name}-{recipe}-ort.onnx"
-                    ort_acc, ort_agree = ort_layout_top1(
-                        name, model, ort_path, data, labels, calib, torch_pred
-                    )
+                acc, agree, torch_acc = onnx_top1(model, tmp / f"{name}-{recipe}.onnx", data,
+                                                  labels)  # fmt: skip
                 plan = getattr(model, "residual_plan", None)
                 rows.append({"student": name, "recipe": recipe, "onnx_top1": acc,
                              "residual_adds_quantized": plan.to_record()["quantized"] if plan
                              else 0,
                              "torch_top1": torch_acc, "onnx_torch_agreement": agree,
-                             "ort_layout_top1": ort_acc, "ort_layout_torch_agreement": ort_agree,
                              "seconds": time.perf_counter() - t0})  # fmt: skip
                 print(f"{name:22s} {recipe:18s} Q/DQ ONNX top-1 {acc:6.2f}%  torch "
-                      f"{torch_acc:6.2f}%  agreement {agree:6.2f}%"
-                      + (f"  | ORT layout top-1 {ort_acc:6.2f}%, agreement {ort_agree:6.2f}%"
-                         if ort_acc is not None else ""), flush=True)  # fmt: skip
+                      f"{torch_acc:6.2f}%  agreement {agree:6.2f}%", flush=True)  # fmt: skip
     write_json(
         out,
         {

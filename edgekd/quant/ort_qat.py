@@ -222,11 +222,12 @@ def _avgpool(x, a):
                         bool(a.get("count_include_pad", 0)))  # fmt: skip
 
 
-def _axes(a, ins, env_vals):
+def _axes(a, ins):
+    """A reduce/squeeze op's axes: its attribute (opset < 13/18) or its second input."""
     if "axes" in a:
         return [int(v) for v in a["axes"]]
     if len(ins) > 1 and ins[1] is not None:
-        return [int(v) for v in env_vals[1].reshape(-1).tolist()]
+        return [int(v) for v in ins[1].reshape(-1).tolist()]
     return None
 
 
@@ -263,7 +264,7 @@ _OPS = {  # op -> f(inputs, attrs); inputs are tensors (constants too)
     "AveragePool": lambda i, a: _avgpool(i[0], a),
     "GlobalAveragePool": lambda i, a: i[0].mean(dim=tuple(range(2, i[0].dim())), keepdim=True),
     "GlobalMaxPool": lambda i, a: i[0].amax(dim=tuple(range(2, i[0].dim())), keepdim=True),
-    "ReduceMean": lambda i, a: _reduce(torch.mean, i[0], a, _axes(a, i, i)),
+    "ReduceMean": lambda i, a: _reduce(torch.mean, i[0], a, _axes(a, i)),
     "Flatten": lambda i, a: i[0].reshape(math.prod(i[0].shape[: a.get("axis", 1)]), -1),
     "Reshape": lambda i, a: _reshape(i[0], i[1], a),
     "Transpose": lambda i, a: i[0].permute(*a["perm"]) if "perm" in a else i[0].t(),
@@ -279,11 +280,11 @@ _OPS = {  # op -> f(inputs, attrs); inputs are tensors (constants too)
     "Neg": lambda i, a: -i[0],
     "Pow": lambda i, a: torch.pow(i[0], i[1]),
     "MatMul": lambda i, a: i[0] @ i[1],  # two activations (a MatMul with a weight is a layer)
-    "ReduceSum": lambda i, a: _reduce(torch.sum, i[0], a, _axes(a, i, i)),
-    "ReduceMax": lambda i, a: _reduce(torch.amax, i[0], a, _axes(a, i, i)),
+    "ReduceSum": lambda i, a: _reduce(torch.sum, i[0], a, _axes(a, i)),
+    "ReduceMax": lambda i, a: _reduce(torch.amax, i[0], a, _axes(a, i)),
     "Slice": lambda i, a: _slice(i),
-    "Squeeze": lambda i, a: _squeeze(i[0], _axes(a, i, i)),
-    "Unsqueeze": lambda i, a: i[0].reshape(_unsq(i[0].shape, _axes(a, i, i))),
+    "Squeeze": lambda i, a: _squeeze(i[0], _axes(a, i)),
+    "Unsqueeze": lambda i, a: i[0].reshape(_unsq(i[0].shape, _axes(a, i))),
 }
 
 
@@ -439,9 +440,9 @@ class OrtQdq(nn.Module):
             if arr.dtype.kind == "f" or arr.dtype == np.int64:
                 self.consts.setdefault(name, torch.from_numpy(np.array(arr)))
         # the bias scale of each layer is its input's activation scale
+        layer_input = {s[1]: s[3][0] for s in self._steps if s[0] == "layer"}
         for key, layer in self.layers.items():
-            step = next(s for s in self._steps if s[0] == "layer" and s[1] == key)
-            src = step[3][0]
+            src = layer_input[key]
             dq = producer.get(src)
             if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in self._q_of:
                 layer.input_quant = self.quants[self._q_of[dq.input[0]]]
@@ -593,7 +594,7 @@ def ort_qdq_of(
         # float region (set_float) that drops that Q would lose the ReLU with it
         qdq = quantize_for_ort(fp32, Path(d) / "qdq.onnx", calib_ds, batch_size,
                                method=method, percentile=percentile,
-                               keep_activations=True).path  # fmt: skip
+                               keep_activations=True)  # fmt: skip
         return ort_qdq_from(qdq, learn_ranges)
 
 

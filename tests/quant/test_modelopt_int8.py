@@ -143,52 +143,6 @@ def test_sensitivity_rises_for_a_sabotaged_layer(digits):
     assert "conv1.3" not in quantized_layers(q)
 
 
-def test_onnx_scope_matches_the_exporter(tmp_path):
-    """Module names map to the node-name scopes the TorchScript exporter writes."""
-    import onnx
-
-    from edgekd.export import export_onnx
-    from edgekd.quant.ort_layout import onnx_scope
-
-    model = create_timm("mobilenetv3_small_050", 10)
-    names = {
-        n.name
-        for n in onnx.load(
-            str(export_onnx(model, tmp_path / "m.onnx", (3, 32, 32)).path)
-        ).graph.node
-    }
-    for module in ("conv_stem", "blocks.4.1.se.conv_expand", "classifier"):
-        scope = onnx_scope(module)
-        assert any(n.startswith(scope + "/") for n in names), (module, scope)
-    assert onnx_scope("layer1.0.conv1") == "/layer1/layer1.0/conv1"
-
-
-def test_learned_ranges_reach_the_ort_layout(tmp_path, digits):
-    """The ORT-layout INT8's input scale of the first conv equals the INT8 model's amax."""
-    import onnx
-    from onnx import numpy_helper
-
-    from edgekd.export import export_onnx
-    from edgekd.quant.ort_layout import qat_input_ranges, quantize_for_ort
-
-    torch.manual_seed(0)
-    calib = Subset(digits.calib_source, range(32))
-    model = create_timm("resnet10t", 10)
-    float_onnx = export_onnx(model, tmp_path / "f.onnx", (3, 32, 32)).path
-    q = quantize_int8(create_timm("resnet10t", 10), calib)
-    q.load_state_dict(model.state_dict(), strict=False)
-    ranges = qat_input_ranges(q, calib)
-    lo, hi = ranges["conv1.0"]  # digits images are in [-1, 1]: a symmetric range
-    assert lo == -hi and hi == pytest.approx(float(_quantizers(q)["conv1.0.input_quantizer"].amax))
-    out = quantize_for_ort(float_onnx, tmp_path / "q.onnx", calib, module_ranges=ranges)
-    assert out.learned_ranges is True and out.path == tmp_path / "q.onnx"
-    m = onnx.load(str(out.path))
-    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    q_in = next(n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "input")
-    # UINT8 over [-amax, amax]: scale = 2 amax / 255
-    assert float(inits[q_in.input[1]]) == pytest.approx(2 * hi / 255, rel=1e-4)
-
-
 def test_mixed_precision_that_never_reaches_the_target_keeps_its_best_step(quantized):
     """The accuracy function is a table over the float set: 1 layer in float scores best,
     2 and 4 score lower, and the target (99) is never reached. The model must end with the

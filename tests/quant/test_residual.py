@@ -171,15 +171,6 @@ def test_entropy_calibration_sets_the_residual_ranges():
     assert torch.isfinite(amax).all() and float(amax) > 0
 
 
-def test_onnx_runtime_layout_reads_the_range_of_a_switched_off_input(quantized):
-    from edgekd.quant.ort_layout import qat_input_ranges
-
-    ranges = qat_input_ranges(quantized, Images(32, 0), 16)
-    tap = float(torch.as_tensor(getattr(quantized.stem_act, ATTR).input_quantizer.amax))
-    assert ranges["block1.conv1"] == (0.0, pytest.approx(tap))  # after a ReLU: rmin 0
-    assert not any(ATTR in n for n in ranges)  # taps feed no Conv of their own
-
-
 def test_timm_linear_classifier_is_quantized(digits, tmp_path):
     """timm's Linear subclass (MobileNetV3's classifier) is quantized like nn.Linear, so the
     TensorRT export has no float Gemm at its end."""
