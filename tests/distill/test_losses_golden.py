@@ -18,6 +18,7 @@ from edgekd.distill.losses import (
     fa_loss_fast,
     fitnet_loss,
     luminet_loss,
+    mixstd_loss,
     nd_loss,
     nkd_loss,
     sinkd_loss,
@@ -251,3 +252,33 @@ def test_cakld_beta_is_the_teachers_mean_top1_probability():
     assert "beta" in loss.state_dict()  # kept in every checkpoint with the loss's state
     with pytest.raises(ValueError):
         loss.set_teacher_confidence(1.5)
+
+
+def _std_unbiased(z):
+    m = sum(z) / len(z)
+    return math.sqrt(sum((v - m) ** 2 for v in z) / (len(z) - 1))
+
+
+def test_mixstd_worked_example():
+    # hchoi71/MIX-KD MIXSTD.py: each row divided by its own unbiased std (L17-18), then
+    # batchmean KL(softmax(t / std_t) || softmax(s / std_s)) (L24-27), alpha 0.9, no T^2.
+    # By hand for one row (s = [1, 2, 0.5], t = [0.5, 2.5, 0]): std_s = sqrt(1.1667 / 2) =
+    # 0.763763, std_t = sqrt(3.5 / 2) = 1.322876, KL = 0.0034366, x 0.9 = 0.0030930
+    s1, t1 = [1.0, 2.0, 0.5], [0.5, 2.5, 0.0]
+    assert _std_unbiased(s1) == pytest.approx(0.763763, abs=1e-6)
+    one = kl(softmax([v / _std_unbiased(t1) for v in t1]),
+             softmax([v / _std_unbiased(s1) for v in s1]))  # fmt: skip
+    assert one == pytest.approx(0.0034366481, abs=1e-9)
+    got = mixstd_loss(torch.tensor([s1]), torch.tensor([t1])).item()
+    assert got == pytest.approx(one, abs=1e-7)
+    # the two-row batch: mean of the rows; the module: ce on std-scaled logits + kd weight
+    want = sum(kl(softmax([v / _std_unbiased(t) for v in t]),
+                  softmax([v / _std_unbiased(s) for v in s]))
+               for s, t in zip(S, T_, strict=True)) / 2  # fmt: skip
+    s, t, y = tensors()
+    terms = create_loss("mixstd")(KDBatch(s, t, y))
+    assert terms["loss_kd"].item() == pytest.approx(0.9 * want, abs=TOL)
+    ce = sum(-math.log(softmax([v / _std_unbiased(r) for v in r])[c])
+             for r, c in zip(S, Y, strict=True)) / 2  # fmt: skip
+    assert terms["loss_ce"].item() == pytest.approx(0.1 * ce, abs=TOL)
+    assert "loss_ce" not in create_loss("mixstd")(KDBatch(s, t, None))  # label-free

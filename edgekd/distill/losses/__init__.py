@@ -12,6 +12,7 @@ from edgekd.distill.losses import (  # noqa: F401
     fitnet,
     kd,
     luminet,
+    mixstd,
     nd,
     nkd,
     sinkd,
@@ -32,6 +33,7 @@ from edgekd.distill.losses.fa import fa_loss, fa_loss_fast
 from edgekd.distill.losses.fitnet import fitnet_loss
 from edgekd.distill.losses.kd import KDLoss, kd_loss
 from edgekd.distill.losses.luminet import luminet_loss
+from edgekd.distill.losses.mixstd import mixstd_loss
 from edgekd.distill.losses.nd import nd_loss
 from edgekd.distill.losses.nkd import nkd_loss
 from edgekd.distill.losses.sinkd import sinkd_loss
@@ -52,6 +54,7 @@ __all__ = [
     "list_losses",
     "loss_class",
     "luminet_loss",
+    "mixstd_loss",
     "nd_loss",
     "nkd_loss",
     "sinkd_loss",
