@@ -108,7 +108,10 @@ def costed_trt_precision(
     def apply(config: list[str]) -> None:
         for name, qs in layers.items():
             for q in qs:
-                q.disable() if name in config else q.enable()
+                if name in config:
+                    q.disable()
+                else:
+                    q.enable()
 
     float_prec = resolve_precision(target, "int8", True, "fp32")[0]
     return choose_cut(

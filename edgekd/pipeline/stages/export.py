@@ -72,25 +72,35 @@ def key(ctx: RunContext, plan: ExportPlan) -> dict:
                       ctx.target.name]}  # fmt: skip
 
 
+def _per_block(ctx: RunContext, plan: ExportPlan, costed, choose) -> dict:
+    """The per-block precision choice of the INT8 graph, or why every layer stays INT8.
+    `costed`: the target profile whose cost model prices the candidates (None: they are timed
+    on this machine); `choose(costed)` makes the choice (edgekd.quant.precision for ONNX
+    Runtime, edgekd.quant.trt_precision for TensorRT) and leaves the model in it."""
+    why = None
+    if not plan.mixed_precision:
+        why = "--no-mixed-precision"
+    elif plan.remote:
+        why = ("the target is timed on the device over SSH; the per-block choice times "
+               "candidates on this machine or costs them by a cost model")  # fmt: skip
+    elif costed is not None and costed.cost_model is None:
+        why = f"the target {costed.name} has no cost model to cost the candidates with"
+    if why:
+        return {"kept": "int8", "line": f"precision per block: every layer INT8 ({why})"}
+    choice = choose(costed)
+    ctx.reporter.message(choice.line())
+    return choice.to_record() | {"line": choice.line()}
+
+
 def _precision(ctx: RunContext, plan: ExportPlan, qmodel) -> dict:
     """Blocks of ONNX Runtime's INT8 graph put in float where that is faster, measured here
     or costed by the target's cost model (edgekd.quant.precision); leaves `qmodel` in the
     chosen configuration, with the quantize stage's float layers kept in float."""
-    if not plan.mixed_precision:
-        return {"kept": "int8", "line": "precision per block: every layer INT8 "
-                "(--no-mixed-precision)"}  # fmt: skip
-    if plan.remote:
-        return {"kept": "int8", "line": "precision per block: every layer INT8 (the target "
-                "is timed on the device over SSH; the per-block choice times candidates on "
-                "this machine or costs them by a cost model)"}  # fmt: skip
-    target = None if ctx.target.measured else ctx.target  # costed by its cost model
-    if target is not None and target.cost_model is None:
-        return {"kept": "int8", "line": "precision per block: every layer INT8 (the target "
-                f"{target.name} has no cost model to cost the candidates with)"}  # fmt: skip
-    choice = measured_precision(qmodel, ctx.shape, threads=plan.threads, target=target,
-                                say=ctx.reporter.message)  # fmt: skip
-    ctx.reporter.message(choice.line())
-    return choice.to_record() | {"line": choice.line()}
+    return _per_block(
+        ctx, plan, None if ctx.target.measured else ctx.target,
+        lambda target: measured_precision(qmodel, ctx.shape, threads=plan.threads,
+                                          target=target, say=ctx.reporter.message),
+    )  # fmt: skip
 
 
 def _trt_precision(ctx: RunContext, plan: ExportPlan, qmodel, path: Path, floats) -> dict:
@@ -99,20 +109,11 @@ def _trt_precision(ctx: RunContext, plan: ExportPlan, qmodel, path: Path, floats
     (edgekd.quant.trt_precision); leaves `qmodel` with their quantizers off."""
     from edgekd.quant.trt_precision import costed_trt_precision
 
-    target = ctx.target
-    why = None
-    if not plan.mixed_precision:
-        why = "--no-mixed-precision"
-    elif plan.remote:
-        why = "the engine is timed on the device over SSH: the choice is not made there yet"
-    elif target.cost_model is None:
-        why = f"the target {target.name} has no cost model to cost the candidates with"
-    if why:
-        return {"kept": "int8", "line": f"precision per block: every layer INT8 ({why})"}
-    choice = costed_trt_precision(qmodel, path, target, say=ctx.reporter.message,
-                                  float_layers=floats)  # fmt: skip
-    ctx.reporter.message(choice.line())
-    return choice.to_record() | {"line": choice.line()}
+    return _per_block(
+        ctx, plan, ctx.target,
+        lambda target: costed_trt_precision(qmodel, path, target, say=ctx.reporter.message,
+                                            float_layers=floats),
+    )  # fmt: skip
 
 
 def _lint(ctx: RunContext, files: dict[str, Path]) -> dict:
