@@ -125,8 +125,8 @@ def compress_command(
     kd_loss: Annotated[
         str,
         typer.Option(
-            help="Distillation loss: kd, dkd, ttm, wttm, nkd, luminet, nd, akl, fitnet, "
-            "fa or ce (see `edgekd losses`)."
+            help="Distillation loss, e.g. kd, dkd, ofa, fitnet, or ce (labels only); "
+            "`edgekd losses` lists every one with its arguments."
         ),
     ] = "kd",
     kd_args: Annotated[
@@ -149,6 +149,23 @@ def compress_command(
             "transform deterministic, so the teacher's outputs are computed once."
         ),
     ] = True,
+    kd_augment: Annotated[
+        str,
+        typer.Option(
+            help="Mix the training batches as MIX-KD does: mixup (partial: part of each batch "
+            "stays unmixed) or mixup-full; none to leave them. The teacher then runs live."
+        ),
+    ] = "none",
+    mixup_beta: Annotated[
+        float, typer.Option(help="Mixup weights are drawn from Beta(b, b).")
+    ] = 1.0,
+    mixup_unmixed: Annotated[
+        float,
+        typer.Option(
+            help="Partial mixup: this fraction of the batch size is drawn (with replacement) "
+            "to stay unmixed; 0.9 leaves about 41% of a 64-image batch mixed."
+        ),
+    ] = 0.9,
     teacher_cache: Annotated[
         str,
         typer.Option(help="auto (cache when the transform is deterministic), memory, disk or off."),

@@ -5,7 +5,11 @@
   in execution order with a 4-D output); ViT token outputs [B, N, C] become maps [B, C, h, w]
   (the prefix tokens dropped, the rest laid out as a square grid);
 - the *embedding*: the input of the classifier (timm's `get_classifier()`, else the last
-  `nn.Linear`), flattened to [B, D].
+  `nn.Linear`), flattened to [B, D];
+- the *stages* 1..4 (OFA's per-stage heads): the last feature of reduction 4, 8, 16 and 32 in
+  timm's `feature_info` (layer1..layer4 on a ResNet); where every feature shares one reduction
+  (a ViT's blocks), blocks 1, 3, 9, 11 of 12 as OFA's official stage_info, scaled to the depth.
+  Kept raw: a ViT stage is its [B, N, C] tokens.
 """
 
 from __future__ import annotations
@@ -96,6 +100,31 @@ def default_feature_layer(model: nn.Module, x: torch.Tensor) -> str:
     )
 
 
+def stage_layers(model: nn.Module) -> list[str]:
+    """The names of stages 1..4 (see the module docstring); fewer when the model has fewer."""
+    info = getattr(model, "feature_info", None)
+    try:
+        feats = [(f["module"], int(f["reduction"])) for f in info]  # type: ignore[union-attr]
+    except (TypeError, KeyError):
+        feats = []
+    if not feats:
+        raise ConfigError(
+            "this student has no timm feature_info to find its stages in",
+            fix="use a timm student, or a loss that taps one layer (fitnet, fa)",
+        )
+    reductions = {r for _, r in feats}
+    if len(reductions) == 1:  # isotropic (ViT): OFA's blocks 1, 3, 9, 11 of 12
+        n = len(feats)
+        if n <= 4:
+            return [f for f, _ in feats]
+        picks = sorted({min(n - 1, max(0, round((i + 1) * n / 12) - 1)) for i in (1, 3, 9, 11)})
+        return [feats[i][0] for i in picks]
+    last: dict[int, str] = {}
+    for name, r in feats:
+        last[r] = name
+    return [last[r] for r in (4, 8, 16, 32) if r in last]
+
+
 def classifier_module(model: nn.Module) -> nn.Module:
     get = getattr(model, "get_classifier", None)
     if callable(get):
@@ -120,13 +149,20 @@ class Taps:
         layer: str | None,
         sample: torch.Tensor,
         role: str,
+        stages: bool = False,
     ) -> None:
         self.model = model
         self.layer: str | None = None
+        self.stage_names: list[str] = stage_layers(model) if stages else []
+        self._stages: dict[str, torch.Tensor] = {}
         self.raw_shape: tuple[int, ...] | None = None  # the tapped output's, before as_map
         self._feat: torch.Tensor | None = None
         self._emb: torch.Tensor | None = None
         self._hooks = []
+        for name in self.stage_names:
+            self._hooks.append(model.get_submodule(name).register_forward_hook(
+                lambda _m, _i, out, name=name: self._stages.__setitem__(
+                    name, out[0] if isinstance(out, (tuple, list)) else out)))  # fmt: skip
         if not (features or embeddings):
             return
         _hookable(model, role)
@@ -149,7 +185,8 @@ class Taps:
         self.raw_shape = tuple(out.shape[1:])
         self._feat = as_map(out)
 
-    def describe(self, feat: torch.Tensor | None, emb: torch.Tensor | None) -> str:
+    def describe(self, feat: torch.Tensor | None, emb: torch.Tensor | None,
+                 stages: list[torch.Tensor] | None = None) -> str:  # fmt: skip
         """What this side taps, from one run's outputs: "layer4 -> 512x2x2", a ViT's
         "blocks.11: tokens 65x192 -> map 192x8x8 (1 prefix token dropped)", "embedding 512"."""
         parts = []
@@ -163,6 +200,10 @@ class Taps:
             parts.append(f"{self.layer} -> {shape}")
         if emb is not None:
             parts.append(f"embedding {emb.shape[1]} (the classifier's input)")
+        if stages:
+            named = enumerate(zip(self.stage_names, stages, strict=True), 1)
+            shown = [f"{k} {n} -> {'x'.join(map(str, f.shape[1:]))}" for k, (n, f) in named]
+            parts.append("stages " + ", ".join(shown))
         return "; ".join(parts)
 
 
@@ -171,11 +212,18 @@ class Taps:
 
     def run(self, x: torch.Tensor):
         self._feat = self._emb = None
+        self._stages = {}
         out = self.model(x)
         logits = out[0] if isinstance(out, (tuple, list)) else out
         feat, emb = self._feat, self._emb
         self._feat = self._emb = None
         return logits, feat, emb
+
+    def stages(self) -> list[torch.Tensor] | None:
+        """The stage outputs of the last `run`, in stage order (None without stage taps)."""
+        if not self.stage_names:
+            return None
+        return [self._stages[n] for n in self.stage_names]
 
     def remove(self) -> None:
         for h in self._hooks:

@@ -24,9 +24,10 @@ from torch.utils.data import Dataset
 
 from edgekd._io import atomic_path
 from edgekd.data import DataBundle, loader
+from edgekd.distill.augment import Mixup, step_generator
 from edgekd.distill.guards import first_nonfinite_module
 from edgekd.distill.losses import KDBatch, create_loss, teacher_confidence
-from edgekd.distill.taps import Taps, describe_module
+from edgekd.distill.taps import Taps, classifier_module, describe_module
 from edgekd.errors import ConfigError, StageError
 from edgekd.models.evaluate import FrozenTeacher, evaluate_torch
 from edgekd.progress import Tally
@@ -52,6 +53,9 @@ class TrainConfig:
     amp: Literal["auto", "off"] = "auto"  # auto: mixed precision on CUDA, never on the CPU
     teacher_cache: Literal["auto", "memory", "disk", "off"] = "auto"
     cache_limit_gb: float = 4.0  # auto: cache only when the teacher's outputs fit in this
+    kd_augment: Literal["none", "mixup", "mixup-full"] = "none"  # edgekd.distill.augment
+    mixup_beta: float = 1.0  # lambda ~ Beta(mixup_beta, mixup_beta)
+    mixup_unmixed: float = 0.9  # partial mixup: this fraction of B drawn to stay unmixed
     student_layer: str | None = None  # feature taps; None = the last stage with >= 2x2 positions
     teacher_layer: str | None = None
     device: str = "cpu"  # where training runs; checkpoints are always loadable on the CPU
@@ -180,6 +184,28 @@ class _TeacherOutputs:
                 progress(i + 1, len(batches))
         self.cache = {k: torch.cat(v) for k, v in parts.items()}
         return True
+
+
+def _stage_shapes(student: nn.Module, teacher: nn.Module, stages: list[torch.Tensor],
+                  classes: int) -> dict[str, tuple]:  # fmt: skip
+    """What a per-stage loss (ofa) builds its heads from: the stages' raw shapes, the
+    classifiers' input widths (the teacher's only where its layers can be read), the classes,
+    and a ViT student's prefix-token count."""
+    out: dict[str, tuple] = {
+        "stages_s": tuple(tuple(f.shape[1:]) for f in stages),
+        "classes": (classes,),
+        "prefix_s": (int(getattr(student, "num_prefix_tokens", 0) or 0),),
+    }
+    for key, model in (("dim_s", student), ("dim_t", teacher)):
+        try:
+            width = getattr(classifier_module(model), "in_features", None)
+        except ConfigError:
+            width = None
+        if width:
+            out[key] = (int(width),)
+    if "dim_s" not in out:
+        out["dim_s"] = (int(stages[-1].shape[1 if stages[-1].dim() == 4 else -1]),)
+    return out
 
 
 @torch.no_grad()
@@ -335,25 +361,31 @@ def distill(
             layer=layer,
             sample=sample,
             role=role,
+            stages=stages,
         )
-        for model, layer, role in (
-            (student, cfg.student_layer, "student"),
-            (teacher, cfg.teacher_layer, "teacher"),
+        for model, layer, role, stages in (
+            (student, cfg.student_layer, "student", "stages" in needs),
+            (teacher, cfg.teacher_layer, "teacher", False),
         )
     )
     if needs:
         with torch.no_grad():
             _, f_s, e_s = s_taps.run(sample)
+            stages_s = s_taps.stages()
             _, f_t, e_t = t_taps.run(sample)
         shapes = {
             k: tuple(v.shape[1:])
             for k, v in (("feat_s", f_s), ("feat_t", f_t), ("emb_s", e_s), ("emb_t", e_t))
             if v is not None
         }
+        if stages_s is not None:
+            shapes.update(_stage_shapes(student, teacher, stages_s, bundle.num_classes))
         loss_fn.setup(shapes)
         learned = [f"{name}: {describe_module(m)}" for name, m in loss_fn.named_children()
                    if any(p.requires_grad for p in m.parameters())]  # fmt: skip
-        say(f"{cfg.loss} taps: student {s_taps.describe(f_s, e_s)}; teacher "
+        if stages_s is not None:
+            f_s = None  # described as stages below
+        say(f"{cfg.loss} taps: student {s_taps.describe(f_s, e_s, stages_s)}; teacher "
             f"{t_taps.describe(f_t, e_t)}"
             + (f"; learned by the loss: {', '.join(learned)}" if learned else
                "; no adapter (the shapes match)"))  # fmt: skip
@@ -375,13 +407,19 @@ def distill(
 
     teacher_out = _TeacherOutputs(t_taps, needs, device)
     cache_mode = cfg.teacher_cache
+    mixup = None
+    if cfg.kd_augment != "none":
+        mixup = Mixup(cfg.kd_augment, cfg.mixup_beta, cfg.mixup_unmixed)
+    # the teacher's outputs for the images as they reach it: random transforms or mixed
+    # batches cannot come from a cache of the original images
+    random_inputs = bundle.augmented or mixup is not None
     if cfg.loss == "ce":  # nothing to learn from the teacher: never run it
         teacher_out.skip_classes, teacher_out.mode, cache_mode = bundle.num_classes, "unused", "off"
-    if world.size > 1 and cache_mode != "off" and not bundle.augmented:
+    if world.size > 1 and cache_mode != "off" and not random_inputs:
         cache_mode = "disk"  # rank 0 writes the cache once, the other ranks read it
         if not world.main:
             world.barrier()
-    if cache_mode != "off" and not bundle.augmented:
+    if cache_mode != "off" and not random_inputs:
         cache_file = ckpt_dir / f"{prefix}teacher_cache.pt"
         loaded = False
         if cache_mode == "disk" and cache_file.exists():
@@ -400,9 +438,12 @@ def distill(
             say(f"teacher outputs cached ({teacher_out.mode}): the teacher ran once, not per epoch")
         else:
             say(f"teacher outputs exceed {cfg.cache_limit_gb} GB: the teacher runs live")
+    elif mixup is not None and cache_mode != "off" and teacher_out.mode != "unused":
+        say(f"--kd-augment {cfg.kd_augment}: the teacher runs live on the mixed images (a "
+            "cache holds only the original images' outputs)")  # fmt: skip
     elif cache_mode in ("memory", "disk") and bundle.augmented:
         say("training images are augmented at random: the teacher runs live (no cache)")
-    if world.size > 1 and cfg.teacher_cache != "off" and not bundle.augmented and world.main:
+    if world.size > 1 and cfg.teacher_cache != "off" and not random_inputs and world.main:
         world.barrier()  # the cache file is written: the other ranks may read it
 
     train_module: nn.Module = student
@@ -450,11 +491,17 @@ def distill(
         for step, (x, y, idx) in enumerate(train_loader):
             x = x.to(device, non_blocking=True)
             target = torch.as_tensor(y).to(device) if bundle.labeled else None
+            soft = None
+            if mixup is not None:
+                g = step_generator(cfg.seed, epoch, step, world.rank)
+                x, soft = mixup(x, target, bundle.num_classes, g)
+                target = soft.argmax(dim=1) if soft is not None else None
             logits_t, feat_t, emb_t = teacher_out(x, idx)
             with torch.autocast(
                 device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
             ):
                 logits_s, feat_s, emb_s = s_taps.run(x)
+                stages_s = s_taps.stages()
                 batch = KDBatch(
                     logits_s.float(),
                     logits_t.float(),
@@ -464,6 +511,8 @@ def distill(
                     emb_s=emb_s.float() if emb_s is not None else None,
                     emb_t=emb_t.float() if emb_t is not None else None,
                     progress=epoch + (step + 1) / steps_per_epoch,
+                    stages_s=[f.float() for f in stages_s] if stages_s is not None else None,
+                    target_soft=soft,
                 )
                 terms = loss_fn(batch)
             loss = sum(terms.values())

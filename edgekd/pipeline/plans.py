@@ -93,7 +93,7 @@ class Plans:
         layers can be hooked (not TorchScript, not ONNX); a given student builds."""
         resolve_loss_args(self.train.loss, self.train.loss_args, labeled=inputs.data.labeled)
         kind = opaque_kind(inputs.teacher.module)
-        if kind is not None and loss_class(self.train.loss).needs:
+        if kind is not None and loss_class(self.train.loss).needs & {"features", "embeddings"}:
             raise InputError(
                 f"the {self.train.loss} loss compares the teacher's features, and a {kind} "
                 "teacher's layers cannot be hooked",
@@ -123,7 +123,8 @@ def make_plans(cfg: CompressConfig, budgets: Budgets | None = None) -> Plans:
     common = dict(weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, loss=cfg.kd_loss,
                   loss_args=loss_args, optimizer=cfg.optimizer, grad_clip=cfg.grad_clip,
                   teacher_cache=cfg.teacher_cache, student_layer=cfg.student_layer,
-                  teacher_layer=cfg.teacher_layer, device=device)  # fmt: skip
+                  teacher_layer=cfg.teacher_layer, device=device, kd_augment=cfg.kd_augment,
+                  mixup_beta=cfg.mixup_beta, mixup_unmixed=cfg.mixup_unmixed)  # fmt: skip
     train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed, schedule=cfg.schedule,
                         warmup_epochs=cfg.warmup_epochs, ema_decay=cfg.ema, **common)  # fmt: skip
     qat = TrainConfig(epochs=cfg.qat_epochs, lr=cfg.qat_lr, seed=cfg.seed + 1, schedule="cosine",

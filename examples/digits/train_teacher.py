@@ -22,13 +22,15 @@ from edgekd._io import write_json
 from edgekd.data import loader
 from edgekd.data.digits import digits_bundle
 from edgekd.distill import evaluate_torch
-from edgekd.models import create_timm, save_checkpoint
+from edgekd.models import save_checkpoint
+from edgekd.models.loading import build_timm
 
 
 def train(arch: str, epochs: int, lr: float, batch_size: int, seed: int) -> tuple:
     torch.manual_seed(seed)
     data = digits_bundle()
-    model = create_timm(arch, data.num_classes)
+    # ViTs (deit_tiny_patch16_224, ...) are built at the data's size: img_size=32
+    model, _ = build_timm(arch, data.num_classes, None, data.input_shape)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     steps = math.ceil(len(data.train) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)

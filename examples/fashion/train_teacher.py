@@ -23,8 +23,9 @@ import torch
 
 from edgekd._io import write_json
 from edgekd.data import load_data
-from edgekd.models import create_timm, save_checkpoint
+from edgekd.models import save_checkpoint
 from edgekd.models.evaluate import evaluate_torch
+from edgekd.models.loading import build_timm
 from edgekd.models.supervised import SupervisedRecipe, train_classifier
 
 
@@ -43,7 +44,8 @@ def main() -> None:
     t0 = time.perf_counter()
     data = load_data(args.data, (3, 32, 32), max_train=args.max_train)
     torch.manual_seed(args.seed)
-    model = create_timm(args.arch, data.num_classes)
+    # ViTs (deit_tiny_patch16_224, ...) are built at the data's size: img_size=32
+    model, _ = build_timm(args.arch, data.num_classes, None, data.input_shape)
     recipe = SupervisedRecipe(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                               label_smoothing=0.1, seed=args.seed)  # fmt: skip
     print(f"{args.arch} on {data.name}: {len(data.train)} train / {len(data.val)} val / "

@@ -21,6 +21,7 @@ from edgekd.distill.losses import (
     mixstd_loss,
     nd_loss,
     nkd_loss,
+    ofa_loss,
     sinkd_loss,
     teacher_confidence,
     ttm_loss,
@@ -282,3 +283,29 @@ def test_mixstd_worked_example():
              for r, c in zip(S, Y, strict=True)) / 2  # fmt: skip
     assert terms["loss_ce"].item() == pytest.approx(0.1 * ce, abs=TOL)
     assert "loss_ce" not in create_loss("mixstd")(KDBatch(s, t, None))  # label-free
+
+
+def _ofa_by_hand(s, t, y, eps, temperature=1.0):
+    # Hao840/OFAKD distillers/ofa.py L13-18: sum_j -((p_t + m)^eps - m)_j * log p_s,j
+    p_s, p_t = softmax(s, temperature), softmax(t, temperature)
+    m = [1.0 if j == y else 0.0 for j in range(len(s))]
+    return sum(-((pt + mj) ** eps - mj) * math.log(ps)
+               for ps, pt, mj in zip(p_s, p_t, m, strict=True))  # fmt: skip
+
+
+def test_ofa_worked_example():
+    # s = [1, 2, 0.5], t = [0.5, 2.5, 0], y = 1: p_s = [0.2312, 0.6285, 0.1402],
+    # p_t = [0.1112, 0.8214, 0.0674]; eps 1.5: weights [0.0371, 2.4582 - 1, 0.0175], so
+    # 0.0371 * 1.4644 + 1.4582 * 0.4644 + 0.0175 * 1.9644 = 0.7658
+    s1, t1 = [1.0, 2.0, 0.5], [0.5, 2.5, 0.0]
+    assert _ofa_by_hand(s1, t1, 1, 1.5) == pytest.approx(0.7657946531, abs=1e-9)
+    assert _ofa_by_hand(s1, t1, 1, 1.0) == pytest.approx(0.6766724438, abs=1e-9)
+    one = torch.tensor([s1]), torch.tensor([t1]), torch.tensor([1])
+    assert ofa_loss(*one, eps=1.5).item() == pytest.approx(0.7657946531, abs=1e-6)
+    # eps = 1 is the cross-entropy to the teacher's distribution
+    ce_t = -sum(pt * math.log(ps) for pt, ps in zip(softmax(t1), softmax(s1), strict=True))
+    assert ofa_loss(*one, eps=1.0).item() == pytest.approx(ce_t, abs=1e-6)
+    # a batch: the row mean; temperature divides both models' logits
+    s, t, y = tensors()
+    want = sum(_ofa_by_hand(a, b, c, 1.5, 2.0) for a, b, c in zip(S, T_, Y, strict=True)) / 2
+    assert ofa_loss(s, t, y, eps=1.5, temperature=2.0).item() == pytest.approx(want, abs=TOL)

@@ -15,6 +15,7 @@ from edgekd.distill.losses import (  # noqa: F401
     mixstd,
     nd,
     nkd,
+    ofa,
     sinkd,
     ttm,
 )
@@ -36,6 +37,7 @@ from edgekd.distill.losses.luminet import luminet_loss
 from edgekd.distill.losses.mixstd import mixstd_loss
 from edgekd.distill.losses.nd import nd_loss
 from edgekd.distill.losses.nkd import nkd_loss
+from edgekd.distill.losses.ofa import ofa_loss
 from edgekd.distill.losses.sinkd import sinkd_loss
 from edgekd.distill.losses.ttm import ttm_loss
 
@@ -57,6 +59,7 @@ __all__ = [
     "mixstd_loss",
     "nd_loss",
     "nkd_loss",
+    "ofa_loss",
     "sinkd_loss",
     "teacher_confidence",
     "parse_loss_args",

@@ -5,7 +5,10 @@ trainer sums them and logs each one. Losses that need more than logits say so in
 
 - ``"features"``: a last-stage feature map of student and teacher ([B, C, H, W]), hooked by
   `edgekd.distill.taps`;
-- ``"embeddings"``: the pre-logits vector of each ([B, D], the classifier's input).
+- ``"embeddings"``: the pre-logits vector of each ([B, D], the classifier's input);
+- ``"stages"``: the student's stage outputs 1..4 (`KDBatch.stages_s`, raw: [B, C, H, W] maps
+  or a ViT's [B, N, C] tokens); the teacher is not tapped, so its logits may come from the
+  cache or an ONNX teacher.
 
 Without labels (label-free data) `batch.target` is None: cross-entropy terms are dropped and
 losses defined on the true class use the teacher's top-1 class instead.
@@ -32,6 +35,13 @@ class KDBatch:
     emb_s: torch.Tensor | None = None
     emb_t: torch.Tensor | None = None
     progress: float = 1.0
+    stages_s: list[torch.Tensor] | None = None
+    # mixed soft labels [B, C] (--kd-augment mixup); `target` is then their top class
+    target_soft: torch.Tensor | None = None
+
+    def ce_target(self) -> torch.Tensor | None:
+        """What a cross-entropy term is taken against: the soft labels, else the labels."""
+        return self.target_soft if self.target_soft is not None else self.target
 
     def labels(self) -> torch.Tensor:
         """The true labels, or the teacher's top-1 class when the data has none."""
@@ -67,7 +77,7 @@ class DistillLoss(nn.Module):
     def ce_terms(self, batch: KDBatch) -> dict[str, torch.Tensor]:
         if batch.target is None or self.ce == 0:
             return {}
-        return {"loss_ce": self.ce * F.cross_entropy(batch.logits_s, batch.target)}
+        return {"loss_ce": self.ce * F.cross_entropy(batch.logits_s, batch.ce_target())}
 
     def distill_terms(self, batch: KDBatch) -> dict[str, torch.Tensor]:
         raise NotImplementedError

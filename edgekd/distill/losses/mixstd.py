@@ -57,7 +57,9 @@ class MixSTDLoss(DistillLoss):
         """Cross-entropy on the std-scaled student logits (MIXSTD.py L21-22)."""
         if batch.target is None or self.ce == 0:
             return {}
-        return {"loss_ce": self.ce * F.cross_entropy(std_scaled(batch.logits_s), batch.target)}
+        # with --kd-augment mixup, the soft mixed label as the official code (MIXSTD.py L21-22)
+        return {"loss_ce": self.ce * F.cross_entropy(std_scaled(batch.logits_s),
+                                                     batch.ce_target())}  # fmt: skip
 
     def distill_terms(self, batch: KDBatch) -> dict[str, torch.Tensor]:
         return {"loss_kd": self.kd * mixstd_loss(batch.logits_s, batch.logits_t)}

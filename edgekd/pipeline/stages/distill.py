@@ -71,6 +71,7 @@ def run(ctx: RunContext, plan: DistillPlan) -> FloatStudent:
         "loss": t.loss,
         "loss_args": t.loss_args,
         "teacher_cache": res.teacher_cache,
+        "kd_augment": t.kd_augment,
         "layers": res.layers,
         "loss_facts": res.loss_facts,  # e.g. cakld's teacher confidence
         "summary": f"{plan.student}: best val {res.best_val_acc:.2f}% (epoch {res.best_epoch})",
