@@ -13,6 +13,8 @@ post-training quantization with Model Optimizer (max calibration on 256 training
 top-1 of the FP32 and INT8 fake-quant models on the data's held-out split (digits: the 360
 val images; Fashion-MNIST: the official 10k test set). The teacher is the example resnet18
 trained 10 epochs on digits (examples/digits/train_teacher.py) unless --teacher is given.
+Rows "kd+mixup" train that loss with `--kd-augment mixup` (MIX-KD's partial mixup; the
+teacher then runs live on the mixed batches).
 The JSON is rewritten after every run, so an interrupted benchmark keeps what it measured.
 """
 
@@ -59,7 +61,9 @@ def bench_data(spec: str, max_train: int | None):
 def one_run(loss: str, seed: int, args, data, teacher) -> dict:
     torch.manual_seed(seed)
     student = create_timm(args.student, data.num_classes)
-    cfg = TrainConfig(epochs=args.epochs, lr=1e-2, batch_size=64, seed=seed, loss=loss)
+    name, _, augment = loss.partition("+")  # "kd+mixup": the loss with --kd-augment mixup
+    cfg = TrainConfig(epochs=args.epochs, lr=1e-2, batch_size=64, seed=seed, loss=name,
+                      kd_augment=augment or "none")  # fmt: skip
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         res = distill(student, teacher, data, cfg, tmp)
@@ -109,6 +113,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--losses", nargs="+", default=None)
+    ap.add_argument("--mixup", nargs="*", default=["kd", "mixstd"],
+                    help="losses also run with --kd-augment mixup (rows 'kd+mixup', ...)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", type=Path, default=None,
                     help="default benchmarks/results/kd_losses[-DATA].json")  # fmt: skip
@@ -117,6 +123,7 @@ def main() -> None:
         "kd_losses.json" if args.data == "digits" else f"kd_losses-{args.data.split(':')[0]}.json")
     torch.set_num_threads(args.threads)
     losses = args.losses or ["ce"] + [n for n in list_losses() if n != "ce"]
+    losses += [f"{n}+mixup" for n in args.mixup]
     teacher, teacher_desc = teacher_model(args.teacher)
     data = bench_data(args.data, args.max_train)
     teacher_acc, _ = evaluate_torch(teacher, data.report_set)
@@ -126,7 +133,7 @@ def main() -> None:
             r = one_run(loss, seed, args, data, teacher)
             runs.append(r)
             print(
-                f"{loss:8s} seed {seed}: {data.report_split} fp32 {r['fp32_top1']:.2f}%  int8 "
+                f"{loss:12s} seed {seed}: {data.report_split} fp32 {r['fp32_top1']:.2f}%  int8 "
                 f"{r['int8_top1']:.2f}%  ({r['train_s']:.0f} s)",
                 flush=True,
             )
@@ -136,7 +143,9 @@ def main() -> None:
                     "command": "python benchmarks/kd_losses.py --epochs "
                     f"{args.epochs} --seeds {' '.join(map(str, args.seeds))} --data {args.data}"
                     + (f" --max-train {args.max_train}" if args.max_train else "")
-                    + (f" --teacher {args.teacher}" if args.teacher else ""),
+                    + (f" --teacher {args.teacher}" if args.teacher else "")
+                    + (f" --losses {' '.join(args.losses)}" if args.losses else "")
+                    + f" --mixup {' '.join(args.mixup)}",
                     "data": args.data,
                     "train_images": len(data.train),
                     "accuracy_split": data.report_split,

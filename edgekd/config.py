@@ -159,6 +159,12 @@ class CompressConfig(BaseModel):
     kd_args: str | dict | None = Field(
         None, description="Arguments of the KD loss: key=value,key=value (or a mapping)."
     )
+    qat_kd_loss: str | None = Field(
+        None, description="Distillation loss of the QAT phase (default: --kd-loss), e.g. qfd."
+    )
+    qat_kd_args: str | dict | None = Field(
+        None, description="Arguments of --qat-kd-loss (key=value,key=value)."
+    )
     temperature: float | None = Field(
         None, gt=0, description="Shorthand for --kd-args temperature=T (loss default if unset)."
     )

@@ -135,6 +135,16 @@ def compress_command(
             help="Arguments of the KD loss: comma-separated key=value pairs, e.g. beta=8."
         ),
     ] = None,
+    qat_kd_loss: Annotated[
+        str | None,
+        typer.Option(
+            help="Distillation loss of the QAT phase (default: --kd-loss), e.g. qfd: L2 to the "
+            "teacher's quantized feature."
+        ),
+    ] = None,
+    qat_kd_args: Annotated[
+        str | None, typer.Option(help="Arguments of --qat-kd-loss: key=value pairs.")
+    ] = None,
     temperature: Annotated[
         float | None, typer.Option(help="KD temperature T (shorthand for --kd-args temperature=T).")
     ] = None,

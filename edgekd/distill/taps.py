@@ -9,7 +9,8 @@
 - the *stages* 1..4 (OFA's per-stage heads): the last feature of reduction 4, 8, 16 and 32 in
   timm's `feature_info` (layer1..layer4 on a ResNet); where every feature shares one reduction
   (a ViT's blocks), blocks 1, 3, 9, 11 of 12 as OFA's official stage_info, scaled to the depth.
-  Kept raw: a ViT stage is its [B, N, C] tokens.
+  Kept raw: a ViT stage is its [B, N, C] tokens. A graph without stage modules (ONNX Runtime's
+  Q/DQ graph, trained in QAT) taps the last module of each reduction in a probe.
 """
 
 from __future__ import annotations
@@ -100,16 +101,32 @@ def default_feature_layer(model: nn.Module, x: torch.Tensor) -> str:
     )
 
 
-def stage_layers(model: nn.Module) -> list[str]:
-    """The names of stages 1..4 (see the module docstring); fewer when the model has fewer."""
+def _probed_stages(model: nn.Module, sample: torch.Tensor) -> list[tuple[str, int]]:
+    """(name, reduction) of every module with a 4-D output, from one probe: for graphs without
+    stage modules (ONNX Runtime's Q/DQ graph in QAT), the last of each reduction is the stage."""
+    size = sample.shape[-1]
+    seen = _probe_outputs(model, sample)
+    calls: dict[str, int] = {}
+    for n, _ in seen:
+        calls[n] = calls.get(n, 0) + 1
+    # a module run more than once a pass (a shared input quantizer) has no single output
+    return [(n, size // out.shape[-1]) for n, out in seen
+            if calls[n] == 1 and out.dim() == 4 and size % out.shape[-1] == 0]  # fmt: skip
+
+
+def stage_layers(model: nn.Module, sample: torch.Tensor | None = None) -> list[str]:
+    """The names of stages 1..4 (see the module docstring); fewer when the model has fewer.
+    Without timm's feature_info, the last module of each reduction in a probe with `sample`."""
     info = getattr(model, "feature_info", None)
     try:
         feats = [(f["module"], int(f["reduction"])) for f in info]  # type: ignore[union-attr]
     except (TypeError, KeyError):
         feats = []
+    if not feats and sample is not None:
+        feats = _probed_stages(model, sample)
     if not feats:
         raise ConfigError(
-            "this student has no timm feature_info to find its stages in",
+            "found no stages in this student (no timm feature_info, no 4-D outputs)",
             fix="use a timm student, or a loss that taps one layer (fitnet, fa)",
         )
     reductions = {r for _, r in feats}
@@ -153,7 +170,7 @@ class Taps:
     ) -> None:
         self.model = model
         self.layer: str | None = None
-        self.stage_names: list[str] = stage_layers(model) if stages else []
+        self.stage_names: list[str] = stage_layers(model, sample) if stages else []
         self._stages: dict[str, torch.Tensor] = {}
         self.raw_shape: tuple[int, ...] | None = None  # the tapped output's, before as_map
         self._feat: torch.Tensor | None = None
@@ -241,6 +258,9 @@ def describe_module(module: nn.Module) -> str:
             return f"Linear {m.in_features}->{m.out_features}"
         return type(m).__name__
 
+    if isinstance(module, nn.ModuleList):  # one head per stage (ofa)
+        n = sum(p.numel() for p in module.parameters())
+        return f"{len(module)} heads into the logits ({n:,} params)"
     seq = isinstance(module, nn.Sequential)
     parts = [one(m) for m in module.children()] if seq else [one(module)]
     n = sum(p.numel() for p in module.parameters())

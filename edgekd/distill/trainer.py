@@ -227,6 +227,16 @@ def teacher_class_means(
     return sums / counts.clamp_min(1).unsqueeze(1)
 
 
+@torch.no_grad()
+def teacher_feature_range(teacher_taps: Taps, ds: Dataset, device: torch.device):
+    """(min, max) of the teacher's embedding over every image of `ds` (QFD's quantizer range)."""
+    lo, hi = math.inf, -math.inf
+    for x, _ in loader(ds, 256):
+        emb = teacher_taps.run(x.to(device))[2]
+        lo, hi = min(lo, float(emb.min())), max(hi, float(emb.max()))
+    return lo, hi
+
+
 def teacher_confidence_over(teacher_taps: Taps, ds: Dataset, device: torch.device) -> float:
     """The teacher's top-1 probability averaged over every image of `ds` (CAKLD's beta)."""
     total, n = 0.0, 0
@@ -385,8 +395,8 @@ def distill(
                    if any(p.requires_grad for p in m.parameters())]  # fmt: skip
         if stages_s is not None:
             f_s = None  # described as stages below
-        say(f"{cfg.loss} taps: student {s_taps.describe(f_s, e_s, stages_s)}; teacher "
-            f"{t_taps.describe(f_t, e_t)}"
+        said_t = t_taps.describe(f_t, e_t) or "logits only"
+        say(f"{cfg.loss} taps: student {s_taps.describe(f_s, e_s, stages_s)}; teacher {said_t}"
             + (f"; learned by the loss: {', '.join(learned)}" if learned else
                "; no adapter (the shapes match)"))  # fmt: skip
     if hasattr(loss_fn, "set_class_means"):
@@ -402,6 +412,13 @@ def distill(
         loss_facts["teacher_confidence"] = beta
         say(f"{cfg.loss}: beta = {beta:.4f}, the teacher's mean top-1 probability on its "
             f"{len(bundle.calib_source)} calibration images")  # fmt: skip
+    if hasattr(loss_fn, "set_teacher_feature_range"):
+        lo, hi = teacher_feature_range(t_taps, bundle.calib_source, device)
+        loss_fn.set_teacher_feature_range(lo, hi)
+        lo, hi = (float(v) for v in loss_fn.feature_range)
+        loss_facts["teacher_feature_range"] = [lo, hi]
+        say(f"{cfg.loss}: the teacher's feature is quantized to {loss_fn.bits} bits on [{lo:.4g}, "
+            f"{hi:.4g}], its range on {len(bundle.calib_source)} calibration images")  # fmt: skip
     loss_fn.to(device)
     student.train(was_training)
 

@@ -91,16 +91,17 @@ class Plans:
     def check(self, inputs: Inputs) -> None:
         """What needs the loaded inputs: a ce loss needs labels; a feature loss a teacher whose
         layers can be hooked (not TorchScript, not ONNX); a given student builds."""
-        resolve_loss_args(self.train.loss, self.train.loss_args, labeled=inputs.data.labeled)
         kind = opaque_kind(inputs.teacher.module)
-        if kind is not None and loss_class(self.train.loss).needs & {"features", "embeddings"}:
-            raise InputError(
-                f"the {self.train.loss} loss compares the teacher's features, and a {kind} "
-                "teacher's layers cannot be hooked",
-                value=inputs.teacher.source,
-                fix="use a logit loss (--kd-loss kd, dkd, dist, ...), or pass the teacher as a "
-                "checkpoint or a state dict with --arch",
-            )
+        for phase in (self.train, self.quant.qat):
+            resolve_loss_args(phase.loss, phase.loss_args, labeled=inputs.data.labeled)
+            if kind is not None and loss_class(phase.loss).needs & {"features", "embeddings"}:
+                raise InputError(
+                    f"the {phase.loss} loss compares the teacher's features, and a {kind} "
+                    "teacher's layers cannot be hooked",
+                    value=inputs.teacher.source,
+                    fix="use a logit loss (--kd-loss kd, dkd, dist, ...), or pass the teacher as "
+                    "a checkpoint or a state dict with --arch",
+                )
         if self.search is None:
             build_student(self.student, inputs.data.num_classes, inputs.data.input_shape)
 
@@ -127,6 +128,12 @@ def make_plans(cfg: CompressConfig, budgets: Budgets | None = None) -> Plans:
                   mixup_beta=cfg.mixup_beta, mixup_unmixed=cfg.mixup_unmixed)  # fmt: skip
     train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed, schedule=cfg.schedule,
                         warmup_epochs=cfg.warmup_epochs, ema_decay=cfg.ema, **common)  # fmt: skip
+    if cfg.qat_kd_loss:  # the QAT phase's own loss (qfd: the teacher's quantized features)
+        common.update(loss=cfg.qat_kd_loss, loss_args=resolve_loss_args(cfg.qat_kd_loss,
+                                                                        cfg.qat_kd_args))
+    elif cfg.qat_kd_args:
+        raise InputError("--qat-kd-args needs --qat-kd-loss", value=cfg.qat_kd_args,
+                         fix="name the QAT phase's loss, e.g. --qat-kd-loss qfd")  # fmt: skip
     qat = TrainConfig(epochs=cfg.qat_epochs, lr=cfg.qat_lr, seed=cfg.seed + 1, schedule="cosine",
                       amp="off", **common)  # fmt: skip  # fake quantization stays in float32
     search = None

@@ -122,7 +122,7 @@ def build_report(ctx: RunContext, manifest: Manifest, results: RunResults) -> di
         speedup_vs_teacher_p90=teacher["latency"]["p90_ms"] / art["latency"]["p90_ms"],
         accuracy_drop=teacher["accuracy"] - art["accuracy"],
         distill={k: distill.get(k) for k in ("best_val_acc", "best_epoch", "history", "loss",
-                                             "loss_args", "teacher_cache", "layers",
+                                             "loss_args", "teacher_cache", "kd_augment", "layers",
                                              "loss_facts")},  # fmt: skip
         quantization={k: val for k, val in quant.items() if k != "summary"},
         export={k: onnx.get(k)

@@ -166,8 +166,8 @@ the teacher at p90, accuracy drop {r["accuracy_drop"]:.2f} points.</p>
 {_img(plots.latency_chart(r), "latency per artifact")}
 <h2>Training</h2>{_img(plots.training_curves(r), "training curves")}
 <p class="note">Distillation ({_e(r["distill"].get("loss") or "kd")} loss, teacher
-{_e(r["distill"].get("teacher_cache") or "live")}) best val {r["distill"]["best_val_acc"]:.2f}%
-at epoch {r["distill"]["best_epoch"]}. Accuracy here is
+{_e(r["distill"].get("teacher_cache") or "live")}{_mixed_note(r)}) best val
+{r["distill"]["best_val_acc"]:.2f}% at epoch {r["distill"]["best_epoch"]}. Accuracy here is
 {_e(r["data"].get("accuracy_metric", "top-1 accuracy on the labeled val set"))}.</p>
 <h2>Quantization</h2>
 <p class="note">{_e(int8_graph(q))} ({_e(q.get("method"))} calibration on {q.get("calib_size")}
@@ -213,6 +213,11 @@ Runtime's optimized graph: {_e(", ".join(f"{k}: {n}" for k, n in fusion.items())
 {r["wall_s"]:.1f} s wall.</p>
 </body></html>
 """
+
+
+def _mixed_note(r: dict) -> str:
+    aug = r["distill"].get("kd_augment")
+    return f", batches mixed ({_e(aug)})" if aug not in (None, "none") else ""
 
 
 def _precision_html(export: dict) -> str:

@@ -307,6 +307,8 @@ def render_markdown(r: dict) -> str:
     weights = {p: m.get("weights") for p, m in r["variants"].items() if m.get("weights")}
     if weights:
         lines += ["", "**Weights**: " + "; ".join(f"{p}: {w}" for p, w in weights.items()) + "."]
+    aug = r["distill"].get("kd_augment")
+    mixed = f", batches mixed ({aug})" if aug not in (None, "none") else ""
     lines += [
         "",
         f"**Artifact**: `{r['artifact']['path']}` ({r['artifact']['precision']}, "
@@ -315,7 +317,7 @@ def render_markdown(r: dict) -> str:
         f"accuracy drop {r['accuracy_drop']:.2f} points.",
         "",
         f"**Distillation**: {r['distill'].get('loss') or 'kd'} loss ({_loss_args(r)}), "
-        f"teacher {r['distill'].get('teacher_cache') or 'live'}; accuracy is "
+        f"teacher {r['distill'].get('teacher_cache') or 'live'}{mixed}; accuracy is "
         f"{r['data'].get('accuracy_metric', 'top-1 accuracy on the labeled val set')}.",
         "",
         *_student_lines(r),

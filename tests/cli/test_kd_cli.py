@@ -22,7 +22,8 @@ QUICK = [
 def test_losses_lists_every_method_with_its_arguments():
     proc = run_cli("losses")
     assert proc.returncode == 0, proc.stderr
-    for name in ("kd", "dkd", "ttm", "wttm", "nkd", "luminet", "nd", "akl", "fitnet", "fa", "ce"):
+    for name in ("kd", "dkd", "ttm", "wttm", "nkd", "luminet", "nd", "akl", "fitnet", "fa", "ce",
+                 "sinkd", "cakld", "ofa", "mixstd"):  # fmt: skip
         assert any(line.startswith(f"{name} ") for line in proc.stdout.splitlines()), name
     assert "warmup=1.0" in proc.stdout and "[needs features]" in proc.stdout
 
@@ -41,6 +42,54 @@ def test_dkd_with_args_and_cached_teacher(digits_teacher, tmp_path):
     assert {"loss_tckd", "loss_nckd", "loss_ce"} <= set(r["distill"]["history"][0])
     assert "dkd loss (beta=4.0, warmup=0.5)" in (out / "report.md").read_text()
     assert "teacher outputs cached" in (out / "edgekd.log").read_text()
+
+
+def test_vit_teacher_into_a_cnn_student_with_ofa_and_mixup(tmp_path):
+    # OFA taps only the student's stages: the ViT teacher (deit_tiny, 4x4 patches at 32x32)
+    # gives logits; mixup makes the teacher run live on the mixed batches
+    import torch
+
+    from edgekd.models import save_checkpoint
+    from edgekd.models.loading import build_timm
+
+    torch.manual_seed(0)
+    vit, _ = build_timm("deit_tiny_patch16_224", 10, {"patch_size": 8, "depth": 2}, (3, 32, 32))
+    teacher = save_checkpoint(tmp_path / "vit.pt", vit, "deit_tiny_patch16_224", 10, (3, 32, 32),
+                              {"patch_size": 8, "depth": 2})  # fmt: skip
+    out = tmp_path / "run"
+    quick = [a if a != "mobilenetv3_small_050" else "resnet10t" for a in QUICK]
+    proc = run_cli(
+        "compress", str(teacher), "--data", "digits", "--max-train", "256", "--out", str(out),
+        "--kd-loss", "ofa", "--kd-args", "eps=1.5", "--kd-augment", "mixup", *quick,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((out / "report.json").read_text())
+    assert r["distill"]["loss"] == "ofa" and r["distill"]["kd_augment"] == "mixup"
+    assert r["distill"]["teacher_cache"] == "live"
+    assert {"loss_ce", "loss_kd", "loss_ofa"} <= set(r["distill"]["history"][0])
+    log = (out / "edgekd.log").read_text()
+    assert "ofa taps: student stages 1 layer1" in log and "teacher logits only" in log
+    assert "runs live on the mixed images" in log
+    assert "batches mixed (mixup)" in (out / "report.md").read_text()
+    assert (out / r["artifact"]["path"]).exists() or Path(r["artifact"]["path"]).exists()
+
+
+def test_qat_phase_distils_the_teachers_quantized_feature_with_qfd(digits_teacher, tmp_path):
+    out = tmp_path / "run"
+    quick = [a if a != "0" else "1" for a in QUICK]  # --qat-epochs 1
+    proc = run_cli(
+        "compress", str(digits_teacher), "--max-train", "256", "--out", str(out),
+        "--qat-kd-loss", "qfd", "--qat-kd-args", "bits=4", *quick,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((out / "report.json").read_text())
+    assert {"loss_kd", "loss_ce"} <= set(r["distill"]["history"][0])  # the float phase: kd
+    assert {"loss_qfd", "loss_ce"} <= set(r["quantization"]["history"][0])
+    log = (out / "edgekd.log").read_text()
+    assert "qfd: the teacher's feature is quantized to 4 bits on [0, " in log
+    bad = run_cli("compress", str(digits_teacher), "--out", str(tmp_path / "bad"),
+                  "--qat-kd-args", "bits=4", *quick)  # fmt: skip
+    assert bad.returncode == 1 and "--qat-kd-args needs --qat-kd-loss" in bad.stderr
 
 
 def _digit_pngs(d: Path, images: np.ndarray) -> None:

@@ -51,6 +51,8 @@ def _make(name: str, shapes: dict, **kwargs):
         loss.set_class_means(torch.randn(5, shapes["emb_t"][0]))
     if hasattr(loss, "set_teacher_confidence"):
         loss.set_teacher_confidence(0.8)
+    if hasattr(loss, "set_teacher_feature_range"):
+        loss.set_teacher_feature_range(-3.0, 3.0)
     return loss
 
 

@@ -22,6 +22,8 @@ from edgekd.distill.losses import (
     nd_loss,
     nkd_loss,
     ofa_loss,
+    qfd_loss,
+    quantize_feature,
     sinkd_loss,
     teacher_confidence,
     ttm_loss,
@@ -309,3 +311,22 @@ def test_ofa_worked_example():
     s, t, y = tensors()
     want = sum(_ofa_by_hand(a, b, c, 1.5, 2.0) for a, b, c in zip(S, T_, Y, strict=True)) / 2
     assert ofa_loss(s, t, y, eps=1.5, temperature=2.0).item() == pytest.approx(want, abs=TOL)
+
+
+def test_qfd_worked_example():
+    # QFD (arXiv 2307.10638): L2 to the teacher's quantized feature. 2 bits on [0, 1]: 3 steps
+    # of 1/3; t = [0.1, 0.52, 1.0] -> round(0.3, 1.56, 3) = 0, 2, 3 -> [0, 2/3, 1]
+    t = torch.tensor([[0.1, 0.52, 1.0]])
+    q = quantize_feature(t, 0.0, 1.0, 2)
+    assert q.flatten().tolist() == pytest.approx([0.0, 2 / 3, 1.0], abs=1e-7)
+    s = torch.tensor([[0.0, 0.5, 1.0]])
+    want = (0.5 - 2 / 3) ** 2 / 3  # mean over the 3 entries
+    assert qfd_loss(s, t, 0.0, 1.0, 2).item() == pytest.approx(want, abs=1e-7)
+    # out of range values clamp to the ends; a negative range keeps its sign
+    assert quantize_feature(torch.tensor([-5.0, 9.0]), -1.0, 1.0, 1).tolist() == [-1.0, 1.0]
+    loss = create_loss("qfd", bits=2, ce=0.0)
+    loss.setup({"emb_s": (3,), "emb_t": (3,)})
+    loss.set_teacher_feature_range(0.2, 1.0)  # all non-negative: lo becomes 0
+    assert loss.feature_range.tolist() == [0.0, 1.0]
+    terms = loss(KDBatch(s, s, None, emb_s=s, emb_t=t))
+    assert set(terms) == {"loss_qfd"} and terms["loss_qfd"].item() == pytest.approx(want, abs=1e-7)

@@ -104,3 +104,23 @@ def test_cakld_measures_the_teachers_confidence_before_training(tmp_path, small_
     last = torch.load(res.last_path, weights_only=True)
     assert last["loss"]["beta"].item() == pytest.approx(want, abs=1e-5)  # in the checkpoint
     assert "loss_cakld" in res.history[0] and "loss_ce" not in res.history[0]
+
+
+def test_qfd_measures_the_teachers_feature_range_before_training(tmp_path, small_digits):
+    # QFD's quantizer range: the teacher's embedding (the classifier's input) over calibration
+    teacher = _teacher().eval()
+    calib = small_digits.calib_source
+    seen = []
+    hook = teacher.get_classifier().register_forward_pre_hook(lambda _m, i: seen.append(i[0]))
+    with torch.no_grad():
+        teacher(torch.stack([calib[i][0] for i in range(len(calib))]))
+    hook.remove()
+    emb = seen[0].flatten(1)
+    assert float(emb.min()) >= 0  # pooled after a ReLU: the quantizer is unsigned, lo = 0
+    cfg = TrainConfig(epochs=1, lr=5e-3, batch_size=64, seed=0, loss="qfd", loss_args={"bits": 4})
+    res = distill(_student(), teacher, small_digits, cfg, tmp_path, key="k")
+    lo, hi = res.loss_facts["teacher_feature_range"]
+    assert lo == 0.0 and hi == pytest.approx(float(emb.max()), rel=1e-5)
+    last = torch.load(res.last_path, weights_only=True)
+    assert last["loss"]["feature_range"].tolist() == pytest.approx([lo, hi])
+    assert "loss_qfd" in res.history[0] and "loss_kd" not in res.history[0]

@@ -16,6 +16,7 @@ from edgekd.distill.losses import (  # noqa: F401
     nd,
     nkd,
     ofa,
+    qfd,
     sinkd,
     ttm,
 )
@@ -38,6 +39,7 @@ from edgekd.distill.losses.mixstd import mixstd_loss
 from edgekd.distill.losses.nd import nd_loss
 from edgekd.distill.losses.nkd import nkd_loss
 from edgekd.distill.losses.ofa import ofa_loss
+from edgekd.distill.losses.qfd import qfd_loss, quantize_feature
 from edgekd.distill.losses.sinkd import sinkd_loss
 from edgekd.distill.losses.ttm import ttm_loss
 
@@ -60,6 +62,8 @@ __all__ = [
     "nd_loss",
     "nkd_loss",
     "ofa_loss",
+    "qfd_loss",
+    "quantize_feature",
     "sinkd_loss",
     "teacher_confidence",
     "parse_loss_args",
