@@ -193,6 +193,17 @@ class CompressConfig(BaseModel):
     warmup_epochs: float = Field(0.0, ge=0, description="Linear warm-up for --schedule cosine.")
     ema: float = Field(0.0, ge=0, lt=1, description="EMA decay of student weights (0 = off).")
     grad_clip: float = Field(0.0, ge=0, description="Gradient-norm clip (0 = off).")
+    weight_average: float | None = Field(
+        None, ge=0, lt=1,
+        description="Average the student's weights uniformly (WAKD) from this fraction of the "
+        "distillation steps on (0.1 as the official code); the average is validated, kept, "
+        "quantized and exported.",
+    )  # fmt: skip
+    weight_average_bn: Literal["recompute", "frozen"] = Field(
+        "recompute",
+        description="BatchNorm under --weight-average: recompute the averaged weights' "
+        "statistics, or frozen (eval mode all phase, the official code: for trained students).",
+    )
     student_layer: str | None = Field(None, description="Student module tapped by feature losses.")
     teacher_layer: str | None = Field(None, description="Teacher module tapped by feature losses.")
     calib_size: int = Field(256, ge=1)
@@ -248,6 +259,11 @@ class CompressConfig(BaseModel):
             )
         if self.nnodes > 1 and not self.rdzv_endpoint:
             raise ValueError("--nnodes > 1 needs --rdzv-endpoint host:port")
+        if self.ema > 0 and self.weight_average is not None:
+            raise ValueError(
+                f"--ema {self.ema} and --weight-average {self.weight_average} both average the "
+                "weights: pick one"
+            )
         world = self.nproc_per_node * self.nnodes
         if self.batch_size % world:
             raise ValueError(

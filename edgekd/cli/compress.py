@@ -194,6 +194,21 @@ def compress_command(
         float, typer.Option(help="EMA decay of the student's weights, e.g. 0.999 (0 = off).")
     ] = 0.0,
     grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm (0 = off).")] = 0.0,
+    weight_average: Annotated[
+        float | None,
+        typer.Option(
+            help="Average the student's weights uniformly (WAKD) from this fraction of the "
+            "distillation steps on, e.g. 0.1; the average is validated, kept and shipped."
+        ),
+    ] = None,
+    weight_average_bn: Annotated[
+        str,
+        typer.Option(
+            help="BatchNorm under --weight-average: recompute (the averaged weights' statistics, "
+            "one pass over the training images) or frozen (eval mode all phase, as the "
+            "official code: for a student that starts trained)."
+        ),
+    ] = "recompute",
     student_layer: Annotated[
         str | None,
         typer.Option(help="Student module tapped by feature losses (default: last stage >= 2x2)."),

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from edgekd._io import atomic_path
 from edgekd.data import DataBundle, loader
 from edgekd.distill.augment import Mixup, step_generator
+from edgekd.distill.averaging import WeightAverage
 from edgekd.distill.guards import first_nonfinite_module
 from edgekd.distill.losses import KDBatch, create_loss, teacher_confidence
 from edgekd.distill.taps import Taps, classifier_module, describe_module
@@ -49,6 +50,10 @@ class TrainConfig:
     schedule: Literal["onecycle", "cosine"] = "onecycle"
     warmup_epochs: float = 0.0
     ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
+    # a fraction of the phase's steps: from there on a uniform average of the weights (WAKD) is
+    # validated and kept (edgekd.distill.averaging); None = off
+    weight_average: float | None = None
+    weight_average_bn: Literal["recompute", "frozen"] = "recompute"
     grad_clip: float = 0.0  # > 0: clip the gradient norm to this
     amp: Literal["auto", "off"] = "auto"  # auto: mixed precision on CUDA, never on the CPU
     teacher_cache: Literal["auto", "memory", "disk", "off"] = "auto"
@@ -478,6 +483,18 @@ def distill(
     steps_per_epoch = math.ceil(len(bundle.train) / cfg.batch_size)
     sched = _scheduler(opt, cfg, steps_per_epoch)
     ema = EMA(student, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    wa = None
+    if cfg.weight_average is not None:
+        if ema is not None:
+            raise ConfigError("--ema and --weight-average both average the weights: pick one",
+                              value=f"ema {cfg.ema_decay}, weight average {cfg.weight_average}")
+        if not 0 <= cfg.weight_average < 1:
+            raise ConfigError("--weight-average is the fraction of training after which the "
+                              "average starts", value=cfg.weight_average, fix="give 0 <= f < 1")
+        wa = WeightAverage(student, int(cfg.weight_average * cfg.epochs * steps_per_epoch),
+                           cfg.weight_average_bn)
+        say(f"weight average from step {wa.start + 1} of {cfg.epochs * steps_per_epoch} on "
+            f"(BatchNorm {wa.bn}): the average is validated and kept")  # fmt: skip
     amp_dtype = _autocast(device, cfg)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     history: list[dict] = []
@@ -493,6 +510,8 @@ def distill(
                 loss_fn.load_state_dict(ck["loss"])
             if ema is not None and ck.get("ema") is not None:
                 ema.state = {k: v.to(device) for k, v in ck["ema"].items()}
+            if wa is not None and ck.get("weight_average") is not None:
+                wa.load_state_dict(ck["weight_average"], device)
             history, start = ck["history"], ck["epoch"]
             best_acc, best_epoch = ck["best_val_acc"], ck["best_epoch"]
 
@@ -500,7 +519,10 @@ def distill(
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed * 100003 + epoch)  # augmentation noise of this epoch
-        student.train()
+        if wa is not None:
+            wa.train_mode(student)  # BatchNorm in eval mode under --weight-average-bn frozen
+        else:
+            student.train()
         loss_fn.train()
         sums: dict[str, float] = {}
         n_seen = 0
@@ -566,6 +588,8 @@ def distill(
             sched.step()
             if ema is not None:
                 ema.update(student)
+            if wa is not None:
+                wa.update(student, epoch * steps_per_epoch + step)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v.item() * len(x)
             n_seen += len(x)
@@ -574,8 +598,12 @@ def distill(
         keys = sorted(sums)
         reduced = world.sum([sums[k] for k in keys] + [float(n_seen)], device)
         sums, n_seen = dict(zip(keys, reduced[:-1], strict=True)), reduced[-1]
-        if ema is not None:
-            with ema.swapped_in(student):
+        averaged = ema.swapped_in(student) if ema is not None else None
+        if wa is not None and wa.state is not None:
+            bn_data = (x.to(device) for x, _ in loader(bundle.train, 256))
+            averaged = wa.swapped_in(student, bn_data)
+        if averaged is not None:
+            with averaged:
                 val_acc, _ = evaluate_torch(student, bundle.val)
                 kept_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
         else:
@@ -602,6 +630,7 @@ def distill(
                         "extra": extra,
                         "key": key,
                         "ema": ema is not None,
+                        "weight_average": wa is not None and wa.state is not None,
                     },
                     tmp,
                 )
@@ -614,6 +643,7 @@ def distill(
                     "scheduler": sched.state_dict(),
                     "loss": loss_fn.state_dict(),
                     "ema": ema.state if ema is not None else None,
+                    "weight_average": wa.state_dict() if wa is not None else None,
                     "epoch": epoch + 1,
                     "history": history,
                     "best_val_acc": best_acc,

@@ -127,7 +127,9 @@ def make_plans(cfg: CompressConfig, budgets: Budgets | None = None) -> Plans:
                   teacher_layer=cfg.teacher_layer, device=device, kd_augment=cfg.kd_augment,
                   mixup_beta=cfg.mixup_beta, mixup_unmixed=cfg.mixup_unmixed)  # fmt: skip
     train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed, schedule=cfg.schedule,
-                        warmup_epochs=cfg.warmup_epochs, ema_decay=cfg.ema, **common)  # fmt: skip
+                        warmup_epochs=cfg.warmup_epochs, ema_decay=cfg.ema,
+                        weight_average=cfg.weight_average,
+                        weight_average_bn=cfg.weight_average_bn, **common)  # fmt: skip
     if cfg.qat_kd_loss:  # the QAT phase's own loss (qfd: the teacher's quantized features)
         common.update(loss=cfg.qat_kd_loss, loss_args=resolve_loss_args(cfg.qat_kd_loss,
                                                                         cfg.qat_kd_args))

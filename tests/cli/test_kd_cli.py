@@ -44,7 +44,7 @@ def test_dkd_with_args_and_cached_teacher(digits_teacher, tmp_path):
     assert "teacher outputs cached" in (out / "edgekd.log").read_text()
 
 
-def test_vit_teacher_into_a_cnn_student_with_ofa_and_mixup(tmp_path):
+def test_vit_teacher_into_a_cnn_student_with_ofa_mixup_and_weight_average(tmp_path):
     # OFA taps only the student's stages: the ViT teacher (deit_tiny, 4x4 patches at 32x32)
     # gives logits; mixup makes the teacher run live on the mixed batches
     import torch
@@ -60,7 +60,8 @@ def test_vit_teacher_into_a_cnn_student_with_ofa_and_mixup(tmp_path):
     quick = [a if a != "mobilenetv3_small_050" else "resnet10t" for a in QUICK]
     proc = run_cli(
         "compress", str(teacher), "--data", "digits", "--max-train", "256", "--out", str(out),
-        "--kd-loss", "ofa", "--kd-args", "eps=1.5", "--kd-augment", "mixup", *quick,
+        "--kd-loss", "ofa", "--kd-args", "eps=1.5", "--kd-augment", "mixup",
+        "--weight-average", "0.1", *quick,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     r = json.loads((out / "report.json").read_text())
@@ -71,6 +72,8 @@ def test_vit_teacher_into_a_cnn_student_with_ofa_and_mixup(tmp_path):
     assert "ofa taps: student stages 1 layer1" in log and "teacher logits only" in log
     assert "runs live on the mixed images" in log
     assert "batches mixed (mixup)" in (out / "report.md").read_text()
+    assert r["distill"]["weight_average"] == {"start": 0.1, "bn": "recompute"}
+    assert "weight average from step 1 of 4 on (BatchNorm recompute)" in log
     assert (out / r["artifact"]["path"]).exists() or Path(r["artifact"]["path"]).exists()
 
 
@@ -136,6 +139,11 @@ def test_label_free_folder_trains_on_teacher_outputs(digits_teacher, tmp_path):
         (["--teacher-cache", "ram"], ["--teacher-cache", "'ram'"]),
         (["--optimizer", "lion"], ["--optimizer", "'lion'"]),
         (["--ema", "1.5"], ["--ema", "1.5"]),
+        (["--kd-augment", "cutmix"], ["--kd-augment", "'cutmix'"]),
+        (["--ema", "0.99", "--weight-average", "0.1"], ["both average the weights"]),
+        (["--weight-average", "1.0"], ["--weight-average", "1.0"]),
+        (["--qat-kd-loss", "qfdd"], ["unknown KD loss", "'qfdd'"]),
+        (["--kd-loss", "ofa", "--kd-args", "stages=5"], ["stages must be numbers 1-4"]),
     ],
 )
 def test_bad_distillation_options_are_one_line(digits_teacher, tmp_path, extra, needles):

@@ -72,6 +72,8 @@ def run(ctx: RunContext, plan: DistillPlan) -> FloatStudent:
         "loss_args": t.loss_args,
         "teacher_cache": res.teacher_cache,
         "kd_augment": t.kd_augment,
+        "weight_average": None if t.weight_average is None else {
+            "start": t.weight_average, "bn": t.weight_average_bn},  # fmt: skip
         "layers": res.layers,
         "loss_facts": res.loss_facts,  # e.g. cakld's teacher confidence
         "summary": f"{plan.student}: best val {res.best_val_acc:.2f}% (epoch {res.best_epoch})",
