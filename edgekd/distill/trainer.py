@@ -380,7 +380,7 @@ def distill(
         )
         for model, layer, role, stages in (
             (student, cfg.student_layer, "student", "stages" in needs),
-            (teacher, cfg.teacher_layer, "teacher", False),
+            (teacher, cfg.teacher_layer, "teacher", "teacher_stages" in needs),
         )
     )
     if needs:
@@ -388,6 +388,7 @@ def distill(
             _, f_s, e_s = s_taps.run(sample)
             stages_s = s_taps.stages()
             _, f_t, e_t = t_taps.run(sample)
+            stages_t = t_taps.stages()
         shapes = {
             k: tuple(v.shape[1:])
             for k, v in (("feat_s", f_s), ("feat_t", f_t), ("emb_s", e_s), ("emb_t", e_t))
@@ -395,12 +396,14 @@ def distill(
         }
         if stages_s is not None:
             shapes.update(_stage_shapes(student, teacher, stages_s, bundle.num_classes))
+        if stages_t is not None:
+            shapes["stages_t"] = tuple(tuple(f.shape[1:]) for f in stages_t)
         loss_fn.setup(shapes)
         learned = [f"{name}: {describe_module(m)}" for name, m in loss_fn.named_children()
                    if any(p.requires_grad for p in m.parameters())]  # fmt: skip
         if stages_s is not None:
             f_s = None  # described as stages below
-        said_t = t_taps.describe(f_t, e_t) or "logits only"
+        said_t = t_taps.describe(None if stages_t else f_t, e_t, stages_t) or "logits only"
         say(f"{cfg.loss} taps: student {s_taps.describe(f_s, e_s, stages_s)}; teacher {said_t}"
             + (f"; learned by the loss: {', '.join(learned)}" if learned else
                "; no adapter (the shapes match)"))  # fmt: skip
@@ -435,6 +438,9 @@ def distill(
     # the teacher's outputs for the images as they reach it: random transforms or mixed
     # batches cannot come from a cache of the original images
     random_inputs = bundle.augmented or mixup is not None
+    if "teacher_stages" in needs and cache_mode != "off":  # stage maps are too large to cache
+        say(f"{cfg.loss} compares the teacher's stage maps: the teacher runs live (no cache)")
+        cache_mode = "off"
     if cfg.loss == "ce":  # nothing to learn from the teacher: never run it
         teacher_out.skip_classes, teacher_out.mode, cache_mode = bundle.num_classes, "unused", "off"
     if world.size > 1 and cache_mode != "off" and not random_inputs:
@@ -536,6 +542,7 @@ def distill(
                 x, soft = mixup(x, target, bundle.num_classes, g)
                 target = soft.argmax(dim=1) if soft is not None else None
             logits_t, feat_t, emb_t = teacher_out(x, idx)
+            stages_t = t_taps.stages() if "teacher_stages" in needs else None
             with torch.autocast(
                 device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
             ):
@@ -552,6 +559,7 @@ def distill(
                     progress=epoch + (step + 1) / steps_per_epoch,
                     stages_s=[f.float() for f in stages_s] if stages_s is not None else None,
                     target_soft=soft,
+                    stages_t=[f.float() for f in stages_t] if stages_t is not None else None,
                 )
                 terms = loss_fn(batch)
             loss = sum(terms.values())

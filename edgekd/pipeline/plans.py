@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from edgekd.config import Budgets, CompressConfig
 from edgekd.distill import TrainConfig
 from edgekd.distill.losses._registry import loss_class, resolve_loss_args
+from edgekd.distill.losses.base import TEACHER_NEEDS
 from edgekd.distributed import check_gpus, resolve_device
 from edgekd.errors import InputError
 from edgekd.export import DEFAULT_OPSET
@@ -94,7 +95,7 @@ class Plans:
         kind = opaque_kind(inputs.teacher.module)
         for phase in (self.train, self.quant.qat):
             resolve_loss_args(phase.loss, phase.loss_args, labeled=inputs.data.labeled)
-            if kind is not None and loss_class(phase.loss).needs & {"features", "embeddings"}:
+            if kind is not None and loss_class(phase.loss).needs & TEACHER_NEEDS:
                 raise InputError(
                     f"the {phase.loss} loss compares the teacher's features, and a {kind} "
                     "teacher's layers cannot be hooked",

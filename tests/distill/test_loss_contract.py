@@ -26,17 +26,20 @@ def _batch(same: bool = False, labels: bool = True) -> tuple[KDBatch, dict]:
         emb_s = torch.randn(6, 7, generator=g)
     # student stages 1..4 as a small CNN's (stride 2 each), for the per-stage losses (ofa)
     stages_s = [torch.randn(6, 2 * 2**k, 16 // 2**k, 16 // 2**k, generator=g) for k in range(4)]
+    # the teacher's: other widths and twice the resolution (losses resize)
+    stages_t = [torch.randn(6, 3 * 2**k, 32 // 2**k, 32 // 2**k, generator=g) for k in range(4)]
     for t in (logits_s, feat_s, emb_s, *stages_s):
         t.requires_grad_(True)
     target = torch.tensor([0, 1, 2, 3, 4, 0]) if labels else None
     batch = KDBatch(logits_s, logits_t, target, feat_s, feat_t, emb_s, emb_t, progress=5.0,
-                    stages_s=stages_s)  # fmt: skip
+                    stages_s=stages_s, stages_t=stages_t)  # fmt: skip
     shapes = {
         "feat_s": tuple(feat_s.shape[1:]),
         "feat_t": tuple(feat_t.shape[1:]),
         "emb_s": tuple(emb_s.shape[1:]),
         "emb_t": tuple(emb_t.shape[1:]),
         "stages_s": tuple(tuple(f.shape[1:]) for f in stages_s),
+        "stages_t": tuple(tuple(f.shape[1:]) for f in stages_t),
         "dim_s": (16,),
         "dim_t": (8,),
         "classes": (5,),
@@ -65,7 +68,8 @@ def test_registry_holds_the_methods_of_the_issue():
 @pytest.mark.parametrize("name", NAMES)
 def test_finite_named_and_differentiable(name):
     batch, shapes = _batch()
-    terms = _make(name, shapes)(batch)
+    loss = _make(name, shapes)
+    terms = loss(batch)
     assert terms and all(k.startswith("loss_") for k in terms)
     total = sum(terms.values())
     assert torch.isfinite(total)
@@ -76,7 +80,7 @@ def test_finite_named_and_differentiable(name):
     if "embeddings" in create_loss(name).needs:
         assert batch.emb_s.grad.abs().sum() > 0
     if "stages" in create_loss(name).needs:
-        assert all(f.grad.abs().sum() > 0 for f in batch.stages_s)
+        assert all(batch.stages_s[k - 1].grad.abs().sum() > 0 for k in loss.stages)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "ce"])

@@ -16,6 +16,7 @@ from edgekd.distill.losses import (
     dkd_loss,
     fa_loss,
     fa_loss_fast,
+    faqd_loss,
     fitnet_loss,
     luminet_loss,
     mixstd_loss,
@@ -330,3 +331,27 @@ def test_qfd_worked_example():
     assert loss.feature_range.tolist() == [0.0, 1.0]
     terms = loss(KDBatch(s, s, None, emb_s=s, emb_t=t))
     assert set(terms) == {"loss_qfd"} and terms["loss_qfd"].item() == pytest.approx(want, abs=1e-7)
+
+
+def test_faqd_worked_example():
+    # lzj994/FAQD quant_distill_cifar100.py fa_loss (order 1): ||A_s - A_t||_1 / (HW)^2 summed
+    # over the batch. A 1x2 map: student positions (1, 0) and (1, 1), unit (1, 0), (1, 1)/sqrt2,
+    # so A_s = [[1, r], [r, 1]] with r = 1/sqrt2; teacher positions (0, 1) and (0, 2): A_t = 1
+    s = torch.tensor([[[[1.0, 1.0]], [[0.0, 1.0]]]])  # [1, C=2, H=1, W=2]
+    t = torch.tensor([[[[0.0, 0.0]], [[1.0, 2.0]]]])
+    one = 2 * (1 - 1 / math.sqrt(2)) / 4
+    assert faqd_loss(s, t).item() == pytest.approx(one, abs=1e-4)  # the 1e-5 in the norm
+    assert faqd_loss(torch.cat([s, s]), torch.cat([t, t])).item() == pytest.approx(2 * one,
+                                                                                abs=2e-4)
+    # the module: 0.3 CE + MSE on the logits + 0.1 x the affinity terms of its stages
+    loss = create_loss("faqd", stages="1")
+    loss.setup({"stages_s": ((2, 1, 2),), "stages_t": ((2, 1, 2),)})
+    with torch.no_grad():  # an identity adapter: 1x1 conv = I, no bias; ReLU keeps s >= 0
+        loss.adapters[0][0].weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+        loss.adapters[0][0].bias.zero_()
+    ls, lt, y = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 2.0]]), torch.tensor([1])
+    terms = loss(KDBatch(ls, lt, y, stages_s=[s], stages_t=[t]))
+    assert terms["loss_fa"].item() == pytest.approx(0.1 * one, abs=1e-5)
+    assert terms["loss_kd"].item() == pytest.approx((1.0 + 0.0) / 2)
+    ce = -math.log(softmax([1.0, 2.0])[1])
+    assert terms["loss_ce"].item() == pytest.approx(0.3 * ce, abs=1e-6)

@@ -1,6 +1,6 @@
 """OFA-KD: the student's stages found and hooked, the projector heads built as the official code
 builds them (Hao840/OFAKD distillers/ofa.py L38-95), and a training run that taps only the
-student (so a cached or ONNX teacher serves)."""
+student (so a cached or ONNX teacher serves); faqd, which taps both models' stages."""
 
 from __future__ import annotations
 
@@ -99,3 +99,17 @@ def test_training_taps_only_the_students_stages(tmp_path, small_digits):
     assert "stages 1 layer1" in line and "4 layer4" in line, line
     ck = torch.load(res.last_path, weights_only=True)
     assert any(k.startswith("heads.3.") for k in ck["loss"])  # the heads resume with the run
+
+
+def test_faqd_taps_both_models_stages_and_runs_the_teacher_live(tmp_path, small_digits):
+    torch.manual_seed(0)
+    student = create_timm("mobilenetv3_small_050", 10)
+    teacher = create_timm("resnet10t", 10)
+    said: list[str] = []
+    cfg = TrainConfig(epochs=1, lr=5e-3, batch_size=64, seed=0, loss="faqd")
+    res = distill(student, teacher, small_digits, cfg, tmp_path, key="k", on_message=said.append)
+    assert res.teacher_cache == "live"
+    assert any("compares the teacher's stage maps: the teacher runs live" in m for m in said)
+    line = next(m for m in said if m.startswith("faqd taps"))
+    assert "stages 1 blocks.0" in line and "teacher stages 1 layer1" in line, line
+    assert {"loss_ce", "loss_kd", "loss_fa"} <= set(res.history[0])

@@ -9,6 +9,7 @@ from edgekd.distill.losses import (  # noqa: F401
     ce,
     dkd,
     fa,
+    faqd,
     fitnet,
     kd,
     luminet,
@@ -32,6 +33,7 @@ from edgekd.distill.losses.base import DistillLoss, KDBatch
 from edgekd.distill.losses.cakld import cakld_loss, teacher_confidence
 from edgekd.distill.losses.dkd import dkd_loss
 from edgekd.distill.losses.fa import fa_loss, fa_loss_fast
+from edgekd.distill.losses.faqd import faqd_loss
 from edgekd.distill.losses.fitnet import fitnet_loss
 from edgekd.distill.losses.kd import KDLoss, kd_loss
 from edgekd.distill.losses.luminet import luminet_loss
@@ -53,6 +55,7 @@ __all__ = [
     "dkd_loss",
     "fa_loss",
     "fa_loss_fast",
+    "faqd_loss",
     "fitnet_loss",
     "kd_loss",
     "list_losses",

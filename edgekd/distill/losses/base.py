@@ -8,7 +8,9 @@ trainer sums them and logs each one. Losses that need more than logits say so in
 - ``"embeddings"``: the pre-logits vector of each ([B, D], the classifier's input);
 - ``"stages"``: the student's stage outputs 1..4 (`KDBatch.stages_s`, raw: [B, C, H, W] maps
   or a ViT's [B, N, C] tokens); the teacher is not tapped, so its logits may come from the
-  cache or an ONNX teacher.
+  cache or an ONNX teacher;
+- ``"teacher_stages"``: the teacher's stages 1..4 too (`KDBatch.stages_t`); they are not
+  cached, so the teacher runs live.
 
 Without labels (label-free data) `batch.target` is None: cross-entropy terms are dropped and
 losses defined on the true class use the teacher's top-1 class instead.
@@ -21,6 +23,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+# what a loss reads from inside the teacher (a TorchScript or ONNX teacher cannot give it)
+TEACHER_NEEDS = frozenset({"features", "embeddings", "teacher_stages"})
 
 
 @dataclass
@@ -36,6 +42,7 @@ class KDBatch:
     emb_t: torch.Tensor | None = None
     progress: float = 1.0
     stages_s: list[torch.Tensor] | None = None
+    stages_t: list[torch.Tensor] | None = None  # "teacher_stages": the teacher's, the same way
     # mixed soft labels [B, C] (--kd-augment mixup); `target` is then their top class
     target_soft: torch.Tensor | None = None
 
