@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 # what a loss reads from inside the teacher (a TorchScript or ONNX teacher cannot give it)
 TEACHER_NEEDS = frozenset({"features", "embeddings", "teacher_stages"})
 
