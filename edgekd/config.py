@@ -123,7 +123,14 @@ class CompressConfig(BaseModel):
         None, description="An image folder's mean/std: imagenet (default), none, or MEAN/STD."
     )
     target: str = Field("host", description="Target profile name or YAML path.")
-    student: str = Field("auto", description="timm model name, auto, or search.")
+    student: str = Field(
+        "auto", description="timm model name, auto, search, or same (the teacher's architecture)."
+    )
+    generations: int = Field(
+        1, ge=1, le=20,
+        description="Born-Again distillation: each generation distils from the last one's "
+        "student (generation 1 from the teacher); the last generation ships.",
+    )  # fmt: skip
     few_shot_k: int | None = Field(
         None,
         ge=0,
@@ -259,6 +266,16 @@ class CompressConfig(BaseModel):
             )
         if self.nnodes > 1 and not self.rdzv_endpoint:
             raise ValueError("--nnodes > 1 needs --rdzv-endpoint host:port")
+        if self.generations > 1 and (self.nproc_per_node > 1 or self.nnodes > 1):
+            raise ValueError(
+                f"--generations {self.generations} runs in one process: drop --nproc-per-node "
+                "/ --nnodes, or train one generation"
+            )
+        if self.generations > 1 and self.student in ("auto", "search"):
+            raise ValueError(
+                f"--generations {self.generations} distils one architecture again and again: "
+                f"give --student (a timm name, or same), not {self.student}"
+            )
         if self.ema > 0 and self.weight_average is not None:
             raise ValueError(
                 f"--ema {self.ema} and --weight-average {self.weight_average} both average the "

@@ -59,9 +59,18 @@ def compress_command(
             "parameters when there is none, ranked without training, then the top 3 by DisWOT "
             "and by parameter count distilled for --few-shot-epochs: the best val accuracy "
             "wins; the fastest when none fits); or search (ranked by DisWOT alone unless "
-            "--few-shot-k is given; none within the budget is an error)."
+            "--few-shot-k is given; none within the budget is an error); or same (the "
+            "teacher's own architecture, for Born-Again with --generations)."
         ),
     ] = "auto",
+    generations: Annotated[
+        int,
+        typer.Option(
+            help="Born-Again distillation: train this many generations of the student, each "
+            "taught by the last (the first by the teacher); the last one is quantized and "
+            "shipped."
+        ),
+    ] = 1,
     few_shot_k: Annotated[
         int | None,
         typer.Option(

@@ -36,8 +36,9 @@ class SearchPlan:
 
 @dataclass(frozen=True)
 class DistillPlan:
-    student: str  # a timm name: given, or the search's pick
+    student: str  # a timm name: given, or the search's pick; "same": the teacher's architecture
     train: TrainConfig
+    generations: int = 1  # Born-Again: each generation distils from the previous one
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ class Plans:
     budgets: Budgets
     device: str
     seed: int
-    student: str  # a timm name, or auto / search
+    student: str  # a timm name, or auto / search / same
+    generations: int
     search: SearchPlan | None
     train: TrainConfig
     quant: QuantPlan
@@ -87,7 +89,8 @@ class Plans:
 
     def distill(self, pick=None) -> DistillPlan:
         """The distillation plan for the searched `pick` (None: the given student)."""
-        return DistillPlan(pick.name if pick is not None else self.student, self.train)
+        return DistillPlan(pick.name if pick is not None else self.student, self.train,
+                           self.generations)  # fmt: skip
 
     def check(self, inputs: Inputs) -> None:
         """What needs the loaded inputs: a ce loss needs labels; a feature loss a teacher whose
@@ -104,7 +107,20 @@ class Plans:
                     "a checkpoint or a state dict with --arch",
                 )
         if self.search is None:
-            build_student(self.student, inputs.data.num_classes, inputs.data.input_shape)
+            build_student(student_arch(self.student, inputs), inputs.data.num_classes,
+                          inputs.data.input_shape)  # fmt: skip
+
+
+def student_arch(student: str, inputs: Inputs) -> str:
+    """The timm name of `student`; "same" is the teacher's own architecture."""
+    if student != "same":
+        return student
+    arch, kind = inputs.teacher.arch, inputs.teacher.kind
+    if not arch or kind in ("torchscript", "exported", "onnx", "pickle"):
+        raise InputError("--student same needs a teacher whose timm architecture is known",
+                         value=f"a {kind} teacher ({inputs.teacher.source})",
+                         fix="pass a checkpoint or a state dict with --arch, or name the student")
+    return arch
 
 
 def make_plans(cfg: CompressConfig, budgets: Budgets | None = None) -> Plans:
@@ -153,6 +169,7 @@ def make_plans(cfg: CompressConfig, budgets: Budgets | None = None) -> Plans:
         device=device,
         seed=cfg.seed,
         student=cfg.student,
+        generations=cfg.generations,
         search=search,
         train=train,
         quant=QuantPlan(recipe, qat, cfg.batch_size, cfg.seed, budgets.max_accuracy_drop,

@@ -123,7 +123,8 @@ def build_report(ctx: RunContext, manifest: Manifest, results: RunResults) -> di
         accuracy_drop=teacher["accuracy"] - art["accuracy"],
         distill={k: distill.get(k) for k in ("best_val_acc", "best_epoch", "history", "loss",
                                              "loss_args", "teacher_cache", "kd_augment", "layers",
-                                             "loss_facts", "weight_average")},  # fmt: skip
+                                             "loss_facts", "weight_average",
+                                             "generations")},  # fmt: skip
         quantization={k: val for k, val in quant.items() if k != "summary"},
         export={k: onnx.get(k)
                 for k in ("opset", "qdq_pairs", "ops_int8", "float_conv_gemm_left", "lint",

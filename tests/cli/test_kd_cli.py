@@ -95,6 +95,32 @@ def test_qat_phase_distils_the_teachers_quantized_feature_with_qfd(digits_teache
     assert bad.returncode == 1 and "--qat-kd-args needs --qat-kd-loss" in bad.stderr
 
 
+def test_born_again_generations_of_the_teachers_architecture(tmp_path):
+    # Furlanello et al. 2018: --student same --generations 2: generation 2 learns from 1
+    import torch
+
+    from edgekd.models import create_timm, save_checkpoint
+
+    torch.manual_seed(0)
+    teacher = save_checkpoint(tmp_path / "t.pt", create_timm("resnet10t", 10), "resnet10t", 10,
+                              (3, 32, 32))  # fmt: skip
+    out = tmp_path / "run"
+    quick = [a if a != "mobilenetv3_small_050" else "same" for a in QUICK]
+    proc = run_cli("compress", str(teacher), "--data", "digits", "--max-train", "200",
+                   "--out", str(out), "--generations", "2", *quick)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((out / "report.json").read_text())
+    assert r["student"]["name"] == "resnet10t"
+    assert [g["generation"] for g in r["distill"]["generations"]] == [1, 2]
+    log = (out / "edgekd.log").read_text()
+    assert "Born-Again generation 1/2: resnet10t taught by the teacher" in log
+    assert "Born-Again generation 2/2: resnet10t taught by generation 1 (best val" in log
+    assert (out / "distill/gen1_best.pt").exists() and (out / "distill/best.pt").exists()
+    bad = run_cli("compress", str(teacher), "--data", "digits", "--out", str(tmp_path / "b"),
+                  "--generations", "2", "--student", "auto", "--quiet")  # fmt: skip
+    assert bad.returncode == 1 and "distils one architecture again and again" in bad.stderr
+
+
 def _digit_pngs(d: Path, images: np.ndarray) -> None:
     d.mkdir(parents=True, exist_ok=True)
     for i, img in enumerate(images):

@@ -31,6 +31,7 @@ def train_phase(
     init: Path | None = None,
     prefix: str = "",
     extra_state=None,
+    teacher: nn.Module | None = None,
 ) -> TrainResult:
     """Train `student` (in this process) or `student_name` (on every rank) for `phase`.
     The checkpoints carry the running stage's key (`ctx.stage_key`): one with another key is
@@ -40,14 +41,19 @@ def train_phase(
         init: a fake-quantized checkpoint (weights + quantizer state) the ranks start from
             (QAT); None starts a fresh student (distillation).
         extra_state: stored with every checkpoint in this process (the quantizer state).
+        teacher: who teaches instead of the run's teacher (a Born-Again generation's
+            predecessor); in this process only.
     """
     if ctx.distributed:
+        if teacher is not None:
+            raise StageError(f"{phase} from an earlier generation runs in one process",
+                             fix="drop --nproc-per-node / --nnodes, or train one generation")
         return _distributed(ctx, phase, train, student_name, init, prefix)
     rep = ctx.reporter
     rep.epochs_start(phase, train.epochs, math.ceil(len(ctx.inputs.data.train) / train.batch_size))
     return distill(
         student,
-        ctx.inputs.teacher.module,
+        teacher if teacher is not None else ctx.inputs.teacher.module,
         ctx.inputs.data,
         train,
         ctx.run.path("distill"),

@@ -11,7 +11,7 @@ import torch
 from edgekd._io import write_json
 from edgekd.models import build_student, count_params
 from edgekd.pipeline.context import RunContext
-from edgekd.pipeline.plans import DistillPlan
+from edgekd.pipeline.plans import DistillPlan, student_arch
 from edgekd.pipeline.rundir import RunDir
 from edgekd.pipeline.stages._phase import train_phase
 
@@ -51,18 +51,38 @@ def describe(ctx: RunContext, plan: DistillPlan) -> str:
 
 def key(ctx: RunContext, plan: DistillPlan) -> dict:
     return {"teacher": ctx.inputs.teacher_sha, "data": ctx.inputs.data.fingerprint,
-            "student": plan.student, "shape": ctx.shape, "train": asdict(plan.train)}  # fmt: skip
+            "student": plan.student, "shape": ctx.shape, "train": asdict(plan.train),
+            **({"generations": plan.generations} if plan.generations > 1 else {})}  # fmt: skip
 
 
 def run(ctx: RunContext, plan: DistillPlan) -> FloatStudent:
     data = ctx.inputs.data
-    torch.manual_seed(ctx.seed)
-    student = build_student(plan.student, data.num_classes, ctx.shape)
-    res = train_phase(ctx, "distill", plan.train, student_name=plan.student, student=student)
+    name = student_arch(plan.student, ctx.inputs)
+    teacher, generations = None, []
+    for g in range(1, plan.generations + 1):
+        # Born-Again (Furlanello et al. 2018): generation g is a fresh student taught by
+        # generation g - 1 (the first by the teacher); only the last one's files are final
+        torch.manual_seed(ctx.seed + g - 1)
+        student = build_student(name, data.num_classes, ctx.shape)
+        if plan.generations > 1:
+            ctx.reporter.message(
+                f"Born-Again generation {g}/{plan.generations}: {name} taught by "
+                + ("the teacher" if g == 1 else f"generation {g - 1} "
+                   f"(best val {generations[-1]['best_val_acc']:.2f}%)"))  # fmt: skip
+        prefix = "" if g == plan.generations else f"gen{g}_"
+        res = train_phase(ctx, "distill", plan.train, student_name=name, student=student,
+                          prefix=prefix, teacher=teacher)  # fmt: skip
+        generations.append({"generation": g, "best_val_acc": res.best_val_acc,
+                            "best_epoch": res.best_epoch, "checkpoint": ctx.run.rel(res.best_path)})
+        if g < plan.generations:
+            teacher = build_student(name, data.num_classes, ctx.shape)
+            teacher.load_state_dict(torch.load(res.best_path, weights_only=True)["model"])
+            teacher.eval()
     hist = write_json(ctx.run.path(HISTORY), res.history)
     t = plan.train
     record = {
-        "student": plan.student,
+        "student": name,
+        "generations": generations if plan.generations > 1 else None,
         "params": count_params(student),
         "best_val_acc": res.best_val_acc,
         "best_epoch": res.best_epoch,
@@ -76,6 +96,8 @@ def run(ctx: RunContext, plan: DistillPlan) -> FloatStudent:
             "start": t.weight_average, "bn": t.weight_average_bn},  # fmt: skip
         "layers": res.layers,
         "loss_facts": res.loss_facts,  # e.g. cakld's teacher confidence
-        "summary": f"{plan.student}: best val {res.best_val_acc:.2f}% (epoch {res.best_epoch})",
+        "summary": f"{name}: best val {res.best_val_acc:.2f}% (epoch {res.best_epoch})"
+        + (f", generation {plan.generations} of a Born-Again chain" if plan.generations > 1
+           else ""),  # fmt: skip
     }
-    return FloatStudent(plan.student, res.best_path, res.last_path, hist, res.best_val_acc, record)
+    return FloatStudent(name, res.best_path, res.last_path, hist, res.best_val_acc, record)
