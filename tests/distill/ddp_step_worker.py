@@ -39,15 +39,23 @@ def toy_data() -> DataBundle:
     return DataBundle("toy", train, val, val, CLASSES, (3, 8, 8), tuple(map(str, range(10))), "toy")
 
 
-def main(out: str) -> None:
+def main(out: str, extras: str = "") -> None:
+    """`extras` "mixup": --kd-augment mixup and --weight-average 0 too, and every rank saves
+    its own student_rank{r}.pt with the averaged weights."""
     joined = "WORLD_SIZE" in os.environ
     if joined:
         torch.distributed.init_process_group("gloo")
     torch.set_num_threads(1)
     teacher, student = toy_net(0), toy_net(1)
-    cfg = TrainConfig(epochs=1, lr=0.01, batch_size=BATCH, seed=3, loss="kd")
+    more = {"kd_augment": "mixup", "weight_average": 0.0} if extras == "mixup" else {}
+    cfg = TrainConfig(epochs=1, lr=0.01, batch_size=BATCH, seed=3, loss="kd", **more)
     res = distill(student, teacher, toy_data(), cfg, Path(out))
-    if not joined or torch.distributed.get_rank() == 0:
+    rank = torch.distributed.get_rank() if joined else 0
+    if extras == "mixup":
+        best = torch.load(res.best_path, weights_only=True)["model"]
+        torch.save({"model": student.state_dict(), "best": best, "history": res.history},
+                   Path(out) / f"student_rank{rank}.pt")  # fmt: skip
+    elif rank == 0:
         world = torch.distributed.get_world_size() if joined else 1
         torch.save({"model": student.state_dict(), "world": world, "history": res.history},
                    Path(out) / "student.pt")  # fmt: skip
@@ -56,4 +64,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

@@ -57,7 +57,7 @@ def test_two_gloo_processes_give_a_validated_artifact(digits_teacher, tmp_path):
     assert "under torchrun: 2 process(es)" in (out / "edgekd.log").read_text()
 
 
-def _step_run(tmp_path, nproc: int) -> dict:
+def _step_run(tmp_path, nproc: int, extras: str = "") -> dict:
     import os
     import subprocess
 
@@ -70,12 +70,32 @@ def _step_run(tmp_path, nproc: int) -> dict:
     if nproc > 1:
         launch += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    proc = subprocess.run([*launch, worker, str(out)], cwd=ROOT, env=env, text=True,
+    proc = subprocess.run([*launch, worker, str(out), extras], cwd=ROOT, env=env, text=True,
                           capture_output=True, stdin=subprocess.DEVNULL, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     import torch
 
+    if extras:
+        return {r: torch.load(out / f"student_rank{r}.pt", weights_only=True)
+                for r in range(nproc)}  # fmt: skip
     return torch.load(out / "student.pt", weights_only=True)
+
+
+def test_mixup_and_weight_average_under_two_gloo_ranks(tmp_path):
+    # each rank mixes its own share of the batch (seeded by rank); DDP keeps the weights in
+    # step, so both ranks hold the same model and the same averaged weights
+    import math
+
+    import torch
+
+    ranks = _step_run(tmp_path, 2, "mixup")
+    for name, w0 in ranks[0]["model"].items():
+        torch.testing.assert_close(ranks[1]["model"][name], w0, rtol=0, atol=1e-6, msg=name)
+        torch.testing.assert_close(ranks[1]["best"][name], ranks[0]["best"][name], rtol=0,
+                                   atol=1e-6, msg=name)  # fmt: skip
+    assert math.isfinite(ranks[0]["history"][0]["loss_kd"])
+    # the kept (best) weights are the average of the two steps, not the last step's
+    assert any(not torch.equal(ranks[0]["best"][k], v) for k, v in ranks[0]["model"].items())
 
 
 def test_two_gloo_ranks_take_the_same_steps_as_one_process(tmp_path):
