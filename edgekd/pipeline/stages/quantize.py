@@ -112,9 +112,12 @@ def _calibrated(ctx: RunContext, plan: QuantPlan, fp32, calib):
     return student, ranges
 
 
-def _mixed(ctx: RunContext, plan: QuantPlan, student, calib, acc: float, info: dict, files):
+def _mixed(ctx: RunContext, plan: QuantPlan, student, calib, acc: float, info: dict, files,
+           float_acc: float | None = None):  # fmt: skip
     """Per-layer sensitivity of the kept INT8 model; over the accuracy budget, the most
-    sensitive layers stay in higher precision until it holds. Returns the accuracy kept."""
+    sensitive layers stay in higher precision until it holds. Returns the accuracy kept.
+    When the float student (`float_acc`) is itself under the goal, no layer in float can reach
+    it: the search is skipped and the line says what falls short."""
     val = ctx.inputs.data.val
     say = ctx.reporter.message
     ranking = layer_sensitivity(student, calib, plan.batch_size,
@@ -126,6 +129,13 @@ def _mixed(ctx: RunContext, plan: QuantPlan, student, calib, acc: float, info: d
                                     progress=Tally(say, "teacher on val", "batches"))  # fmt: skip
     goal = teacher_acc - plan.max_accuracy_drop
     if acc >= goal:
+        return acc
+    if float_acc is not None and float_acc < goal:
+        say(f"INT8 val {acc:.2f}% is under {goal:.2f}% (the teacher's {teacher_acc:.2f}% less "
+            f"{plan.max_accuracy_drop}), and so is the float student ({float_acc:.2f}%): no "
+            "layer kept in float can reach it, so none is; the distillation falls short (more "
+            "--epochs, another --student or --kd-loss)")  # fmt: skip
+        info.update(teacher_val_acc_torch=teacher_acc, mixed_skipped="float student under goal")
         return acc
     say(
         f"INT8 val {acc:.2f}% is under {goal:.2f}% (the teacher's {teacher_acc:.2f}% less "
@@ -187,6 +197,6 @@ def run(ctx: RunContext, plan: QuantPlan, fp32) -> QuantStudent:
     acc = max(ptq_acc, info.get("qat_val_acc", ptq_acc))
     kept = torch.load(ctx.run.path(info["checkpoint"]), map_location="cpu", weights_only=True)
     student.load_state_dict(kept["model"])
-    acc = _mixed(ctx, plan, student, calib, acc, info, files)
+    acc = _mixed(ctx, plan, student, calib, acc, info, files, fp32.best_val_acc)
     info["summary"] = f"INT8 fake-quant val {acc:.2f}% ({info['kept']} kept; PTQ {ptq_acc:.2f}%)"
     return QuantStudent(ctx.run.path(info["checkpoint"]), info["kept"], tuple(files), info)
