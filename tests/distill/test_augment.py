@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
-from edgekd.distill import TrainConfig, distill
+from edgekd.distill import TrainConfig
 from edgekd.distill.augment import Mixup, step_generator
 from edgekd.distill.losses import KDBatch, create_loss
-from edgekd.models import create_timm
+from tests.distill._runs import crash_after_first_epoch, train_pair
 
 
 def test_partial_mixup_resets_int_0_9_b_draws_with_replacement():
@@ -58,30 +58,18 @@ def test_cross_entropy_takes_the_soft_label():
     assert got == pytest.approx(want, abs=1e-6)
 
 
-def _run(tmp_path, data, cfg, **kw):
-    torch.manual_seed(0)
-    student = create_timm("mobilenetv3_small_050", 10)
-    torch.manual_seed(1)
-    return student, distill(student, create_timm("resnet10t", 10), data, cfg, tmp_path, key="k",
-                            **kw)  # fmt: skip
-
-
 def test_mixup_runs_the_teacher_live_and_resumes_exactly(tmp_path, small_digits):
     cfg = TrainConfig(epochs=2, lr=5e-3, batch_size=64, seed=0, kd_augment="mixup")
     said: list[str] = []
-    full, ref = _run(tmp_path / "a", small_digits, cfg, on_message=said.append)
+    full, ref = train_pair(tmp_path / "a", small_digits, cfg, on_message=said.append)
     assert ref.teacher_cache == "live"  # the data is not augmented, yet no cache is used
     assert any("runs live on the mixed images" in m for m in said)
-    plain = _run(tmp_path / "c", small_digits, TrainConfig(epochs=1, lr=5e-3, seed=0))[1]
+    plain = train_pair(tmp_path / "c", small_digits, TrainConfig(epochs=1, lr=5e-3, seed=0))[1]
     assert plain.teacher_cache == "memory" and plain.history[0] != ref.history[0]
 
-    def crash(record):
-        if record["epoch"] == 1:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "b", small_digits, cfg, on_epoch=crash)
-    resumed, res = _run(tmp_path / "b", small_digits, cfg, resume=True)
+        train_pair(tmp_path / "b", small_digits, cfg, on_epoch=crash_after_first_epoch)
+    resumed, res = train_pair(tmp_path / "b", small_digits, cfg, resume=True)
     assert res.resumed_from_epoch == 1
     assert [r["val_acc"] for r in res.history] == [r["val_acc"] for r in ref.history]
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from edgekd.distill import TrainConfig, distill
+from edgekd.distill import TrainConfig
 from edgekd.distill.averaging import WeightAverage, recompute_bn
-from edgekd.models import create_timm
+from tests.distill._runs import crash_after_first_epoch, train_pair
 
 
 def test_the_average_is_the_mean_of_the_weights_after_each_step_from_the_start():
@@ -51,18 +51,10 @@ def test_batchnorm_frozen_stays_in_eval_and_recompute_measures_the_average():
     assert net[1].running_mean.tolist() == pytest.approx([15.0, 15.0]) and net[1].momentum == 0.1
 
 
-def _run(tmp_path, data, cfg, **kw):
-    torch.manual_seed(0)
-    student = create_timm("mobilenetv3_small_050", 10)
-    torch.manual_seed(1)
-    return student, distill(student, create_timm("resnet10t", 10), data, cfg, tmp_path, key="k",
-                            **kw)  # fmt: skip
-
-
 def test_the_average_is_validated_kept_and_resumed(tmp_path, small_digits):
     cfg = TrainConfig(epochs=2, lr=5e-3, batch_size=64, seed=0, weight_average=0.5)
     said: list[str] = []
-    full, ref = _run(tmp_path / "a", small_digits, cfg, on_message=said.append)
+    full, ref = train_pair(tmp_path / "a", small_digits, cfg, on_message=said.append)
     assert any("weight average from step 5 of 8" in m for m in said), said
     best = torch.load(ref.best_path, weights_only=True)
     last = torch.load(ref.last_path, weights_only=True)
@@ -73,13 +65,9 @@ def test_the_average_is_validated_kept_and_resumed(tmp_path, small_digits):
         k = next(iter(avg))
         assert torch.equal(best["model"][k], avg[k]) and best["weight_average"]
 
-    def crash(record):
-        if record["epoch"] == 1:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "b", small_digits, cfg, on_epoch=crash)
-    resumed, res = _run(tmp_path / "b", small_digits, cfg, resume=True)
+        train_pair(tmp_path / "b", small_digits, cfg, on_epoch=crash_after_first_epoch)
+    resumed, res = train_pair(tmp_path / "b", small_digits, cfg, resume=True)
     assert [r["val_acc"] for r in res.history] == [r["val_acc"] for r in ref.history]
     again = torch.load(res.last_path, weights_only=True)["weight_average"]
     for k, v in last["weight_average"]["state"].items():
