@@ -74,6 +74,7 @@ from edgekd.distill import TrainConfig, distill, evaluate_torch
 from edgekd.models import create_timm, load_teacher, save_checkpoint
 from edgekd.quant import quantize_int8
 from edgekd.search.proxies import diswot_score
+from edgekd.search.proxies.diswot_official import OfficialDiswot
 from edgekd.search.search import (
     AUTO_FEW_SHOT_K,
     candidate_at,
@@ -94,9 +95,16 @@ CANDIDATES = [
     "regnetx_002", "resnet10t", "mobilenetv4_conv_small", "resnet14t", "mobilenetv3_large_075",
     "tinynet_c", "regnetx_004",
 ]  # fmt: skip
-PROXIES = ("diswot", "d_sem", "d_rel", "naswot", "synflow", "gradnorm", "params", "few_shot")
-PICKERS = ("diswot", "naswot", "params", "few_shot", "nominated")
+PROXIES = ("diswot", "d_sem", "d_rel", "diswot_official", "sp", "ickd", "naswot", "synflow",
+           "gradnorm", "params", "few_shot")  # fmt: skip
+DISTANCES = ("d_sem", "d_rel", "sp", "ickd")  # lower is better
+PICKERS = ("diswot", "diswot_official", "naswot", "params", "few_shot", "nominated")
 BUDGETS_MS = (0.15, 0.2, 0.3, 0.5, 0.8, None)  # p90 on this host, 1 ORT thread
+NOTE = (
+    "d_sem and d_rel are the two halves of edgekd's DisWOT, sp and ickd those of the "
+    "official form (diswot_official, edgekd/search/proxies/diswot_official.py); the taus "
+    "of the halves are of the negated distances"
+)
 STABILITY = {"batch_sizes": (64, 256), "batch_seeds": (0, 1, 2), "init_seeds": (0, 1, 2, 3)}
 
 
@@ -241,6 +249,34 @@ def proxy_stability(teacher, arch: str, data, names: list[str], acc: list[float]
     return out
 
 
+OFFICIAL_DRAWS = 5  # (init seed, batch) draws of the official DisWOT's single-draw score
+
+
+def official_draws(teacher, arch: str, data, names: list[str], acc: list[float]) -> dict:
+    """The official DisWOT is one draw (one N(0, 1) init, one batch of 64): its tau, and its
+    halves', for OFFICIAL_DRAWS draws (init seed i, scoring batch i)."""
+    taus: dict = {k: [] for k in ("diswot_official", "sp", "ickd")}
+    for i in range(OFFICIAL_DRAWS):
+        x, y = scoring_batch(teacher, data, 64, i)
+
+        def teacher_at(s: int):
+            torch.manual_seed(s)
+            return create_timm(arch, data.num_classes, in_chans=data.input_shape[0])
+
+        ref = OfficialDiswot(teacher_at, x, y, i)
+        per = [ref.score(candidate_at(n, data.num_classes, data.input_shape)) for n in names]
+        for k in taus:
+            sign = 1 if k == "diswot_official" else -1
+            taus[k].append(float(kendalltau([sign * p[k] for p in per], acc)[0]))
+    out = {k: {"taus": v, "min": min(v), "median": statistics.median(v), "max": max(v)}
+           for k, v in taus.items()}  # fmt: skip
+    print(f"\nofficial DisWOT, {OFFICIAL_DRAWS} single draws (init i, batch i): tau "
+          "min / median / max")  # fmt: skip
+    for k, e in out.items():
+        print(f"  {k:15s} {e['min']:+.3f} / {e['median']:+.3f} / {e['max']:+.3f}")
+    return out
+
+
 def print_stability(stability: dict) -> None:
     print("\nDisWOT per draw, 4 inits x 3 batches (tau vs INT8 top-1: single draws min / median / "
           "max, and of the mean over draws; sd of a candidate's draws vs sd between "
@@ -266,20 +302,20 @@ def analyse(rows: list[dict], label: str) -> tuple[dict, list[dict], dict]:
     acc = [r["int8_top1"] for r in rows]
     taus = {}
     for p in PROXIES:
-        sign = -1 if p in ("d_sem", "d_rel") else 1  # distances: lower is better
+        sign = -1 if p in DISTANCES else 1
         tau, pval = kendalltau([sign * r["scores"][p] for r in rows], acc)
         taus[p] = {"tau": float(tau), "p_value": float(pval)}
     print(f"\nKendall tau vs INT8 top-1 over {len(rows)} candidates ({label}):")
     for p, t in taus.items():
-        print(f"  {p:9s} tau {t['tau']:+.3f} (p {t['p_value']:.3f})")
+        print(f"  {p:15s} tau {t['tau']:+.3f} (p {t['p_value']:.3f})")
     chosen = picks(rows)
     print("\nWhat each score would ship (INT8 top-1 of its pick) under a host p90 budget:")
     print(f"  {'budget':>8s} {'n':>3s} {'oracle':>7s} {'random':>7s} "
-          + " ".join(f"{p:>9s}" for p in PICKERS))  # fmt: skip
+          + " ".join(f"{p:>{max(9, len(p))}s}" for p in PICKERS))  # fmt: skip
     for e in chosen:
         b = "none" if e["budget_ms"] is None else f"{e['budget_ms']} ms"
         print(f"  {b:>8s} {e['candidates']:3d} {e['oracle']:7.2f} {e['random']:7.2f} "
-              + " ".join(f"{e[p]['int8_top1']:9.2f}" for p in PICKERS))  # fmt: skip
+              + " ".join(f"{e[p]['int8_top1']:{max(9, len(p))}.2f}" for p in PICKERS))  # fmt: skip
     regret = {p: sum(e["oracle"] - e[p]["int8_top1"] for e in chosen) / len(chosen)
               for p in PICKERS}  # fmt: skip
     regret["random"] = sum(e["oracle"] - e["random"] for e in chosen) / len(chosen)
@@ -305,9 +341,11 @@ def rescore(path: Path, teacher, arch: str, data, stability: bool) -> None:
     label = f"{old['teacher']}, {old['epochs']} epochs KD, seeds {old['seeds']}"
     old["kendall_tau"], old["picks_by_budget"], old["mean_regret"] = analyse(old["rows"], label)
     old["diswot_reference"] = reference.source
+    old["note"] = NOTE
+    acc = [r["int8_top1"] for r in old["rows"]]
+    names = [r["candidate"] for r in old["rows"]]
+    old["official_diswot_draws"] = official_draws(teacher, arch, data, names, acc)
     if stability:
-        acc = [r["int8_top1"] for r in old["rows"]]
-        names = [r["candidate"] for r in old["rows"]]
         old["proxy_stability"] = proxy_stability(teacher, arch, data, names, acc)
         print_stability(old["proxy_stability"])
     old["goal_diswot_tau_ge_0_5_and_above_params"] = goal(old["kendall_tau"])
@@ -404,9 +442,10 @@ def main() -> None:
               f"{scores['diswot']:.4f}  params {scores['params']:.0f}", flush=True)  # fmt: skip
     label = f"{teacher_desc}, {args.epochs} epochs KD, mean of seeds {args.seeds}"
     taus, chosen, regret = analyse(rows, label)
+    acc = [r["int8_top1"] for r in rows]
+    draws = official_draws(teacher, arch, data, args.candidates, acc)
     stability = None
     if args.stability:
-        acc = [r["int8_top1"] for r in rows]
         stability = proxy_stability(teacher, arch, data, args.candidates, acc)
         print_stability(stability)
     write_json(args.out, {
@@ -420,8 +459,9 @@ def main() -> None:
                     else None},  # fmt: skip
         "teacher": teacher_desc, "epochs": args.epochs, "seeds": args.seeds, "rows": rows,
         "diswot_reference": reference.source,
-        "kendall_tau": taus, "note": "d_sem and d_rel are the two halves of DisWOT, negated",
+        "kendall_tau": taus, "note": NOTE,
         "picks_by_budget": chosen, "mean_regret": regret, "proxy_stability": stability,
+        "official_diswot_draws": draws,
         "goal_diswot_tau_ge_0_5_and_above_params": goal(taus),
     })  # fmt: skip
     print(f"wrote {args.out}")

@@ -45,6 +45,14 @@ def search_command(
         ),
     ] = 0,
     few_shot_epochs: FewShotEpochs = 2,
+    rank_by: Annotated[
+        str,
+        typer.Option(
+            help="Order by edgekd's DisWOT (diswot: 4 random inits x 3 batches, class-by-class "
+            "gradient correlation) or the paper code's form (diswot-official: one N(0,1) init, "
+            "one batch, per-class inter-channel ICKD). README, Student search."
+        ),
+    ] = "diswot",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[
         str, typer.Option(help="Where the few-shot runs train: auto, cpu, cuda, cuda:N.")
@@ -83,9 +91,10 @@ def search_command(
             _relaunch(launch)
         if launch is not None:
             check_gpus(run_device, launch.local_rank + 1, "torchrun LOCAL_RANK + 1 =")
+        from edgekd.errors import ConfigError
         from edgekd.models.evaluate import chance_level
         from edgekd.search.search import (
-                    chosen,
+            chosen,
             diswot_source,
             search,
             undecided,
@@ -94,6 +103,9 @@ def search_command(
         from edgekd.search.space import candidates
         from edgekd.targets import get_target
 
+        if rank_by not in ("diswot", "diswot-official"):
+            raise ConfigError("unknown --rank-by", value=rank_by,
+                              fix="use diswot or diswot-official")  # fmt: skip
         cfg = build_config(
             CompressConfig,
             {
@@ -127,6 +139,7 @@ def search_command(
             progress=None if quiet else (lambda m: sys.stderr.write(m + "\n")),
             teacher_arch=loaded.arch,
             teacher_args=loaded.meta.get("arch_args"),
+            rank_by=rank_by.replace("-", "_"),
         )
         if launch is not None and not launch.leader:  # rank 0 writes and prints
             return
@@ -136,13 +149,17 @@ def search_command(
         kind = "measured" if ranked and ranked[0].latency_measured else "predicted"
         lines = [
             f"{'rank':>4s} {'candidate':28s} {'params':>9s} {kind + ' ms':>13s} {'diswot':>9s} "
-            f"{'naswot':>9s} {'synflow':>10s} {'gradnorm':>9s} {'few-shot':>8s}"
+            f"{'official':>9s} {'naswot':>9s} {'synflow':>10s} {'gradnorm':>9s} "
+            f"{'few-shot':>8s}"
         ]
         for i, c in enumerate(ranked, 1):
             s = c.scores
             row = f"{i:4d} {c.name:28s} {c.params:9d} {c.latency_ms:13.3f} "
             if s:
-                row += (f"{s['diswot']:9.4f} {s['naswot']:9.2f} {s['synflow']:10.3g} "
+                official = s.get("diswot_official")
+                row += f"{s['diswot']:9.4f} "
+                row += f"{official:9.4f} " if official is not None else f"{'-':>9s} "
+                row += (f"{s['naswot']:9.2f} {s['synflow']:10.3g} "
                         f"{s['gradnorm']:9.3f} ")  # fmt: skip
                 row += f"{c.few_shot_acc:8.2f}" if c.few_shot_acc is not None else f"{'-':>8s}"
             else:
@@ -172,7 +189,8 @@ def search_command(
             )
         argv = [teacher, "--data", data, "--target", target, "--batch-size", str(batch_size),
                 "--few-shot-k", str(few_shot_k), "--few-shot-epochs", str(few_shot_epochs),
-                "--seed", str(seed), "--out", str(out), "--device", device]  # fmt: skip
+                "--seed", str(seed), "--out", str(out), "--device", device,
+                "--rank-by", rank_by]  # fmt: skip
         for flag, value in (("--latency-budget-ms", latency_budget_ms), ("--arch", arch),
                             ("--input-shape", input_shape),
                             ("--max-train", max_train),

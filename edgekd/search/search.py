@@ -17,6 +17,7 @@ at 1/16 of the teacher's parameters when there is no latency budget (`size_cap`)
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import tempfile
@@ -32,6 +33,7 @@ from edgekd.errors import ConfigError
 from edgekd.progress import Tally
 from edgekd.search import proxies
 from edgekd.search.proxies import DiswotReference
+from edgekd.search.proxies.diswot_official import OfficialDiswot
 from edgekd.search.space import build_candidate
 from edgekd.targets import TargetProfile, user_profiles_dir
 
@@ -65,9 +67,10 @@ def size_cap(teacher_params: int, latency_budget_ms: float | None) -> int | None
     return None
 
 
-def nominees(scores: dict[str, dict[str, float]], k: int) -> list[str]:
-    """The candidates the few-shot runs train: the top `k` by DisWOT and the top `k` by
-    parameter count, DisWOT's first (at most 2k names). `scores`: {name: proxy scores}.
+def nominees(scores: dict[str, dict[str, float]], k: int, by: str = "diswot") -> list[str]:
+    """The candidates the few-shot runs train: the top `k` by DisWOT (the score `by`) and the
+    top `k` by parameter count, DisWOT's first (at most 2k names). `scores`: {name: proxy
+    scores}.
 
     Neither ranking alone nominates the best student reliably: on the digits benchmark
     (benchmarks/search_proxies.py, four ground truths, six host latency budgets) DisWOT ranked
@@ -79,8 +82,8 @@ def nominees(scores: dict[str, dict[str, float]], k: int) -> list[str]:
     """
     if k <= 0:
         return []
-    by = {p: sorted(scores, key=lambda n, p=p: -scores[n][p])[:k] for p in ("diswot", "params")}
-    return list(dict.fromkeys(by["diswot"] + by["params"]))
+    top = {p: sorted(scores, key=lambda n, p=p: -scores[n][p])[:k] for p in (by, "params")}
+    return list(dict.fromkeys(top[by] + top["params"]))
 
 
 def scoring_batch(teacher, data, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,8 +124,10 @@ def diswot_reference(
             return build_timm(teacher_arch, data.num_classes, args, data.input_shape)[0]
 
         try:
-            return DiswotReference(teacher_at, batches, seeds,
-                                   source=f"{teacher_arch} at random init, {draws}")  # fmt: skip
+            ref = DiswotReference(teacher_at, batches, seeds,
+                                  source=f"{teacher_arch} at random init, {draws}")  # fmt: skip
+            ref.official = official_diswot(teacher_at, batches[0], seed)
+            return ref
         except Exception as e:  # e.g. an architecture name timm does not build at this shape
             why = f" ({teacher_arch!r} does not build here: {str(e).splitlines()[0][:80]})"
     else:
@@ -137,8 +142,20 @@ def diswot_reference(
                                source=f"the trained teacher's outputs only ({kind}: its "
                                "layers cannot be hooked; relation of logits, no semantic "
                                f"term), {draws}")  # fmt: skip
-    return DiswotReference(lambda _s: teacher, batches, seeds, trained=True,
-                           source=f"the trained teacher{why}, {draws}")  # fmt: skip
+    ref = DiswotReference(lambda _s: teacher, batches, seeds, trained=True,
+                          source=f"the trained teacher{why}, {draws}")  # fmt: skip
+    # the official form re-initialises the teacher it is given (N(0, 1)): a copy of this one
+    ref.official = official_diswot(lambda _s: copy.deepcopy(teacher), batches[0], seed)
+    return ref
+
+
+def official_diswot(teacher_at, batch, seed: int) -> OfficialDiswot | None:
+    """The official DisWOT's teacher side, or None where that teacher does not run at
+    N(0, 1) init (the search then ranks by edgekd's DisWOT alone, as it always does)."""
+    try:
+        return OfficialDiswot(teacher_at, *batch, seed)
+    except Exception:  # a scored extra: it never stops a search
+        return None
 
 
 def score_candidate(reference: DiswotReference, model_at, model=None) -> dict[str, float]:
@@ -148,8 +165,15 @@ def score_candidate(reference: DiswotReference, model_at, model=None) -> dict[st
     the first batch."""
     model = model if model is not None else model_at(reference.seeds[0])
     x, y = reference.batches[0]
+    official = {}
+    if reference.official is not None:
+        try:
+            official = reference.official.score(model_at)
+        except Exception:  # e.g. no classifier to read the gradient of: ranks last by it
+            official = {"diswot_official": float("-inf")}
     return {
         **reference.score(model_at),
+        **official,
         "naswot": proxies.naswot_score(model, x),
         "synflow": proxies.synflow_score(model, tuple(x.shape[1:])),
         "gradnorm": proxies.gradnorm_score(model, x, y),
@@ -263,6 +287,7 @@ def search(
     teacher_arch: str | None = None,
     max_params: int | None = None,
     teacher_args: dict | None = None,
+    rank_by: str = "diswot",
 ) -> list[Candidate]:
     """Rank `names` for distillation from `teacher` on `data` within the latency budget.
     `teacher_arch`: the teacher's timm architecture (`LoadedModel.arch`), for DisWOT's
@@ -271,6 +296,9 @@ def search(
     teacher.
     `max_params`: candidates with more parameters are dropped before any costing (when none
     is that small, the smallest stays).
+    `rank_by`: "diswot" (edgekd's form, `proxies.diswot`) or "diswot_official" (the form of
+    the paper's code, `proxies.diswot_official`) orders the candidates and nominates with
+    params for the few-shot runs.
 
     Inside a torch.distributed job (`torchrun -m edgekd search`, see `edgekd.distributed`)
     rank 0 filters and scores, the few-shot runs are spread over the ranks (candidate i on
@@ -289,13 +317,15 @@ def search(
             return []
     try:
         ranked = _score_all(teacher, (teacher_arch, teacher_args), data, target, names,
-                            latency_budget_ms, batch_size, seed, say, max_params)  # fmt: skip
+                            latency_budget_ms, batch_size, seed, say, max_params,
+                            rank_by)  # fmt: skip
     except BaseException:
         if launch is not None:
             send(None)
             leave()
         raise
-    top = nominees({c.name: c.scores for c in ranked if c.within_budget and c.scores}, few_shot_k)
+    scored = {c.name: c.scores for c in ranked if c.within_budget and c.scores}
+    top = nominees(scored, few_shot_k, rank_by)
     if launch is not None:
         top = send(top)
     accs = few_shot(top, teacher, data, few_shot_epochs, seed, device, launch, say)
@@ -347,7 +377,8 @@ def few_shot(names, teacher, data, epochs, seed, device, launch=None, say=None) 
 
 
 def _score_all(
-    teacher, arch, data, target, names, latency_budget_ms, batch_size, seed, say, max_params
+    teacher, arch, data, target, names, latency_budget_ms, batch_size, seed, say, max_params,
+    rank_by="diswot",
 ):
     """Every candidate built; those within the size cap costed; those within the latency
     budget scored. Ranked by DisWOT, then the rest."""
@@ -403,6 +434,13 @@ def _score_all(
             reference = diswot_reference(teacher, teacher_arch, data, batch_size, seed,
                                          teacher_args)  # fmt: skip
             say(f"DisWOT against {reference.source}")
+            if rank_by == "diswot_official" and reference.official is None:
+                raise ConfigError(
+                    "the official DisWOT needs the teacher's layers (its embedding and "
+                    "classifier), and this teacher's cannot be hooked or re-initialised",
+                    value="--rank-by diswot-official",
+                    fix="use --rank-by diswot (edgekd's form, which compares outputs here)",
+                )
         t0 = time.perf_counter()
         cand.scores = score_candidate(reference, candidate_at(name, data.num_classes, shape),
                                       model)  # fmt: skip
@@ -414,7 +452,7 @@ def _score_all(
     out.sort(key=lambda c: order[c.name])
     ranked = sorted(
         (c for c in out if c.within_budget and c.scores),
-        key=lambda c: -c.scores["diswot"],
+        key=lambda c: -c.scores[rank_by],
     )
     return ranked + [c for c in out if c not in ranked]
 

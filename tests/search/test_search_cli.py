@@ -34,7 +34,10 @@ def test_search_ranks_within_the_budget(digits_teacher, tmp_path):
     assert fit[0]["scores"]["diswot"] >= fit[1]["scores"]["diswot"]  # ranked by DisWOT
     for c in fit:
         assert c["latency_ms"] <= 0.5 and c["latency_measured"] is False  # predicted
-        assert set(c["scores"]) >= {"diswot", "naswot", "synflow", "gradnorm", "params"}
+        assert set(c["scores"]) >= {"diswot", "naswot", "synflow", "gradnorm", "params",
+                                    "diswot_official", "sp", "ickd"}  # fmt: skip
+        official = c["scores"]
+        assert official["diswot_official"] == pytest.approx(-(official["sp"] + official["ickd"]))
     assert r["chosen"] == fit[0]["name"] and r["chosen"] in proc.stdout
     assert r["diswot_reference"].startswith("resnet18 at random init, 4 inits x 3 batches")
     assert "diswot: against resnet18 at random init" in proc.stdout
@@ -52,6 +55,26 @@ def test_search_with_nothing_in_budget_is_one_line(digits_teacher, tmp_path):
     assert lines[-1].startswith("error: no candidate meets the latency budget")
     assert re.match(r"search: candidate 1/1: resnet14t: [\d.]+ ms predicted > budget, dropped",
                     lines[0])  # fmt: skip
+
+
+def test_rank_by_the_official_diswot(digits_teacher, tmp_path):
+    proc = run_cli(
+        "search", str(digits_teacher), "--target", FIXED, "--rank-by", "diswot-official",
+        "--candidate", "lcnet_050", "--candidate", "mobilenetv3_small_050", "--candidate",
+        "lcnet_075", "--batch-size", "16", "--out", str(tmp_path), "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    fit = json.loads((tmp_path / "search/candidates.json").read_text())["candidates"]
+    official = [c["scores"]["diswot_official"] for c in fit]
+    assert official == sorted(official, reverse=True) and len(fit) == 3
+    rows = [ln.split() for ln in proc.stdout.splitlines()[1:4]]
+    assert [r[1] for r in rows] == [c["name"] for c in fit]
+    assert [float(r[5]) for r in rows] == pytest.approx(official, abs=1e-4)  # "official"
+
+
+def test_unknown_rank_by_is_one_line(digits_teacher, tmp_path):
+    proc = run_cli("search", str(digits_teacher), "--rank-by", "zen", "--out", str(tmp_path))
+    assert_one_line_error(proc, "unknown --rank-by", "zen", "diswot-official")
 
 
 def test_unknown_family_is_one_line(digits_teacher, tmp_path):

@@ -126,6 +126,9 @@ class DiswotReference:
         # logits; DisWOT's relation term is then taken on the logits of both networks and the
         # semantic term (a classifier gradient) is left out -- edgekd's variant, not the paper's
         self.outputs_only = outputs_only
+        # DisWOT as its official code computes it (`diswot_official.OfficialDiswot`), scored
+        # beside this one where the teacher's layers can be hooked; set by the caller
+        self.official = None
         self.draws = []
         for seed in self.seeds:
             teacher = teacher_at(seed)
