@@ -16,11 +16,15 @@ trained 10 epochs on digits (examples/digits/train_teacher.py) unless --teacher 
 Rows "kd+mixup" train that loss with `--kd-augment mixup` (MIX-KD's partial mixup; the
 teacher then runs live on the mixed batches).
 The JSON is rewritten after every run, so an interrupted benchmark keeps what it measured.
+`--append` keeps the runs already in the output JSON (same data, subset, student, epochs and
+a teacher with the same top-1) and adds the ones asked for, so a long benchmark can be run in
+parts; `--hard` adds rows "LOSS+hard" (`--kd-augment hard`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import tempfile
@@ -85,6 +89,34 @@ def one_run(loss: str, seed: int, args, data, teacher) -> dict:
     }
 
 
+def command(args) -> str:
+    return ("python benchmarks/kd_losses.py --epochs "
+            f"{args.epochs} --seeds {' '.join(map(str, args.seeds))} --data {args.data}"
+            + (f" --max-train {args.max_train}" if args.max_train else "")
+            + (f" --teacher {args.teacher}" if args.teacher else "")
+            + (f" --losses {' '.join(args.losses)}" if args.losses else "")
+            + f" --mixup {' '.join(args.mixup)}"
+            + (f" --hard {' '.join(args.hard)}" if args.hard else "")
+            + (" --append" if args.append else ""))  # fmt: skip
+
+
+def earlier_runs(out: Path, args, train_images: int, teacher_acc: float) -> list[dict]:
+    """The runs already in `out` when they are of this recipe (else none, and it says why)."""
+    if not out.exists():
+        return []
+    old = json.loads(out.read_text())
+    same = {"data": args.data, "train_images": train_images, "student": args.student,
+            "epochs": args.epochs}  # fmt: skip
+    differs = [k for k, v in same.items() if old.get(k) != v]
+    if abs(old.get("teacher_top1", -1) - teacher_acc) > 1e-6:
+        differs.append(f"teacher top-1 {old.get('teacher_top1')} vs {teacher_acc}")
+    if differs:
+        print(f"--append: not keeping {out}'s runs, another recipe ({', '.join(differs)})")
+        return []
+    print(f"--append: keeping {len(old['runs'])} runs of {out}")
+    return old["runs"]
+
+
 def summarize(runs: list[dict]) -> list[dict]:
     rows = []
     for loss in dict.fromkeys(r["loss"] for r in runs):
@@ -115,6 +147,10 @@ def main() -> None:
     ap.add_argument("--losses", nargs="+", default=None)
     ap.add_argument("--mixup", nargs="*", default=["kd", "mixstd"],
                     help="losses also run with --kd-augment mixup (rows 'kd+mixup', ...)")
+    ap.add_argument("--hard", nargs="*", default=[],
+                    help="losses also run with --kd-augment hard (rows 'kd+hard', ...)")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the output JSON's runs of the same recipe; add these")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", type=Path, default=None,
                     help="default benchmarks/results/kd_losses[-DATA].json")  # fmt: skip
@@ -123,13 +159,17 @@ def main() -> None:
         "kd_losses.json" if args.data == "digits" else f"kd_losses-{args.data.split(':')[0]}.json")
     torch.set_num_threads(args.threads)
     losses = args.losses or ["ce"] + [n for n in list_losses() if n != "ce"]
-    losses += [f"{n}+mixup" for n in args.mixup]
+    losses += [f"{n}+mixup" for n in args.mixup] + [f"{n}+hard" for n in args.hard]
     teacher, teacher_desc = teacher_model(args.teacher)
     data = bench_data(args.data, args.max_train)
     teacher_acc, _ = evaluate_torch(teacher, data.report_set)
-    runs: list[dict] = []
+    runs: list[dict] = earlier_runs(out, args, len(data.train), teacher_acc) if args.append else []
+    commands = [json.loads(out.read_text())["command"]] if runs else []
+    done = {(r["loss"], r["seed"]) for r in runs}
     for loss in losses:
         for seed in args.seeds:
+            if (loss, seed) in done:
+                continue
             r = one_run(loss, seed, args, data, teacher)
             runs.append(r)
             print(
@@ -140,12 +180,7 @@ def main() -> None:
             write_json(
                 out,
                 {
-                    "command": "python benchmarks/kd_losses.py --epochs "
-                    f"{args.epochs} --seeds {' '.join(map(str, args.seeds))} --data {args.data}"
-                    + (f" --max-train {args.max_train}" if args.max_train else "")
-                    + (f" --teacher {args.teacher}" if args.teacher else "")
-                    + (f" --losses {' '.join(args.losses)}" if args.losses else "")
-                    + f" --mixup {' '.join(args.mixup)}",
+                    "command": " && ".join([*commands, command(args)]),
                     "data": args.data,
                     "train_images": len(data.train),
                     "accuracy_split": data.report_split,

@@ -179,10 +179,11 @@ class CompressConfig(BaseModel):
         None, ge=0, le=1, description="Shorthand for --kd-args alpha=A (loss default if unset)."
     )
     augment: bool = Field(True, description="Random augmentation of training images.")
-    kd_augment: Literal["none", "mixup", "mixup-full"] = Field(
+    kd_augment: Literal["none", "mixup", "mixup-full", "hard"] = Field(  # augment.KD_AUGMENTS
         "none",
         description="Mix training batches for distillation as MIX-KD: mixup (partial) or "
-        "mixup-full; the teacher runs live on the mixed images.",
+        "mixup-full; or hard (HARD: a learned affine augmentor makes teacher and student "
+        "disagree where the teacher stays right). The teacher runs live on the new images.",
     )
     mixup_beta: float = Field(1.0, gt=0, description="Mixing weights ~ Beta(b, b).")
     mixup_unmixed: float = Field(
@@ -190,6 +191,9 @@ class CompressConfig(BaseModel):
         description="Partial mixup: this fraction of the batch size is drawn, with "
         "replacement, to stay unmixed (0.9: about 41% of a 64-image batch is mixed).",
     )  # fmt: skip
+    hard_fraction: float = Field(
+        0.5, gt=0, le=1, description="--kd-augment hard: this fraction of each batch augmented."
+    )
     teacher_cache: Literal["auto", "memory", "disk", "off"] = Field(
         "auto", description="Cache teacher outputs when the training transform is deterministic."
     )

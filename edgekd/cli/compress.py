@@ -172,9 +172,14 @@ def compress_command(
         str,
         typer.Option(
             help="Mix the training batches as MIX-KD does: mixup (partial: part of each batch "
-            "stays unmixed) or mixup-full; none to leave them. The teacher then runs live."
+            "stays unmixed) or mixup-full; or hard (HARD: a learned affine augmentor finds "
+            "images teacher and student disagree on, kept where the teacher stays right); "
+            "none to leave them. The teacher then runs live."
         ),
     ] = "none",
+    hard_fraction: Annotated[
+        float, typer.Option(help="--kd-augment hard: this fraction of each batch is augmented.")
+    ] = 0.5,
     mixup_beta: Annotated[
         float, typer.Option(help="Mixup weights are drawn from Beta(b, b).")
     ] = 1.0,

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-KD_AUGMENTS = ("none", "mixup", "mixup-full")
+MIXUPS = ("mixup", "mixup-full")
+KD_AUGMENTS = ("none", *MIXUPS, "hard")  # hard: edgekd.distill.hard
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Mixup:
     unmixed: float = 0.9
 
     def __post_init__(self) -> None:
-        if self.mode not in KD_AUGMENTS[1:]:
+        if self.mode not in MIXUPS:
             raise ValueError(f"mixup mode must be mixup or mixup-full, got {self.mode!r}")
         if self.beta <= 0:
             raise ValueError(f"the mixup beta must be > 0, got {self.beta}")

@@ -24,9 +24,10 @@ from torch.utils.data import Dataset
 
 from edgekd._io import atomic_path
 from edgekd.data import DataBundle, loader
-from edgekd.distill.augment import Mixup, step_generator
+from edgekd.distill.augment import KD_AUGMENTS, MIXUPS, Mixup, step_generator
 from edgekd.distill.averaging import WeightAverage
 from edgekd.distill.guards import first_nonfinite_module
+from edgekd.distill.hard import HardAugment
 from edgekd.distill.losses import KDBatch, create_loss, teacher_confidence
 from edgekd.distill.taps import Taps, classifier_module, describe_module
 from edgekd.errors import ConfigError, StageError
@@ -58,9 +59,10 @@ class TrainConfig:
     amp: Literal["auto", "off"] = "auto"  # auto: mixed precision on CUDA, never on the CPU
     teacher_cache: Literal["auto", "memory", "disk", "off"] = "auto"
     cache_limit_gb: float = 4.0  # auto: cache only when the teacher's outputs fit in this
-    kd_augment: Literal["none", "mixup", "mixup-full"] = "none"  # edgekd.distill.augment
+    kd_augment: Literal[KD_AUGMENTS] = "none"  # edgekd.distill.augment, edgekd.distill.hard
     mixup_beta: float = 1.0  # lambda ~ Beta(mixup_beta, mixup_beta)
     mixup_unmixed: float = 0.9  # partial mixup: this fraction of B drawn to stay unmixed
+    hard_fraction: float = 0.5  # --kd-augment hard: this fraction of each batch augmented
     student_layer: str | None = None  # feature taps; None = the last stage with >= 2x2 positions
     teacher_layer: str | None = None
     device: str = "cpu"  # where training runs; checkpoints are always loadable on the CPU
@@ -307,6 +309,20 @@ def _autocast(device: torch.device, cfg: TrainConfig):
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def _hard_augment(teacher: nn.Module, cfg: TrainConfig, sample, device) -> HardAugment:
+    """The HARD augmentor for this phase; refused for a teacher with no input gradient."""
+    from edgekd.models.onnx_teacher import opaque_kind
+
+    if opaque_kind(teacher) == "ONNX":
+        raise ConfigError(
+            "--kd-augment hard trains its augmentor through the teacher's gradient, and an "
+            "ONNX teacher runs in ONNX Runtime without one",
+            value="--kd-augment hard",
+            fix="give the teacher as a checkpoint, state dict or TorchScript, or use mixup",
+        )
+    return HardAugment(sample.shape[1], device, fraction=cfg.hard_fraction)
+
+
 def _save_last(path: Path, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -432,12 +448,14 @@ def distill(
 
     teacher_out = _TeacherOutputs(t_taps, needs, device)
     cache_mode = cfg.teacher_cache
-    mixup = None
-    if cfg.kd_augment != "none":
+    mixup = hard = None
+    if cfg.kd_augment in MIXUPS:
         mixup = Mixup(cfg.kd_augment, cfg.mixup_beta, cfg.mixup_unmixed)
-    # the teacher's outputs for the images as they reach it: random transforms or mixed
-    # batches cannot come from a cache of the original images
-    random_inputs = bundle.augmented or mixup is not None
+    elif cfg.kd_augment == "hard":
+        hard = _hard_augment(teacher, cfg, sample, device)
+    # the teacher's outputs for the images as they reach it: random transforms, mixed or
+    # hard-augmented batches cannot come from a cache of the original images
+    random_inputs = bundle.augmented or cfg.kd_augment != "none"
     if "teacher_stages" in needs and cache_mode != "off":  # stage maps are too large to cache
         say(f"{cfg.loss} compares the teacher's stage maps: the teacher runs live (no cache)")
         cache_mode = "off"
@@ -466,8 +484,9 @@ def distill(
             say(f"teacher outputs cached ({teacher_out.mode}): the teacher ran once, not per epoch")
         else:
             say(f"teacher outputs exceed {cfg.cache_limit_gb} GB: the teacher runs live")
-    elif mixup is not None and cache_mode != "off" and teacher_out.mode != "unused":
-        say(f"--kd-augment {cfg.kd_augment}: the teacher runs live on the mixed images (a "
+    elif cfg.kd_augment != "none" and cache_mode != "off" and teacher_out.mode != "unused":
+        made = "hard-augmented" if hard is not None else "mixed"
+        say(f"--kd-augment {cfg.kd_augment}: the teacher runs live on the {made} images (a "
             "cache holds only the original images' outputs)")  # fmt: skip
     elif cache_mode in ("memory", "disk") and bundle.augmented:
         say("training images are augmented at random: the teacher runs live (no cache)")
@@ -518,6 +537,8 @@ def distill(
                 ema.state = {k: v.to(device) for k, v in ck["ema"].items()}
             if wa is not None and ck.get("weight_average") is not None:
                 wa.load_state_dict(ck["weight_average"], device)
+            if hard is not None and ck.get("hard") is not None:
+                hard.load_state_dict(ck["hard"])
             history, start = ck["history"], ck["epoch"]
             best_acc, best_epoch = ck["best_val_acc"], ck["best_epoch"]
 
@@ -532,6 +553,9 @@ def distill(
         loss_fn.train()
         sums: dict[str, float] = {}
         n_seen = 0
+        # images augmented, of them kept (the teacher still right), and the augmentor's
+        # teacher-student disagreement summed over its images
+        hard_counts = [0.0, 0.0, 0.0]
         train_loader = epoch_loader(train_ds, cfg.batch_size, world, cfg.seed, epoch)
         for step, (x, y, idx) in enumerate(train_loader):
             x = x.to(device, non_blocking=True)
@@ -541,6 +565,12 @@ def distill(
                 g = step_generator(cfg.seed, epoch, step, world.rank)
                 x, soft = mixup(x, target, bundle.num_classes, g)
                 target = soft.argmax(dim=1) if soft is not None else None
+            elif hard is not None:
+                g = step_generator(cfg.seed, epoch, step, world.rank)
+                x, done = hard(x, target, teacher, student, g, world.size)
+                hard_counts[0] += done.augmented
+                hard_counts[1] += done.kept
+                hard_counts[2] += done.disagreement * done.augmented
             logits_t, feat_t, emb_t = teacher_out(x, idx)
             stages_t = t_taps.stages() if "teacher_stages" in needs else None
             with torch.autocast(
@@ -606,6 +636,8 @@ def distill(
         keys = sorted(sums)
         reduced = world.sum([sums[k] for k in keys] + [float(n_seen)], device)
         sums, n_seen = dict(zip(keys, reduced[:-1], strict=True)), reduced[-1]
+        if hard is not None:
+            hard_counts = world.sum(hard_counts, device)
         averaged = ema.swapped_in(student) if ema is not None else None
         if wa is not None and wa.state is not None:
             bn_data = (x.to(device) for x, _ in loader(bundle.train, 256))
@@ -624,6 +656,9 @@ def distill(
             "lr": sched.get_last_lr()[0],
             "seconds": time.perf_counter() - t0,
         }
+        if hard is not None:  # the share of the augmented images the teacher was still right on
+            record["hard_kept"] = hard_counts[1] / max(1.0, hard_counts[0])
+            record["hard_disagreement"] = hard_counts[2] / max(1.0, hard_counts[0])
         history.append(record)
         extra = extra_state() if extra_state else None
         if val_acc > best_acc:
@@ -652,6 +687,7 @@ def distill(
                     "loss": loss_fn.state_dict(),
                     "ema": ema.state if ema is not None else None,
                     "weight_average": wa.state_dict() if wa is not None else None,
+                    "hard": hard.state_dict() if hard is not None else None,
                     "epoch": epoch + 1,
                     "history": history,
                     "best_val_acc": best_acc,

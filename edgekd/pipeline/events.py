@@ -119,9 +119,10 @@ class LogFileReporter(Reporter):
     def step(self, phase: str, epoch: int, step: int, steps_per_epoch: int) -> None:
         name, epochs, t0 = self._phase
         if name == phase:  # what the heartbeat repeats: where training is, and its ETA
-            done, total = epoch * steps_per_epoch + step + 1, epochs * steps_per_epoch
-            eta = duration((time.monotonic() - t0) / done * (total - done))
-            self._activity = (f"{phase} epoch {epoch + 1}/{epochs}, step {step + 1}/"
+            # `step` counts the steps done in this epoch (1 after the first)
+            done, total = epoch * steps_per_epoch + step, epochs * steps_per_epoch
+            eta = duration((time.monotonic() - t0) / max(1, done) * (total - done))
+            self._activity = (f"{phase} epoch {epoch + 1}/{epochs}, step {step}/"
                               f"{steps_per_epoch} (phase ETA {eta})")  # fmt: skip
             self._live = True
         self.inner.step(phase, epoch, step, steps_per_epoch)

@@ -142,7 +142,8 @@ def make_plans(cfg: CompressConfig, budgets: Budgets | None = None) -> Plans:
                   loss_args=loss_args, optimizer=cfg.optimizer, grad_clip=cfg.grad_clip,
                   teacher_cache=cfg.teacher_cache, student_layer=cfg.student_layer,
                   teacher_layer=cfg.teacher_layer, device=device, kd_augment=cfg.kd_augment,
-                  mixup_beta=cfg.mixup_beta, mixup_unmixed=cfg.mixup_unmixed)  # fmt: skip
+                  mixup_beta=cfg.mixup_beta, mixup_unmixed=cfg.mixup_unmixed,
+                  hard_fraction=cfg.hard_fraction)  # fmt: skip
     train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed, schedule=cfg.schedule,
                         warmup_epochs=cfg.warmup_epochs, ema_decay=cfg.ema,
                         weight_average=cfg.weight_average,

@@ -6,7 +6,7 @@ import base64
 import html
 
 from edgekd.report import plots
-from edgekd.report.text import data_line, int8_graph, precision_line, residual_line
+from edgekd.report.text import augment_note, data_line, int8_graph, precision_line, residual_line
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -216,8 +216,7 @@ Runtime's optimized graph: {_e(", ".join(f"{k}: {n}" for k, n in fusion.items())
 
 
 def _mixed_note(r: dict) -> str:
-    aug = r["distill"].get("kd_augment")
-    return f", batches mixed ({_e(aug)})" if aug not in (None, "none") else ""
+    return _e(augment_note(r))
 
 
 def _precision_html(export: dict) -> str:

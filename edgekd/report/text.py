@@ -76,3 +76,17 @@ def residual_line(q: dict) -> str | None:
             f"Add #{a['index']} ({a['reason']})" for a in r["left_float"]
         )
     return line
+
+
+def augment_note(r: dict) -> str:
+    """", batches mixed (mixup)" / ", batches hard-augmented (...)" for the distillation line;
+    "" when the batches were left as they came."""
+    d = r.get("distill") or {}
+    aug = d.get("kd_augment")
+    if aug in (None, "none"):
+        return ""
+    if aug != "hard":
+        return f", batches mixed ({aug})"
+    kept = [h["hard_kept"] for h in d.get("history") or [] if "hard_kept" in h]
+    share = f": {kept[-1]:.0%} of the augmented images kept in the last epoch" if kept else ""
+    return f", batches hard-augmented (HARD-affine{share})"

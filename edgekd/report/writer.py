@@ -9,7 +9,14 @@ from pathlib import Path
 from edgekd._io import write_text
 from edgekd.config import Budgets
 from edgekd.report.schema import Gate, Report, Verdict
-from edgekd.report.text import data_line, int8_graph, md_safe, precision_line, residual_line
+from edgekd.report.text import (
+    augment_note,
+    data_line,
+    int8_graph,
+    md_safe,
+    precision_line,
+    residual_line,
+)
 
 EXIT_OK, EXIT_BUDGET_MISSED = 0, 2
 
@@ -307,8 +314,7 @@ def render_markdown(r: dict) -> str:
     weights = {p: m.get("weights") for p, m in r["variants"].items() if m.get("weights")}
     if weights:
         lines += ["", "**Weights**: " + "; ".join(f"{p}: {w}" for p, w in weights.items()) + "."]
-    aug = r["distill"].get("kd_augment")
-    mixed = f", batches mixed ({aug})" if aug not in (None, "none") else ""
+    mixed = augment_note(r)
     lines += [
         "",
         f"**Artifact**: `{r['artifact']['path']}` ({r['artifact']['precision']}, "

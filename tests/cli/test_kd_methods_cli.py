@@ -44,12 +44,14 @@ def test_vit_teacher_into_a_cnn_student_with_ofa_mixup_and_weight_average(tmp_pa
     assert (out / r["artifact"]["path"]).exists() or Path(r["artifact"]["path"]).exists()
 
 
-def test_qat_phase_distils_the_teachers_quantized_feature_with_qfd(digits_teacher, tmp_path):
+def test_qat_phase_distils_the_teachers_quantized_feature_with_qfd_on_hard_batches(
+    digits_teacher, tmp_path
+):
     out = tmp_path / "run"
     quick = [a if a != "0" else "1" for a in QUICK]  # --qat-epochs 1
     proc = run_cli(
         "compress", str(digits_teacher), "--max-train", "256", "--out", str(out),
-        "--qat-kd-loss", "qfd", "--qat-kd-args", "bits=4", *quick,
+        "--qat-kd-loss", "qfd", "--qat-kd-args", "bits=4", "--kd-augment", "hard", *quick,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     r = json.loads((out / "report.json").read_text())
@@ -57,6 +59,12 @@ def test_qat_phase_distils_the_teachers_quantized_feature_with_qfd(digits_teache
     assert {"loss_qfd", "loss_ce"} <= set(r["quantization"]["history"][0])
     log = (out / "edgekd.log").read_text()
     assert "qfd: the teacher's feature is quantized to 4 bits on [0, " in log
+    # HARD in both phases: the teacher live, the kept share in every epoch's record
+    assert r["distill"]["kd_augment"] == "hard" and r["distill"]["teacher_cache"] == "live"
+    for phase in (r["distill"], r["quantization"]):
+        assert all(0 <= h["hard_kept"] <= 1 for h in phase["history"])
+    assert "runs live on the hard-augmented images" in log
+    assert "batches hard-augmented (HARD-affine: " in (out / "report.md").read_text()
     bad = run_cli("compress", str(digits_teacher), "--out", str(tmp_path / "bad"),
                   "--qat-kd-args", "bits=4", *quick)  # fmt: skip
     assert bad.returncode == 1 and "--qat-kd-args needs --qat-kd-loss" in bad.stderr

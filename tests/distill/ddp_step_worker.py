@@ -40,18 +40,19 @@ def toy_data() -> DataBundle:
 
 
 def main(out: str, extras: str = "") -> None:
-    """`extras` "mixup": --kd-augment mixup and --weight-average 0 too, and every rank saves
-    its own student_rank{r}.pt with the averaged weights."""
+    """`extras` "mixup": --kd-augment mixup and --weight-average 0 too; "hard": --kd-augment
+    hard. With extras every rank saves its own student_rank{r}.pt (and its best weights)."""
     joined = "WORLD_SIZE" in os.environ
     if joined:
         torch.distributed.init_process_group("gloo")
     torch.set_num_threads(1)
     teacher, student = toy_net(0), toy_net(1)
-    more = {"kd_augment": "mixup", "weight_average": 0.0} if extras == "mixup" else {}
+    more = {"mixup": {"kd_augment": "mixup", "weight_average": 0.0},
+            "hard": {"kd_augment": "hard"}}.get(extras, {})  # fmt: skip
     cfg = TrainConfig(epochs=1, lr=0.01, batch_size=BATCH, seed=3, loss="kd", **more)
     res = distill(student, teacher, toy_data(), cfg, Path(out))
     rank = torch.distributed.get_rank() if joined else 0
-    if extras == "mixup":
+    if extras:
         best = torch.load(res.best_path, weights_only=True)["model"]
         torch.save({"model": student.state_dict(), "best": best, "history": res.history},
                    Path(out) / f"student_rank{rank}.pt")  # fmt: skip

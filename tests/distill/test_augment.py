@@ -9,10 +9,11 @@ import math
 import pytest
 import torch
 
-from edgekd.distill import TrainConfig
+from edgekd.distill import TrainConfig, distill
 from edgekd.distill.augment import Mixup, step_generator
 from edgekd.distill.losses import KDBatch, create_loss
-from tests.distill._runs import crash_after_first_epoch, train_pair
+from tests.distill._runs import crash_after_first_epoch
+from tests.distill.ddp_step_worker import toy_data, toy_net
 
 
 def test_partial_mixup_resets_int_0_9_b_draws_with_replacement():
@@ -58,16 +59,23 @@ def test_cross_entropy_takes_the_soft_label():
     assert got == pytest.approx(want, abs=1e-6)
 
 
-def test_mixup_runs_the_teacher_live_and_resumes_exactly(tmp_path, small_digits):
-    cfg = TrainConfig(epochs=2, lr=5e-3, batch_size=64, seed=0, kd_augment="mixup")
+def _toy_pair(tmp_path, cfg, **kw):
+    """(student, TrainResult) of the toy conv nets on the toy data (tests.distill.ddp_step_worker):
+    the resume property does not depend on the model's size."""
+    student = toy_net(1)
+    return student, distill(student, toy_net(0), toy_data(), cfg, tmp_path, key="k", **kw)
+
+
+def test_mixup_runs_the_teacher_live_and_resumes_exactly(tmp_path):
+    cfg = TrainConfig(epochs=2, lr=5e-3, batch_size=32, seed=0, kd_augment="mixup")
     said: list[str] = []
-    full, ref = train_pair(tmp_path / "a", small_digits, cfg, on_message=said.append)
+    full, ref = _toy_pair(tmp_path / "a", cfg, on_message=said.append)
     assert ref.teacher_cache == "live"  # the data is not augmented, yet no cache is used
     assert any("runs live on the mixed images" in m for m in said)
 
     with pytest.raises(KeyboardInterrupt):
-        train_pair(tmp_path / "b", small_digits, cfg, on_epoch=crash_after_first_epoch)
-    resumed, res = train_pair(tmp_path / "b", small_digits, cfg, resume=True)
+        _toy_pair(tmp_path / "b", cfg, on_epoch=crash_after_first_epoch)
+    resumed, res = _toy_pair(tmp_path / "b", cfg, resume=True)
     assert res.resumed_from_epoch == 1
     assert [r["val_acc"] for r in res.history] == [r["val_acc"] for r in ref.history]
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):

@@ -98,6 +98,17 @@ def test_mixup_and_weight_average_under_two_gloo_ranks(tmp_path):
     assert any(not torch.equal(ranks[0]["best"][k], v) for k, v in ranks[0]["model"].items())
 
 
+def test_hard_under_two_gloo_ranks(tmp_path):
+    # each rank augments its own share; the augmentor's gradients are averaged over the
+    # ranks (else the all-reduce would hang), DDP keeps the students equal
+    import torch
+
+    ranks = _step_run(tmp_path, 2, "hard")
+    for name, w0 in ranks[0]["model"].items():
+        torch.testing.assert_close(ranks[1]["model"][name], w0, rtol=0, atol=1e-6, msg=name)
+    assert 0.0 <= ranks[0]["history"][0]["hard_kept"] <= 1.0
+
+
 def test_two_gloo_ranks_take_the_same_steps_as_one_process(tmp_path):
     # same global batch (64 = 2 x 32), same seed, a student without batch statistics: the
     # per-rank mean losses average to the global mean, so DDP's averaged gradient is the

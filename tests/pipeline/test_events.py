@@ -37,7 +37,8 @@ def test_a_training_heartbeat_is_the_live_step_with_the_phase_eta(tmp_path):
     rep = LogFileReporter(Record(), tmp_path / "edgekd.log")
     with rep.watch(interval=0.2):
         rep.epochs_start("distill", 4, 10)
-        rep.step("distill", 1, 4, 10)  # epoch 2, step 5: 15 of 40 steps done
+        # the trainer reports the steps done in the epoch: epoch 2, step 5: 15 of 40 steps done
+        rep.step("distill", 1, 5, 10)
         time.sleep(0.5)
     beats = [b for b in lines(tmp_path / "edgekd.log") if b.startswith("…")]
     assert beats and all(b.startswith("… distill epoch 2/4, step 5/10 (phase ETA ") for b in beats)

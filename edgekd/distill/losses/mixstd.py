@@ -17,7 +17,7 @@ z-scoring the logits, since a softmax ignores a shift per row.
 
 One deliberate difference: the std is clamped below at 1e-6, so a row of equal logits (a
 freshly initialised head) gives a finite loss instead of a division by zero. The official
-code pairs this loss with partial mixup of the inputs (`--kd-augment mixup`, not built yet).
+code pairs this loss with partial mixup of the inputs (`--kd-augment mixup`).
 """
 
 from __future__ import annotations
