@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -131,6 +131,11 @@ class CompressConfig(BaseModel):
         description="Born-Again distillation: each generation distils from the last one's "
         "student (generation 1 from the teacher); the last generation ships.",
     )  # fmt: skip
+    born_again_teacher: Literal["last", "ensemble"] = Field(
+        "last",
+        description="Born-Again: each generation learns from the last one, or from the "
+        "ensemble (averaged prediction) of all earlier generations.",
+    )
     few_shot_k: int | None = Field(
         None,
         ge=0,
@@ -204,12 +209,17 @@ class CompressConfig(BaseModel):
     warmup_epochs: float = Field(0.0, ge=0, description="Linear warm-up for --schedule cosine.")
     ema: float = Field(0.0, ge=0, lt=1, description="EMA decay of student weights (0 = off).")
     grad_clip: float = Field(0.0, ge=0, description="Gradient-norm clip (0 = off).")
-    weight_average: float | None = Field(
-        None, ge=0, lt=1,
+    weight_average: Annotated[float, Field(ge=0, lt=1)] | Literal["swad"] | None = Field(
+        None,
         description="Average the student's weights uniformly (WAKD) from this fraction of the "
-        "distillation steps on (0.1 as the official code); the average is validated, kept, "
-        "quantized and exported.",
+        "distillation steps on (0.1 as the official code), or over SWAD's loss-driven window "
+        "(swad); the average is validated, kept, quantized and exported.",
     )  # fmt: skip
+    swad_args: dict[str, float] = Field(
+        default_factory=dict,
+        description="--weight-average swad: n_converge=3,n_tolerance=6,tolerance_ratio=1.3,"
+        "frequency=STEPS (default a fifth of an epoch).",
+    )
     weight_average_bn: Literal["recompute", "frozen"] = Field(
         "recompute",
         description="BatchNorm under --weight-average: recompute the averaged weights' "
@@ -275,11 +285,18 @@ class CompressConfig(BaseModel):
                 f"--generations {self.generations} runs in one process: drop --nproc-per-node "
                 "/ --nnodes, or train one generation"
             )
+        if self.born_again_teacher == "ensemble" and self.generations < 3:
+            raise ValueError(
+                f"--born-again-teacher ensemble needs --generations 3 or more (with "
+                f"{self.generations} there is at most one earlier generation to ensemble)"
+            )
         if self.generations > 1 and self.student in ("auto", "search"):
             raise ValueError(
                 f"--generations {self.generations} distils one architecture again and again: "
                 f"give --student (a timm name, or same), not {self.student}"
             )
+        if self.swad_args and self.weight_average != "swad":
+            raise ValueError("--swad-args needs --weight-average swad")
         if self.ema > 0 and self.weight_average is not None:
             raise ValueError(
                 f"--ema {self.ema} and --weight-average {self.weight_average} both average the "
@@ -305,6 +322,33 @@ class CompressConfig(BaseModel):
 
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
             raise ValueError("expected auto, cpu, cuda or cuda:N")
+        return v
+
+    @field_validator("weight_average", mode="before")
+    @classmethod
+    def _weight_average(cls, v: Any) -> Any:
+        if v is None or v == "swad":
+            return v
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise ValueError("give a fraction of the steps in [0, 1), e.g. 0.1, or swad") from None
+        if not 0 <= f < 1:
+            raise ValueError("give a fraction of the steps in [0, 1), e.g. 0.1, or swad")
+        return f
+
+    @field_validator("swad_args", mode="before")
+    @classmethod
+    def _parse_swad_args(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if isinstance(v, str):
+            out = parse_arch_args(v)
+            known = ("n_converge", "n_tolerance", "tolerance_ratio", "frequency")
+            bad = [k for k in out if k not in known]
+            if bad:
+                raise ValueError(f"unknown {', '.join(bad)}: use {', '.join(known)}")
+            return out
         return v
 
     @field_validator("arch_args", mode="before")
@@ -336,7 +380,10 @@ def build_config(model: type[BaseModel], values: dict[str, Any]) -> Any:
         if not err["loc"]:  # a rule across options (model validator): its message says it all
             msg = err["msg"].removeprefix("Value error, ")
             raise ConfigError(msg) from None
-        field = str(err["loc"][-1])
+        # the last field name in the location (a union adds its member's tag, e.g.
+        # "constrained-float", which names no option)
+        names = [str(p) for p in err["loc"] if isinstance(p, str) and p.isidentifier()]
+        field = names[-1] if names else str(err["loc"][-1])
         flag = FLAG_FOR_FIELD.get(field, "--" + field.replace("_", "-"))
         msg = err["msg"].removeprefix("Value error, ")
         raise ConfigError(

@@ -33,3 +33,21 @@ def test_non_positive_budgets_are_rejected(field, value, flag):
 def test_unknown_key_is_rejected():
     with pytest.raises(ConfigError, match="--epochz"):
         build_config(CompressConfig, {"teacher": "t", "epochz": 3})
+
+
+def test_weight_average_is_a_fraction_or_swad():
+    def cfg(**kw):
+        return build_config(CompressConfig, {"teacher": "t.pt", **kw})
+
+    assert cfg(weight_average="0.1").weight_average == 0.1
+    assert cfg(weight_average="swad", swad_args="n_converge=2,frequency=5").swad_args == {
+        "n_converge": 2, "frequency": 5}  # fmt: skip
+    for bad in ("1.5", "abc"):
+        with pytest.raises(ConfigError) as e:
+            cfg(weight_average=bad)
+        assert str(e.value).startswith("invalid value for --weight-average")  # not a union tag
+        assert "or swad" in str(e.value)
+    with pytest.raises(ConfigError, match="--swad-args needs --weight-average swad"):
+        cfg(swad_args="n_converge=2")
+    with pytest.raises(ConfigError, match="unknown n_conv"):
+        cfg(weight_average="swad", swad_args="n_conv=2")

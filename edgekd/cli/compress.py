@@ -71,6 +71,13 @@ def compress_command(
             "shipped."
         ),
     ] = 1,
+    born_again_teacher: Annotated[
+        str,
+        typer.Option(
+            help="Born-Again: each generation learns from the last one (last), or from the "
+            "averaged prediction of all earlier generations (ensemble; needs 3+ generations)."
+        ),
+    ] = "last",
     few_shot_k: Annotated[
         int | None,
         typer.Option(
@@ -209,10 +216,18 @@ def compress_command(
     ] = 0.0,
     grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm (0 = off).")] = 0.0,
     weight_average: Annotated[
-        float | None,
+        str | None,
         typer.Option(
             help="Average the student's weights uniformly (WAKD) from this fraction of the "
-            "distillation steps on, e.g. 0.1; the average is validated, kept and shipped."
+            "distillation steps on, e.g. 0.1, or over SWAD's loss-driven window (swad); the "
+            "average is validated, kept and shipped."
+        ),
+    ] = None,
+    swad_args: Annotated[
+        str | None,
+        typer.Option(
+            help="--weight-average swad: n_converge=3,n_tolerance=6,tolerance_ratio=1.3 (the "
+            "official configs) and frequency=STEPS per segment (default: a fifth of an epoch)."
         ),
     ] = None,
     weight_average_bn: Annotated[

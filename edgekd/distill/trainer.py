@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
 from edgekd._io import atomic_path
 from edgekd.data import DataBundle, loader
 from edgekd.distill.augment import KD_AUGMENTS, MIXUPS, Mixup, step_generator
-from edgekd.distill.averaging import WeightAverage
+from edgekd.distill.averaging import SWAD_DEFAULTS, Swad, WeightAverage
 from edgekd.distill.guards import first_nonfinite_module
 from edgekd.distill.hard import HardAugment
 from edgekd.distill.losses import KDBatch, create_loss, teacher_confidence
@@ -53,8 +54,11 @@ class TrainConfig:
     ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
     # a fraction of the phase's steps: from there on a uniform average of the weights (WAKD) is
     # validated and kept (edgekd.distill.averaging); None = off
-    weight_average: float | None = None
+    # "swad": SWAD's loss-driven window over segment averages instead (averaging.Swad), set by
+    # swad_args (n_converge, n_tolerance, tolerance_ratio, frequency in steps)
+    weight_average: float | Literal["swad"] | None = None
     weight_average_bn: Literal["recompute", "frozen"] = "recompute"
+    swad_args: dict = field(default_factory=dict)
     grad_clip: float = 0.0  # > 0: clip the gradient norm to this
     amp: Literal["auto", "off"] = "auto"  # auto: mixed precision on CUDA, never on the CPU
     teacher_cache: Literal["auto", "memory", "disk", "off"] = "auto"
@@ -323,6 +327,39 @@ def _hard_augment(teacher: nn.Module, cfg: TrainConfig, sample, device) -> HardA
     return HardAugment(sample.shape[1], device, fraction=cfg.hard_fraction)
 
 
+def _swad(student, cfg: TrainConfig, bundle: DataBundle, device, steps_per_epoch: int) -> Swad:
+    """SWAD's window for this phase: segments of `frequency` steps (default a fifth of an
+    epoch), each closed by the current model's validation cross-entropy."""
+    if not bundle.labeled:
+        raise ConfigError("--weight-average swad follows the validation loss, and this data has "
+                          "no labels", fix="use --weight-average FRACTION (a uniform average)")
+    known = {*SWAD_DEFAULTS, "frequency"}
+    bad = sorted(set(cfg.swad_args) - known)
+    if bad:
+        raise ConfigError("unknown --swad-args", value=", ".join(bad),
+                          fix=f"use {', '.join(sorted(known))}")  # fmt: skip
+    args = {**SWAD_DEFAULTS, **cfg.swad_args}
+    freq = int(args.pop("frequency", None) or max(1, steps_per_epoch // 5))
+
+    @torch.no_grad()
+    def val_loss(model: nn.Module) -> float:
+        total, n = 0.0, 0
+        for x, y in loader(bundle.val, 256):
+            out = model(x.to(device))
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            total += F.cross_entropy(out.float(), torch.as_tensor(y).to(device),
+                                     reduction="sum").item()  # fmt: skip
+            n += len(x)
+        return total / max(1, n)
+
+    try:
+        return Swad(student, freq, val_loss, cfg.weight_average_bn,
+                    n_converge=int(args["n_converge"]), n_tolerance=int(args["n_tolerance"]),
+                    tolerance_ratio=float(args["tolerance_ratio"]))  # fmt: skip
+    except ValueError as e:
+        raise ConfigError(str(e), value=str(cfg.swad_args)) from None
+
+
 def _save_last(path: Path, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -509,10 +546,15 @@ def distill(
     sched = _scheduler(opt, cfg, steps_per_epoch)
     ema = EMA(student, cfg.ema_decay) if cfg.ema_decay > 0 else None
     wa = None
-    if cfg.weight_average is not None:
-        if ema is not None:
-            raise ConfigError("--ema and --weight-average both average the weights: pick one",
-                              value=f"ema {cfg.ema_decay}, weight average {cfg.weight_average}")
+    if cfg.weight_average is not None and ema is not None:
+        raise ConfigError("--ema and --weight-average both average the weights: pick one",
+                          value=f"ema {cfg.ema_decay}, weight average {cfg.weight_average}")
+    if cfg.weight_average == "swad":
+        wa = _swad(student, cfg, bundle, device, steps_per_epoch)
+        say(f"SWAD window: segments of {wa.frequency} steps, validation loss after each "
+            f"(n_converge {wa.n_converge}, n_tolerance {wa.n_tolerance}, tolerance ratio "
+            f"{wa.ratio}; BatchNorm {wa.bn})")  # fmt: skip
+    elif cfg.weight_average is not None:
         if not 0 <= cfg.weight_average < 1:
             raise ConfigError("--weight-average is the fraction of training after which the "
                               "average starts", value=cfg.weight_average, fix="give 0 <= f < 1")
@@ -699,6 +741,26 @@ def distill(
         world.barrier()  # every rank sees this epoch's checkpoint before going on
         if on_epoch and world.main:
             on_epoch(record)
+    if isinstance(wa, Swad):  # SWAD's model is the phase's result, as the official code's
+        wa.finish()
+        loss_facts["weight_average"] = wa.facts()
+        if wa.state is None:
+            say(f"SWAD's window never opened in {len(wa.losses)} segments (the validation loss "
+                "kept falling): the best checkpoint is the plain one")  # fmt: skip
+        else:
+            bn_data = (x.to(device) for x, _ in loader(bundle.train, 256))
+            with wa.swapped_in(student, bn_data):
+                best_acc, _ = evaluate_torch(student, bundle.val)
+                best_epoch = cfg.epochs
+                if world.main:
+                    with atomic_path(best_path) as tmp:
+                        torch.save({"model": student.state_dict(), "epoch": cfg.epochs,
+                                    "val_acc": best_acc, "extra": extra_state() if extra_state
+                                    else None, "key": key, "ema": False,
+                                    "weight_average": True, "swad": wa.facts()}, tmp)  # fmt: skip
+            say(f"SWAD: segments {wa.opened_at + 1}-{wa.closed_at + 1} of {len(wa.losses)} "
+                f"averaged ({wa.n}); val {best_acc:.2f}%, kept as the best checkpoint")
+        world.barrier()
     s_taps.remove()
     t_taps.remove()
     layers = {"student": s_taps.layer, "teacher": t_taps.layer} if s_taps.layer else {}

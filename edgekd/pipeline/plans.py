@@ -39,6 +39,7 @@ class DistillPlan:
     student: str  # a timm name: given, or the search's pick; "same": the teacher's architecture
     train: TrainConfig
     generations: int = 1  # Born-Again: each generation distils from the previous one
+    ensemble: bool = False  # ... or from the ensemble of all previous generations
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class Plans:
     seed: int
     student: str  # a timm name, or auto / search / same
     generations: int
+    ensemble: bool
     search: SearchPlan | None
     train: TrainConfig
     quant: QuantPlan
@@ -90,7 +92,7 @@ class Plans:
     def distill(self, pick=None) -> DistillPlan:
         """The distillation plan for the searched `pick` (None: the given student)."""
         return DistillPlan(pick.name if pick is not None else self.student, self.train,
-                           self.generations)  # fmt: skip
+                           self.generations, self.ensemble)  # fmt: skip
 
     def check(self, inputs: Inputs) -> None:
         """What needs the loaded inputs: a ce loss needs labels; a feature loss a teacher whose
@@ -147,7 +149,8 @@ def make_plans(cfg: CompressConfig, budgets: Budgets | None = None) -> Plans:
     train = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed, schedule=cfg.schedule,
                         warmup_epochs=cfg.warmup_epochs, ema_decay=cfg.ema,
                         weight_average=cfg.weight_average,
-                        weight_average_bn=cfg.weight_average_bn, **common)  # fmt: skip
+                        weight_average_bn=cfg.weight_average_bn,
+                        swad_args=dict(cfg.swad_args), **common)  # fmt: skip
     if cfg.qat_kd_loss:  # the QAT phase's own loss (qfd: the teacher's quantized features)
         common.update(loss=cfg.qat_kd_loss, loss_args=resolve_loss_args(cfg.qat_kd_loss,
                                                                         cfg.qat_kd_args))
@@ -156,6 +159,13 @@ def make_plans(cfg: CompressConfig, budgets: Budgets | None = None) -> Plans:
                          fix="name the QAT phase's loss, e.g. --qat-kd-loss qfd")  # fmt: skip
     qat = TrainConfig(epochs=cfg.qat_epochs, lr=cfg.qat_lr, seed=cfg.seed + 1, schedule="cosine",
                       amp="off", **common)  # fmt: skip  # fake quantization stays in float32
+    if cfg.born_again_teacher == "ensemble" and loss_class(cfg.kd_loss).needs & TEACHER_NEEDS:
+        raise InputError(
+            f"the {cfg.kd_loss} loss taps the teacher's layers, and an ensemble of generations "
+            "gives logits only",
+            value="--born-again-teacher ensemble",
+            fix="use a logit loss (kd, dkd, ofa, ...) or --born-again-teacher last",
+        )
     search = None
     if cfg.student in SEARCH_MODES:
         search = SearchPlan(cfg.student, budgets.latency_ms, cfg.few_shot_k, cfg.few_shot_epochs)
@@ -171,6 +181,7 @@ def make_plans(cfg: CompressConfig, budgets: Budgets | None = None) -> Plans:
         seed=cfg.seed,
         student=cfg.student,
         generations=cfg.generations,
+        ensemble=cfg.born_again_teacher == "ensemble",
         search=search,
         train=train,
         quant=QuantPlan(recipe, qat, cfg.batch_size, cfg.seed, budgets.max_accuracy_drop,

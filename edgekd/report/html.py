@@ -6,7 +6,14 @@ import base64
 import html
 
 from edgekd.report import plots
-from edgekd.report.text import augment_note, data_line, int8_graph, precision_line, residual_line
+from edgekd.report.text import (
+    augment_note,
+    averaging_note,
+    data_line,
+    int8_graph,
+    precision_line,
+    residual_line,
+)
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
@@ -216,7 +223,7 @@ Runtime's optimized graph: {_e(", ".join(f"{k}: {n}" for k, n in fusion.items())
 
 
 def _mixed_note(r: dict) -> str:
-    return _e(augment_note(r))
+    return _e(augment_note(r) + averaging_note(r))
 
 
 def _precision_html(export: dict) -> str:

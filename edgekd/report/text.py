@@ -79,8 +79,8 @@ def residual_line(q: dict) -> str | None:
 
 
 def augment_note(r: dict) -> str:
-    """", batches mixed (mixup)" / ", batches hard-augmented (...)" for the distillation line;
-    "" when the batches were left as they came."""
+    """The distillation line's note on the batches: ", batches mixed (mixup)", ", batches
+    hard-augmented (...)", or nothing when they were left as they came."""
     d = r.get("distill") or {}
     aug = d.get("kd_augment")
     if aug in (None, "none"):
@@ -90,3 +90,21 @@ def augment_note(r: dict) -> str:
     kept = [h["hard_kept"] for h in d.get("history") or [] if "hard_kept" in h]
     share = f": {kept[-1]:.0%} of the augmented images kept in the last epoch" if kept else ""
     return f", batches hard-augmented (HARD-affine{share})"
+
+
+def averaging_note(r: dict) -> str:
+    """The distillation line's note on weight averaging (nothing without --weight-average)."""
+    d = r.get("distill") or {}
+    wa = d.get("weight_average")
+    if not wa:
+        return ""
+    if wa.get("window") != "swad":
+        return (f", weights averaged uniformly from {wa['start']:.0%} of the steps (BatchNorm "
+                f"{wa['bn']})")  # fmt: skip
+    f = (d.get("loss_facts") or {}).get("weight_average") or {}
+    if not f.get("segments_averaged"):
+        return (f", SWAD's window never opened in {f.get('segments', 0)} segments (the plain "
+                "weights kept)")  # fmt: skip
+    first, last = f["opened_at_segment"] + 1, f["closed_at_segment"] + 1
+    return (f", weights averaged over SWAD's window: segments {first}-{last} of "
+            f"{f['segments']} ({f['frequency']} steps each)")  # fmt: skip

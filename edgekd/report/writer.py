@@ -11,6 +11,7 @@ from edgekd.config import Budgets
 from edgekd.report.schema import Gate, Report, Verdict
 from edgekd.report.text import (
     augment_note,
+    averaging_note,
     data_line,
     int8_graph,
     md_safe,
@@ -314,7 +315,7 @@ def render_markdown(r: dict) -> str:
     weights = {p: m.get("weights") for p, m in r["variants"].items() if m.get("weights")}
     if weights:
         lines += ["", "**Weights**: " + "; ".join(f"{p}: {w}" for p, w in weights.items()) + "."]
-    mixed = augment_note(r)
+    mixed = augment_note(r) + averaging_note(r)
     lines += [
         "",
         f"**Artifact**: `{r['artifact']['path']}` ({r['artifact']['precision']}, "

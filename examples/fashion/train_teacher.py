@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from edgekd._io import write_json
+from edgekd.config import parse_arch_args
 from edgekd.data import load_data
 from edgekd.models import save_checkpoint
 from edgekd.models.evaluate import evaluate_torch
@@ -34,6 +35,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("teacher.pt"))
     ap.add_argument("--data", default="fashion-mnist", help="fashion-mnist or fashion-mnist:PATH")
     ap.add_argument("--arch", default="resnet18")
+    ap.add_argument("--arch-args", default=None,
+                    help="timm keyword arguments, e.g. patch_size=4,depth=6 for a small ViT")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--batch-size", type=int, default=128)
@@ -45,16 +48,19 @@ def main() -> None:
     data = load_data(args.data, (3, 32, 32), max_train=args.max_train)
     torch.manual_seed(args.seed)
     # ViTs (deit_tiny_patch16_224, ...) are built at the data's size: img_size=32
-    model, _ = build_timm(args.arch, data.num_classes, None, data.input_shape)
+    arch_args = parse_arch_args(args.arch_args) if args.arch_args else None
+    model, _ = build_timm(args.arch, data.num_classes, arch_args, data.input_shape)
     recipe = SupervisedRecipe(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                               label_smoothing=0.1, seed=args.seed)  # fmt: skip
     print(f"{args.arch} on {data.name}: {len(data.train)} train / {len(data.val)} val / "
           f"{len(data.test)} test, {args.epochs} epochs", flush=True)  # fmt: skip
     res = train_classifier(model, data, recipe, args.device, log=lambda s: print(s, flush=True))
     test_acc, _ = evaluate_torch(res.model, data.test)
-    save_checkpoint(args.out, res.model, args.arch, data.num_classes, data.input_shape)
+    save_checkpoint(args.out, res.model, args.arch, data.num_classes, data.input_shape,
+                    arch_args)  # fmt: skip
     summary = {
         "arch": args.arch,
+        "arch_args": arch_args,
         "data": args.data,
         "max_train": args.max_train,
         "test_acc": test_acc,

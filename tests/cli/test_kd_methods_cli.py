@@ -39,7 +39,8 @@ def test_vit_teacher_into_a_cnn_student_with_ofa_mixup_and_weight_average(tmp_pa
     assert "ofa taps: student stages 1 layer1" in log and "teacher logits only" in log
     assert "runs live on the mixed images" in log
     assert "batches mixed (mixup)" in (out / "report.md").read_text()
-    assert r["distill"]["weight_average"] == {"start": 0.1, "bn": "recompute"}
+    assert r["distill"]["weight_average"] == {"start": 0.1, "window": "uniform", "bn": "recompute"}
+    assert "weights averaged uniformly from 10% of the steps" in (out / "report.md").read_text()
     assert "weight average from step 1 of 4 on (BatchNorm recompute)" in log
     assert (out / r["artifact"]["path"]).exists() or Path(r["artifact"]["path"]).exists()
 
@@ -82,15 +83,21 @@ def test_born_again_generations_of_the_teachers_architecture(tmp_path):
     out = tmp_path / "run"
     quick = [a if a != "mobilenetv3_small_050" else "same" for a in QUICK]
     proc = run_cli("compress", str(teacher), "--data", "digits", "--max-train", "200",
-                   "--out", str(out), "--generations", "2", *quick)  # fmt: skip
+                   "--out", str(out), "--generations", "3", "--born-again-teacher", "ensemble",
+                   *quick)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     r = json.loads((out / "report.json").read_text())
     assert r["student"]["name"] == "resnet10t"
-    assert [g["generation"] for g in r["distill"]["generations"]] == [1, 2]
+    gens = r["distill"]["generations"]
+    assert [g["generation"] for g in gens] == [1, 2, 3]
+    assert [g["teacher"] for g in gens] == ["the teacher", "generation 1",
+                                            "the ensemble of generations 1-2"]  # fmt: skip
     log = (out / "edgekd.log").read_text()
-    assert "Born-Again generation 1/2: resnet10t taught by the teacher" in log
-    assert "Born-Again generation 2/2: resnet10t taught by generation 1 (best val" in log
-    assert (out / "distill/gen1_best.pt").exists() and (out / "distill/best.pt").exists()
+    assert "Born-Again generation 1/3: resnet10t taught by the teacher" in log
+    assert "Born-Again generation 2/3: resnet10t taught by generation 1 (best val" in log
+    assert "Born-Again generation 3/3: resnet10t taught by the ensemble of generations 1-2" in log
+    for f in ("gen1_best.pt", "gen2_best.pt", "best.pt"):
+        assert (out / "distill" / f).exists(), f
     bad = run_cli("compress", str(teacher), "--data", "digits", "--out", str(tmp_path / "b"),
                   "--generations", "2", "--student", "auto", "--quiet")  # fmt: skip
     assert bad.returncode == 1 and "distils one architecture again and again" in bad.stderr

@@ -9,6 +9,7 @@ from typing import ClassVar
 import torch
 
 from edgekd._io import write_json
+from edgekd.distill.ensemble import EnsembleTeacher
 from edgekd.models import build_student, count_params
 from edgekd.pipeline.context import RunContext
 from edgekd.pipeline.plans import DistillPlan, student_arch
@@ -52,32 +53,40 @@ def describe(ctx: RunContext, plan: DistillPlan) -> str:
 def key(ctx: RunContext, plan: DistillPlan) -> dict:
     return {"teacher": ctx.inputs.teacher_sha, "data": ctx.inputs.data.fingerprint,
             "student": plan.student, "shape": ctx.shape, "train": asdict(plan.train),
-            **({"generations": plan.generations} if plan.generations > 1 else {})}  # fmt: skip
+            **({"generations": plan.generations} if plan.generations > 1 else {}),
+            **({"ensemble": True} if plan.ensemble else {})}  # fmt: skip
 
 
 def run(ctx: RunContext, plan: DistillPlan) -> FloatStudent:
     data = ctx.inputs.data
     name = student_arch(plan.student, ctx.inputs)
-    teacher, generations = None, []
+    teacher, generations, members = None, [], []
     for g in range(1, plan.generations + 1):
         # Born-Again (Furlanello et al. 2018): generation g is a fresh student taught by
-        # generation g - 1 (the first by the teacher); only the last one's files are final
+        # generation g - 1 (the first by the teacher), or with `ensemble` by the averaged
+        # prediction of generations 1..g-1; only the last one's files are final
         torch.manual_seed(ctx.seed + g - 1)
         student = build_student(name, data.num_classes, ctx.shape)
+        by = "the teacher"
+        if g > 1:
+            by = (f"generation {g - 1} (best val {generations[-1]['best_val_acc']:.2f}%)"
+                  if not plan.ensemble or g == 2 else
+                  f"the ensemble of generations 1-{g - 1} (best val "
+                  + ", ".join(f"{e['best_val_acc']:.2f}%" for e in generations) + ")")  # fmt: skip
         if plan.generations > 1:
-            ctx.reporter.message(
-                f"Born-Again generation {g}/{plan.generations}: {name} taught by "
-                + ("the teacher" if g == 1 else f"generation {g - 1} "
-                   f"(best val {generations[-1]['best_val_acc']:.2f}%)"))  # fmt: skip
+            ctx.reporter.message(f"Born-Again generation {g}/{plan.generations}: {name} taught "
+                                 f"by {by}")  # fmt: skip
         prefix = "" if g == plan.generations else f"gen{g}_"
         res = train_phase(ctx, "distill", plan.train, student_name=name, student=student,
                           prefix=prefix, teacher=teacher)  # fmt: skip
         generations.append({"generation": g, "best_val_acc": res.best_val_acc,
-                            "best_epoch": res.best_epoch, "checkpoint": ctx.run.rel(res.best_path)})
+                            "best_epoch": res.best_epoch, "checkpoint": ctx.run.rel(res.best_path),
+                            "teacher": by.split(" (")[0]})  # fmt: skip
         if g < plan.generations:
-            teacher = build_student(name, data.num_classes, ctx.shape)
-            teacher.load_state_dict(torch.load(res.best_path, weights_only=True)["model"])
-            teacher.eval()
+            member = build_student(name, data.num_classes, ctx.shape)
+            member.load_state_dict(torch.load(res.best_path, weights_only=True)["model"])
+            members.append(member.eval())
+            teacher = EnsembleTeacher(members).eval() if plan.ensemble else member
     hist = write_json(ctx.run.path(HISTORY), res.history)
     t = plan.train
     record = {
@@ -93,7 +102,9 @@ def run(ctx: RunContext, plan: DistillPlan) -> FloatStudent:
         "teacher_cache": res.teacher_cache,
         "kd_augment": t.kd_augment,
         "weight_average": None if t.weight_average is None else {
-            "start": t.weight_average, "bn": t.weight_average_bn},  # fmt: skip
+            "start": None if t.weight_average == "swad" else t.weight_average,
+            "window": "swad" if t.weight_average == "swad" else "uniform",
+            "bn": t.weight_average_bn},  # fmt: skip
         "layers": res.layers,
         "loss_facts": res.loss_facts,  # e.g. cakld's teacher confidence
         "summary": f"{name}: best val {res.best_val_acc:.2f}% (epoch {res.best_epoch})"
