@@ -412,6 +412,12 @@ def distill(
     teacher.to(device)
     FrozenTeacher(teacher)
     loss_fn = create_loss(cfg.loss, **cfg.loss_args)
+    if getattr(loss_fn, "teacher_epochs", 0):  # qfd: the teacher fine-tuned with its quantizer
+        from edgekd.distill.qfd_teacher import finetuned_teacher
+
+        teacher = finetuned_teacher(teacher, loss_fn, bundle, seed=cfg.seed, device=device,
+                                    path=ckpt_dir / f"{prefix}qfd_teacher.pt", resume=resume,
+                                    main=world.main, barrier=world.barrier, say=say)  # fmt: skip
     if not bundle.labeled and cfg.loss == "ce":
         raise ConfigError(
             "the ce loss needs labels and this data has none", fix="pick a KD loss, e.g. kd"
@@ -474,8 +480,9 @@ def distill(
         say(f"{cfg.loss}: beta = {beta:.4f}, the teacher's mean top-1 probability on its "
             f"{len(bundle.calib_source)} calibration images")  # fmt: skip
     if hasattr(loss_fn, "set_teacher_feature_range"):
-        lo, hi = teacher_feature_range(t_taps, bundle.calib_source, device)
-        loss_fn.set_teacher_feature_range(lo, hi)
+        if torch.isnan(loss_fn.feature_range).any():  # else set by the teacher's fine-tuning
+            lo, hi = teacher_feature_range(t_taps, bundle.calib_source, device)
+            loss_fn.set_teacher_feature_range(lo, hi)
         lo, hi = (float(v) for v in loss_fn.feature_range)
         loss_facts["teacher_feature_range"] = [lo, hi]
         say(f"{cfg.loss}: the teacher's feature is quantized to {loss_fn.bits} bits on [{lo:.4g}, "

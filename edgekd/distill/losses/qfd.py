@@ -12,9 +12,10 @@ The definition used here (edgekd's, where the paper gives no number):
   0, 2^bits - 1). The range is stored in the checkpoint and reported;
 - loss = ce * CE(s, y) + qfd * mean((A f_s - Q(f_t))^2) + kd * KD(T) (kd = 0 by default: the
   paper distils features alone).
-Not done: the paper's first step fine-tunes the teacher with its feature quantizer in place,
-so that its quantized representation is trained; edgekd's teacher is frozen (it may be cached
-or compiled), so Q is applied to the trained teacher's features as they are.
+The paper's first step fine-tunes the teacher with its feature quantizer in place, so that its
+quantized representation is trained: `teacher_epochs=N` does it (`edgekd.distill.qfd_teacher`,
+AdamW at `teacher_lr`, on a copy of the teacher, kept beside the phase's checkpoints). The
+default, 0, applies Q to the trained teacher's features as they are (no extra training).
 
 QFD is meant for the QAT phase (`--qat-kd-loss qfd`), where the student is quantized; it also
 works as the distillation loss of the float phase.
@@ -52,10 +53,15 @@ class QFDLoss(DistillLoss):
     zero_at_match = False  # Q(f_t) != f_t, and the adapter is learned
 
     def __init__(self, ce: float = 1.0, qfd: float = 1.0, bits: int = 8, kd: float = 0.0,
-                 temperature: float = 4.0) -> None:  # fmt: skip
+                 temperature: float = 4.0, teacher_epochs: int = 0,
+                 teacher_lr: float = 1e-4) -> None:  # fmt: skip
         super().__init__(ce)
         if not 1 <= bits <= 16:
             raise ValueError(f"bits must lie in 1..16, got {bits}")
+        if teacher_epochs < 0 or teacher_lr <= 0:
+            raise ValueError(f"teacher_epochs must be >= 0 and teacher_lr > 0, got "
+                             f"{teacher_epochs}, {teacher_lr}")  # fmt: skip
+        self.teacher_epochs, self.teacher_lr = teacher_epochs, teacher_lr
         self.qfd, self.bits, self.kd, self.temperature = qfd, bits, kd, temperature
         self.adapter: nn.Module = nn.Identity()
         self.register_buffer("feature_range", torch.tensor([float("nan"), float("nan")]))
