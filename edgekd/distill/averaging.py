@@ -42,10 +42,23 @@ and says so.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
 from typing import Literal
 
 import torch
 from torch import nn
+
+
+@contextmanager
+def swapped(model: nn.Module, put: Callable[[], None]):
+    """Context: `put()` changes the model's weights inside; its own state dict again after
+    (the EMA's and the weight average's validation)."""
+    own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    put()
+    try:
+        yield
+    finally:
+        model.load_state_dict(own)
 
 
 def _norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -89,25 +102,18 @@ class WeightAverage:
         """Context: the model holds the averaged parameters (and, under bn="recompute", the
         BatchNorm statistics of those weights over `bn_data`, an iterable of input batches);
         its own parameters and buffers again after. No average yet: the model as it is."""
-        avg = self
+        if self.state is None:
+            return nullcontext()
 
-        class _Swap:
-            def __enter__(self):
-                if avg.state is None:
-                    return
-                self.own = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                params = dict(model.named_parameters())
-                with torch.no_grad():
-                    for n in avg.names:
-                        params[n].copy_(avg.state[n])
-                if avg.bn == "recompute" and bn_data is not None and _norms(model):
-                    recompute_bn(model, bn_data)
+        def put() -> None:
+            params = dict(model.named_parameters())
+            with torch.no_grad():
+                for n in self.names:
+                    params[n].copy_(self.state[n])
+            if self.bn == "recompute" and bn_data is not None and _norms(model):
+                recompute_bn(model, bn_data)
 
-            def __exit__(self, *exc):
-                if avg.state is not None:
-                    model.load_state_dict(self.own)
-
-        return _Swap()
+        return swapped(model, put)
 
     def state_dict(self) -> dict:
         return {"state": self.state, "n": self.n, "start": self.start, "bn": self.bn}

@@ -21,7 +21,6 @@ edgekd's form of it (no official code exists; every number here is edgekd's choi
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 
 import torch
@@ -29,9 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgekd._io import atomic_path
-from edgekd.data import DataBundle, loader
+from edgekd.data import DataBundle
 from edgekd.distill.losses.qfd import quantize_feature
 from edgekd.distill.taps import Taps, classifier_module
+from edgekd.distill.teacher_stats import teacher_feature_range
 from edgekd.errors import ConfigError
 
 
@@ -50,12 +50,8 @@ def embedding_range(teacher: nn.Module, ds, device) -> tuple[float, float]:
     """(min(0, min f), max f) of the teacher's embedding f over every image of `ds`."""
     taps = Taps(teacher, features=False, embeddings=True, layer=None,
                 sample=ds[0][0].unsqueeze(0).to(device), role="teacher")  # fmt: skip
-    lo, hi = math.inf, -math.inf
     try:
-        with torch.no_grad():
-            for x, _ in loader(ds, 256):
-                emb = taps.run(x.to(device))[2]
-                lo, hi = min(lo, float(emb.min())), max(hi, float(emb.max()))
+        lo, hi = teacher_feature_range(taps, ds, device)
     finally:
         taps.remove()
     return min(lo, 0.0), hi

@@ -26,11 +26,16 @@ from torch.utils.data import Dataset
 from edgekd._io import atomic_path
 from edgekd.data import DataBundle, loader
 from edgekd.distill.augment import KD_AUGMENTS, MIXUPS, Mixup, step_generator
-from edgekd.distill.averaging import SWAD_DEFAULTS, Swad, WeightAverage
+from edgekd.distill.averaging import SWAD_DEFAULTS, Swad, WeightAverage, swapped
 from edgekd.distill.guards import first_nonfinite_module
 from edgekd.distill.hard import HardAugment
-from edgekd.distill.losses import KDBatch, create_loss, teacher_confidence
+from edgekd.distill.losses import KDBatch, create_loss
 from edgekd.distill.taps import Taps, classifier_module, describe_module
+from edgekd.distill.teacher_stats import (
+    teacher_class_means,
+    teacher_confidence_over,
+    teacher_feature_range,
+)
 from edgekd.errors import ConfigError, StageError
 from edgekd.models.evaluate import FrozenTeacher, evaluate_torch
 from edgekd.progress import Tally
@@ -116,17 +121,7 @@ class EMA:
 
     def swapped_in(self, model: nn.Module):
         """Context: the model holds the EMA weights inside, its own weights again after."""
-        ema = self
-
-        class _Swap:
-            def __enter__(self):
-                self.own = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                model.load_state_dict(ema.state)
-
-            def __exit__(self, *exc):
-                model.load_state_dict(self.own)
-
-        return _Swap()
+        return swapped(model, lambda: model.load_state_dict(self.state))
 
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
@@ -217,45 +212,6 @@ def _stage_shapes(student: nn.Module, teacher: nn.Module, stages: list[torch.Ten
     if "dim_s" not in out:
         out["dim_s"] = (int(stages[-1].shape[1 if stages[-1].dim() == 4 else -1]),)
     return out
-
-
-@torch.no_grad()
-def teacher_class_means(
-    teacher_taps: Taps, ds: Dataset, num_classes: int, labeled: bool, device: torch.device
-) -> torch.Tensor:
-    """Mean teacher embedding per class over `ds` (true labels, or the teacher's top-1)."""
-    sums: torch.Tensor | None = None
-    counts = torch.zeros(num_classes)
-    for x, y in loader(ds, 256):
-        logits, _, emb = teacher_taps.run(x.to(device))
-        labels = torch.as_tensor(y) if labeled else logits.argmax(1).cpu()
-        emb = emb.float().cpu()
-        if sums is None:
-            sums = torch.zeros(num_classes, emb.shape[1])
-        sums.index_add_(0, labels, emb)
-        counts += torch.bincount(labels, minlength=num_classes).float()
-    assert sums is not None
-    return sums / counts.clamp_min(1).unsqueeze(1)
-
-
-@torch.no_grad()
-def teacher_feature_range(teacher_taps: Taps, ds: Dataset, device: torch.device):
-    """(min, max) of the teacher's embedding over every image of `ds` (QFD's quantizer range)."""
-    lo, hi = math.inf, -math.inf
-    for x, _ in loader(ds, 256):
-        emb = teacher_taps.run(x.to(device))[2]
-        lo, hi = min(lo, float(emb.min())), max(hi, float(emb.max()))
-    return lo, hi
-
-
-def teacher_confidence_over(teacher_taps: Taps, ds: Dataset, device: torch.device) -> float:
-    """The teacher's top-1 probability averaged over every image of `ds` (CAKLD's beta)."""
-    total, n = 0.0, 0
-    for x, _ in loader(ds, 256):
-        logits = teacher_taps.run(x.to(device))[0]
-        total += float(teacher_confidence(logits)) * len(logits)
-        n += len(logits)
-    return total / max(n, 1)
 
 
 @dataclass(frozen=True)
