@@ -21,6 +21,7 @@ edgekd's form of it (no official code exists; every number here is edgekd's choi
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import torch
@@ -33,6 +34,7 @@ from edgekd.distill.losses.qfd import quantize_feature
 from edgekd.distill.taps import Taps, classifier_module
 from edgekd.distill.teacher_stats import teacher_feature_range
 from edgekd.errors import ConfigError
+from edgekd.progress import Tally
 
 
 def quantize_embedding(teacher: nn.Module, lo: float, hi: float, bits: int):
@@ -75,11 +77,14 @@ def finetuned_teacher(teacher: nn.Module, loss_fn, bundle: DataBundle, *, seed: 
             p.requires_grad_(True)
         opt = torch.optim.AdamW(tuned.parameters(), lr=loss_fn.teacher_lr, weight_decay=0.05)
         g = torch.Generator().manual_seed(seed)
+        batches = math.ceil(len(bundle.train) / 64)
         for epoch in range(epochs):
             tuned.train()
             total, n = 0.0, 0
-            for x, y in torch.utils.data.DataLoader(bundle.train, batch_size=64, shuffle=True,
-                                                    generator=g):  # fmt: skip
+            tally = Tally(say, f"qfd: fine-tuning the teacher, epoch {epoch + 1}/{epochs}",
+                          "batches", every=10.0)  # fmt: skip
+            for i, (x, y) in enumerate(torch.utils.data.DataLoader(
+                    bundle.train, batch_size=64, shuffle=True, generator=g)):  # fmt: skip
                 out = tuned(x.to(device))
                 out = out[0] if isinstance(out, (tuple, list)) else out
                 loss = F.cross_entropy(out.float(), torch.as_tensor(y).to(device))
@@ -87,6 +92,7 @@ def finetuned_teacher(teacher: nn.Module, loss_fn, bundle: DataBundle, *, seed: 
                 loss.backward()
                 opt.step()
                 total, n = total + loss.item() * len(x), n + len(x)
+                tally(i + 1, batches)
             say(f"qfd: fine-tuning the teacher with its {bits}-bit feature quantizer on "
                 f"[{lo:.4g}, {hi:.4g}], epoch {epoch + 1}/{epochs}: ce {total / max(1, n):.4f}")
         handle.remove()
