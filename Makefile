@@ -59,7 +59,7 @@ system-deps:
 # Two pytest workers with one torch thread each on CI's 2 cores; a file's tests stay on one
 # worker (loadscope), so its module fixtures (the end-to-end runs) run once.
 test: $(STAMP) system-deps
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check edgekd tests examples benchmarks

@@ -183,7 +183,18 @@ def test_a_float_region_drops_its_qdq(tiny, data, tmp_path):
     assert qdq - consts == kept
     assert sum(n.op_type == "Conv" for n in g.node) == 3  # se's weight is float, no DQ
     with torch.no_grad():
-        assert np.allclose(q(x).numpy(), _ort(path, x), atol=1e-4)
+        torch_out, ort_out = q(x).numpy(), _ort(path, x)
+    # ORT may round one element of fc's quantized input to the neighbouring level (its pooling
+    # sums in another order: seen with onnxruntime 1.32, one of 48 rows): the float fc then
+    # moves that row by exactly one step s times one column of its weight, never by more
+    bad = np.flatnonzero(~np.isclose(torch_out, ort_out, atol=1e-4).all(axis=1))
+    assert len(bad) <= 1, bad
+    s = float(q.quants["GlobalAveragePool_output_0"].scale)
+    w = tiny.fc.weight.detach().numpy()  # [classes, features]
+    for row in bad:
+        d = ort_out[row] - torch_out[row]
+        assert any(np.allclose(np.abs(d), s * np.abs(w[:, j]), atol=2e-5)
+                   for j in range(w.shape[1])), (row, d)  # fmt: skip
     q.set_float([])  # back to all INT8: every quantizer on
     assert all(a.enabled for a in q.quants.values())
     with pytest.raises(StageError, match="no such layer"):
