@@ -23,6 +23,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--student", default="auto", help="a timm name, or auto (the search)")
     ap.add_argument("--out", type=Path, default=Path("runs/api"))
+    ap.add_argument("--max-train", type=int, default=None, help="a stratified training subset")
     args = ap.parse_args()
 
     cfg = CompressConfig(
@@ -33,6 +34,7 @@ def main() -> None:
         student=args.student,
         epochs=args.epochs,
         qat_epochs=1,
+        max_train=args.max_train,
         force=True,
     )
     result = compress(cfg, budgets=Budgets(max_accuracy_drop=None))

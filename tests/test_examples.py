@@ -18,6 +18,8 @@ def test_python_api_example(tmp_path):
             "lcnet_050",
             "--out",
             str(tmp_path / "api"),
+            "--max-train",  # the API's chain and output are tested, not the training
+            "300",
         ],
         capture_output=True,
         text=True,

@@ -32,7 +32,7 @@ def test_dkd_with_args_and_cached_teacher(digits_teacher, tmp_path):
     out = tmp_path / "run"
     proc = run_cli(
         "compress", str(digits_teacher), "--out", str(out), "--kd-loss", "dkd",
-        "--kd-args", "beta=4,warmup=0.5", "--no-augment", *QUICK,
+        "--kd-args", "beta=4,warmup=0.5", "--no-augment", "--max-train", "400", *QUICK,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     r = json.loads((out / "report.json").read_text())

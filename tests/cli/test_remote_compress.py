@@ -18,7 +18,7 @@ def test_compress_validates_on_the_device(digits_teacher, loopback_ssh, tmp_path
         "compress", str(digits_teacher), "--target", "raspberry-pi-5", "--out", str(out),
         "--student", "mobilenetv3_small_050",
         "--device", loopback_ssh.dest, *loopback_ssh.cli_options(),
-        "--remote-python", sys.executable, *QUICK,
+        "--remote-python", sys.executable, "--max-train", "300", *QUICK,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     r = json.loads((out / "report.json").read_text())

@@ -22,6 +22,7 @@ ARGS = [
     "--student", "lcnet_050", "--epochs", "1", "--qat-epochs", "1", "--no-augment",
     "--batch-size", "64", "--latency-warmup", "2", "--latency-iters", "10", "--calib-size", "32",
     "--max-accuracy-drop", "100", "--quiet",
+    "--max-train", "256",  # the ranks' sharing, not the training, is tested
 ]  # fmt: skip
 
 

@@ -93,6 +93,7 @@ def test_compress_student_search_uses_the_search(digits_teacher, tmp_path, monke
     cfg = CompressConfig(
         teacher=str(digits_teacher), target=FIXED, student="search",
         out=tmp_path / "run", epochs=1, qat_epochs=0, calib_size=32, budgets=budgets,
+        max_train=400,  # a stratified 400 of 1437: the pick, not the training, is tested
     )  # fmt: skip
     result = compress(cfg, budgets=budgets)
     assert result.report["student"]["name"] == "lcnet_050"  # resnet14t is over 0.5 ms
@@ -163,7 +164,7 @@ def test_compress_auto_searches_within_the_budget_and_resume_keeps_the_pick(
     cfg = CompressConfig(
         teacher=str(digits_teacher), target=FIXED, out=tmp_path / "run",
         epochs=1, qat_epochs=0, calib_size=32, budgets=budgets, few_shot_epochs=1,
-        device="cpu",
+        device="cpu", max_train=400,
     )  # fmt: skip
     result = compress(cfg, budgets=budgets)
     student = result.report["student"]
@@ -277,7 +278,7 @@ def test_compress_search_confirms_with_few_shot(digits_teacher, tmp_path, monkey
     cfg = CompressConfig(
         teacher=str(digits_teacher), target=FIXED, student="search",
         few_shot_k=2, few_shot_epochs=1, out=tmp_path / "run", epochs=1, qat_epochs=0,
-        calib_size=32, budgets=budgets, device="cpu",
+        calib_size=32, budgets=budgets, device="cpu", max_train=400,
     )  # fmt: skip
     result = compress(cfg, budgets=budgets)
     inputs = load_inputs(InputSpec.from_config(cfg))
