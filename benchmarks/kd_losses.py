@@ -158,7 +158,7 @@ def main() -> None:
     out = args.out or ROOT / "benchmarks/results" / (
         "kd_losses.json" if args.data == "digits" else f"kd_losses-{args.data.split(':')[0]}.json")
     torch.set_num_threads(args.threads)
-    losses = args.losses or ["ce"] + [n for n in list_losses() if n != "ce"]
+    losses = list(args.losses or ["ce"] + [n for n in list_losses() if n != "ce"])
     losses += [f"{n}+mixup" for n in args.mixup] + [f"{n}+hard" for n in args.hard]
     teacher, teacher_desc = teacher_model(args.teacher)
     data = bench_data(args.data, args.max_train)
