@@ -51,7 +51,7 @@ def test_qat_phase_distils_the_teachers_quantized_feature_with_qfd_on_hard_batch
     out = tmp_path / "run"
     quick = [a if a != "0" else "1" for a in QUICK]  # --qat-epochs 1
     proc = run_cli(
-        "compress", str(digits_teacher), "--max-train", "256", "--out", str(out),
+        "compress", str(digits_teacher), "--max-train", "160", "--out", str(out),
         "--qat-kd-loss", "qfd", "--qat-kd-args", "bits=4", "--kd-augment", "hard", *quick,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

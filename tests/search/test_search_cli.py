@@ -106,7 +106,7 @@ def test_few_shot_spreads_over_two_ranks(digits_teacher, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     common = ["search", str(digits_teacher), "--candidate", "lcnet_050", "--candidate",
               "mobilenetv3_small_050", "--batch-size", "64", "--few-shot-k", "2",
-              "--few-shot-epochs", "1", "--device", "cpu", "--max-train", "400"]  # fmt: skip
+              "--few-shot-epochs", "1", "--device", "cpu", "--max-train", "200"]  # fmt: skip
     runs = {}
     for n in (1, 2):
         out = tmp_path / f"n{n}"
