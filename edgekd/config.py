@@ -21,6 +21,9 @@ from edgekd.errors import ConfigError
 MAX_SIDE = 1024
 MAX_CHANNELS = 4
 MAX_CLASSES = 100_000
+# --swad-args names: SWAD's hyper-parameters (edgekd.distill.averaging.SWAD_DEFAULTS) and the
+# segment length in steps
+SWAD_ARGS = ("n_converge", "n_tolerance", "tolerance_ratio", "frequency")
 
 
 def parse_arch_args(text: str) -> dict[str, int | float | bool | str]:
@@ -344,10 +347,9 @@ class CompressConfig(BaseModel):
             return {}
         if isinstance(v, str):
             out = parse_arch_args(v)
-            known = ("n_converge", "n_tolerance", "tolerance_ratio", "frequency")
-            bad = [k for k in out if k not in known]
+            bad = [k for k in out if k not in SWAD_ARGS]
             if bad:
-                raise ValueError(f"unknown {', '.join(bad)}: use {', '.join(known)}")
+                raise ValueError(f"unknown {', '.join(bad)}: use {', '.join(SWAD_ARGS)}")
             return out
         return v
 

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from edgekd.models.evaluate import first_output
+
 
 class EnsembleTeacher(nn.Module):
     def __init__(self, members: list[nn.Module]) -> None:
@@ -22,9 +24,6 @@ class EnsembleTeacher(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logp = [torch.log_softmax(_logits(m(x)).float(), dim=1) for m in self.members]
+        logp = [torch.log_softmax(first_output(m(x)).float(), dim=1) for m in self.members]
         return torch.logsumexp(torch.stack(logp), dim=0) - math.log(len(logp))
 
-
-def _logits(out):
-    return out[0] if isinstance(out, (tuple, list)) else out

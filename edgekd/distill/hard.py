@@ -48,6 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgekd.models.evaluate import first_output
+
 NOISE = 16
 
 
@@ -129,21 +131,27 @@ class HardAugment:
     def __call__(self, x, target, teacher: nn.Module, student: nn.Module, g: torch.Generator,
                  world_size: int = 1) -> tuple[torch.Tensor, HardStep]:  # fmt: skip
         """(the batch the student distils on, what was done). `teacher` and `student` are the
-        plain modules (no DDP wrapper); `target` the labels or None."""
+        plain modules (no DDP wrapper); `target` the labels or None.
+
+        The trainer then runs the teacher on the returned batch again, so each kept x' passes
+        through the teacher twice: once here with the augmentor's gradient, once there under
+        no_grad with the hooks that collect the features a loss taps (fitnet, ofa, qfd). One
+        pass could serve both only for a logits-only loss; the cost is at most `fraction` of a
+        teacher forward per step."""
         b = x.shape[0]
         n = max(1, round(self.fraction * b))
         pick = torch.randperm(b, generator=g)[:n].to(x.device)
         z = torch.randn(n, NOISE, generator=g).to(x.device, x.dtype)
         xs = x[pick]
         with torch.no_grad():
-            t_clean = _logits(teacher(xs)).float()
+            t_clean = first_output(teacher(xs)).float()
         self.net.train()
         x_aug = self.net(xs, z)
-        t_aug = _logits(teacher(x_aug)).float()
+        t_aug = first_output(teacher(x_aug)).float()
         t = self.temperature
         params = list(self.net.parameters())
         with bn_statistics_kept(student):
-            s_aug = _logits(student(x_aug)).float()
+            s_aug = first_output(student(x_aug)).float()
             disagreement = _kl(t_aug, s_aug, t)
             consistency = _kl(t_clean, t_aug, t)
             loss = -disagreement + self.lam * consistency
@@ -162,6 +170,3 @@ class HardAugment:
         out[pick[ok]] = x_aug.detach()[ok].to(out.dtype)
         return out, HardStep(n, int(ok.sum()), disagreement.item(), consistency.item())
 
-
-def _logits(out) -> torch.Tensor:
-    return out[0] if isinstance(out, (tuple, list)) else out

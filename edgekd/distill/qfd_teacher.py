@@ -30,10 +30,11 @@ from torch import nn
 
 from edgekd._io import atomic_path
 from edgekd.data import DataBundle
-from edgekd.distill.losses.qfd import quantize_feature
+from edgekd.distill.losses.qfd import quantize_feature, quantizer_range
 from edgekd.distill.taps import Taps, classifier_module
 from edgekd.distill.teacher_stats import teacher_feature_range
 from edgekd.errors import ConfigError
+from edgekd.models.evaluate import first_output
 from edgekd.progress import Tally
 
 
@@ -49,14 +50,14 @@ def quantize_embedding(teacher: nn.Module, lo: float, hi: float, bits: int):
 
 
 def embedding_range(teacher: nn.Module, ds, device) -> tuple[float, float]:
-    """(min(0, min f), max f) of the teacher's embedding f over every image of `ds`."""
+    """The quantizer's range (qfd.quantizer_range) of the teacher's embedding over `ds`."""
     taps = Taps(teacher, features=False, embeddings=True, layer=None,
                 sample=ds[0][0].unsqueeze(0).to(device), role="teacher")  # fmt: skip
     try:
         lo, hi = teacher_feature_range(taps, ds, device)
     finally:
         taps.remove()
-    return min(lo, 0.0), hi
+    return quantizer_range(lo, hi)
 
 
 def finetuned_teacher(teacher: nn.Module, loss_fn, bundle: DataBundle, *, seed: int, device,
@@ -86,7 +87,7 @@ def finetuned_teacher(teacher: nn.Module, loss_fn, bundle: DataBundle, *, seed: 
             for i, (x, y) in enumerate(torch.utils.data.DataLoader(
                     bundle.train, batch_size=64, shuffle=True, generator=g)):  # fmt: skip
                 out = tuned(x.to(device))
-                out = out[0] if isinstance(out, (tuple, list)) else out
+                out = first_output(out)
                 loss = F.cross_entropy(out.float(), torch.as_tensor(y).to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from edgekd.errors import ConfigError
+from edgekd.models.evaluate import first_output
 
 
 def tokens_to_map(x: torch.Tensor) -> torch.Tensor:
@@ -179,7 +180,7 @@ class Taps:
         for name in self.stage_names:
             self._hooks.append(model.get_submodule(name).register_forward_hook(
                 lambda _m, _i, out, name=name: self._stages.__setitem__(
-                    name, out[0] if isinstance(out, (tuple, list)) else out)))  # fmt: skip
+                    name, first_output(out))))  # fmt: skip
         if not (features or embeddings):
             return
         _hookable(model, role)
@@ -198,7 +199,7 @@ class Taps:
             self._hooks.append(classifier_module(model).register_forward_pre_hook(self._keep_emb))
 
     def _keep_feat(self, _m, _i, out) -> None:
-        out = out[0] if isinstance(out, (tuple, list)) else out
+        out = first_output(out)
         self.raw_shape = tuple(out.shape[1:])
         self._feat = as_map(out)
 
@@ -231,7 +232,7 @@ class Taps:
         self._feat = self._emb = None
         self._stages = {}
         out = self.model(x)
-        logits = out[0] if isinstance(out, (tuple, list)) else out
+        logits = first_output(out)
         feat, emb = self._feat, self._emb
         self._feat = self._emb = None
         return logits, feat, emb

@@ -37,7 +37,7 @@ from edgekd.distill.teacher_stats import (
     teacher_feature_range,
 )
 from edgekd.errors import ConfigError, StageError
-from edgekd.models.evaluate import FrozenTeacher, evaluate_torch
+from edgekd.models.evaluate import FrozenTeacher, evaluate_torch, first_output
 from edgekd.progress import Tally
 
 
@@ -302,7 +302,7 @@ def _swad(student, cfg: TrainConfig, bundle: DataBundle, device, steps_per_epoch
         total, n = 0.0, 0
         for x, y in loader(bundle.val, 256):
             out = model(x.to(device))
-            out = out[0] if isinstance(out, (tuple, list)) else out
+            out = first_output(out)
             total += F.cross_entropy(out.float(), torch.as_tensor(y).to(device),
                                      reduction="sum").item()  # fmt: skip
             n += len(x)

@@ -20,6 +20,7 @@ from torch import nn
 
 from edgekd._io import atomic_path
 from edgekd.errors import StageError
+from edgekd.models.evaluate import first_output
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -127,7 +128,7 @@ class _HalfPrecision(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.inner(x.half())
-        return (out[0] if isinstance(out, (tuple, list)) else out).float()
+        return first_output(out).float()
 
 
 def export_onnx_fp16(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from edgekd.errors import InputError
+from edgekd.models.evaluate import first_output
 from edgekd.models.loading import LoadedModel, create_timm, load_teacher, save_checkpoint
 from edgekd.models.students import build_student, count_params, load_student
 
@@ -32,8 +33,7 @@ def teacher_classes(teacher: LoadedModel, input_shape: tuple[int, int, int]) -> 
             value=str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__,
             fix="pass --input-shape C,H,W matching what the teacher was trained on",
         ) from None
-    if isinstance(out, (tuple, list)):
-        out = out[0]
+    out = first_output(out)
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise InputError(
             "teacher must return logits of shape [N, classes]",

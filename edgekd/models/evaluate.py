@@ -10,6 +10,12 @@ from torch import nn
 from edgekd.data import loader
 
 
+def first_output(out):
+    """The logits of a model's output: the first element where the model returns a tuple or a
+    list (timm's distilled ViTs, models that also return features), else the output itself."""
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
 class FrozenTeacher:
     """The teacher pinned to eval mode with gradients off; callers just call it."""
 
@@ -25,7 +31,7 @@ class FrozenTeacher:
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         out = self.module(x)
-        return out[0] if isinstance(out, (tuple, list)) else out
+        return first_output(out)
 
 
 
@@ -41,7 +47,7 @@ def evaluate_torch(
     batches = loader(ds, batch_size)
     for i, (x, y) in enumerate(batches):
         out = model(x.to(device))
-        logits.append((out[0] if isinstance(out, (tuple, list)) else out).float().cpu())
+        logits.append(first_output(out).float().cpu())
         labels.append(torch.as_tensor(y))
         if progress is not None:
             progress(i + 1, len(batches))

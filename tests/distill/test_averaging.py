@@ -72,3 +72,10 @@ def test_the_average_is_validated_kept_and_resumed(tmp_path, small_digits):
     again = torch.load(res.last_path, weights_only=True)["weight_average"]
     for k, v in last["weight_average"]["state"].items():
         assert torch.equal(v, again["state"][k]), k
+
+
+def test_swad_args_accepted_by_the_config_are_the_ones_the_trainer_reads():
+    from edgekd.config import SWAD_ARGS
+    from edgekd.distill.averaging import SWAD_DEFAULTS
+
+    assert set(SWAD_ARGS) == set(SWAD_DEFAULTS) | {"frequency"}

@@ -39,6 +39,14 @@ def quantize_feature(f: torch.Tensor, lo: float, hi: float, bits: int) -> torch.
     return lo + scale * torch.clamp(torch.round((f - lo) / scale), 0, levels)
 
 
+def quantizer_range(lo: float, hi: float) -> tuple[float, float]:
+    """The quantizer's range from the teacher feature's measured (min, max): lo is lowered to 0
+    when every value is non-negative (the module docstring)."""
+    if not lo <= hi:
+        raise ValueError(f"feature range must have lo <= hi, got {lo}, {hi}")
+    return min(float(lo), 0.0), float(hi)
+
+
 def qfd_loss(emb_student: torch.Tensor, emb_teacher: torch.Tensor, lo: float, hi: float,
              bits: int) -> torch.Tensor:  # fmt: skip
     """Mean squared error between the student's feature and the teacher's quantized one."""
@@ -73,9 +81,7 @@ class QFDLoss(DistillLoss):
 
     def set_teacher_feature_range(self, lo: float, hi: float) -> None:
         """The teacher's feature range on the calibration images (lo = 0 if none negative)."""
-        if not lo <= hi:
-            raise ValueError(f"feature range must have lo <= hi, got {lo}, {hi}")
-        self.feature_range.copy_(torch.tensor([min(float(lo), 0.0), float(hi)]))
+        self.feature_range.copy_(torch.tensor(quantizer_range(lo, hi)))
 
     def distill_terms(self, batch: KDBatch) -> dict[str, torch.Tensor]:
         if torch.isnan(self.feature_range).any():

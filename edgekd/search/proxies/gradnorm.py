@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgekd.models.evaluate import first_output
+
 
 def gradnorm_score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     m = copy.deepcopy(model).train()
@@ -16,6 +18,6 @@ def gradnorm_score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         p.requires_grad_(True)
         p.grad = None
     out = m(x)
-    out = out[0] if isinstance(out, (tuple, list)) else out
+    out = first_output(out)
     F.cross_entropy(out, y).backward()
     return float(sum(p.grad.norm() for p in m.parameters() if p.grad is not None))

@@ -11,6 +11,8 @@ import copy
 import torch
 from torch import nn
 
+from edgekd.models.evaluate import first_output
+
 
 def synflow_score(model: nn.Module, input_shape) -> float:
     m = copy.deepcopy(model).double().eval()
@@ -21,6 +23,6 @@ def synflow_score(model: nn.Module, input_shape) -> float:
         p.requires_grad_(True)
         p.grad = None
     out = m(torch.ones(1, *input_shape, dtype=torch.float64))
-    out = out[0] if isinstance(out, (tuple, list)) else out
+    out = first_output(out)
     out.sum().backward()
     return float(sum((p.detach() * p.grad).sum() for p in m.parameters() if p.grad is not None))
