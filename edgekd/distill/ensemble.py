@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from edgekd.models.evaluate import first_output
+from edgekd.outputs import first_output
 
 
 class EnsembleTeacher(nn.Module):

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd.models.evaluate import first_output
+from edgekd.outputs import first_output
 
 NOISE = 16
 

@@ -34,7 +34,7 @@ from edgekd.distill.losses.qfd import quantize_feature, quantizer_range
 from edgekd.distill.taps import Taps, classifier_module
 from edgekd.distill.teacher_stats import teacher_feature_range
 from edgekd.errors import ConfigError
-from edgekd.models.evaluate import first_output
+from edgekd.outputs import first_output
 from edgekd.progress import Tally
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from edgekd.errors import ConfigError
-from edgekd.models.evaluate import first_output
+from edgekd.outputs import first_output
 
 
 def tokens_to_map(x: torch.Tensor) -> torch.Tensor:

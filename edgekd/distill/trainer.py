@@ -37,7 +37,8 @@ from edgekd.distill.teacher_stats import (
     teacher_feature_range,
 )
 from edgekd.errors import ConfigError, StageError
-from edgekd.models.evaluate import FrozenTeacher, evaluate_torch, first_output
+from edgekd.models.evaluate import FrozenTeacher, evaluate_torch
+from edgekd.outputs import first_output
 from edgekd.progress import Tally
 
 

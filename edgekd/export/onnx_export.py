@@ -20,7 +20,7 @@ from torch import nn
 
 from edgekd._io import atomic_path
 from edgekd.errors import StageError
-from edgekd.models.evaluate import first_output
+from edgekd.outputs import first_output
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from edgekd.errors import InputError
-from edgekd.models.evaluate import first_output
 from edgekd.models.loading import LoadedModel, create_timm, load_teacher, save_checkpoint
 from edgekd.models.students import build_student, count_params, load_student
+from edgekd.outputs import first_output
 
 __all__ = [
     "LoadedModel",

@@ -8,12 +8,7 @@ import torch
 from torch import nn
 
 from edgekd.data import loader
-
-
-def first_output(out):
-    """The logits of a model's output: the first element where the model returns a tuple or a
-    list (timm's distilled ViTs, models that also return features), else the output itself."""
-    return out[0] if isinstance(out, (tuple, list)) else out
+from edgekd.outputs import first_output
 
 
 class FrozenTeacher:

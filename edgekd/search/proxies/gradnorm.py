@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd.models.evaluate import first_output
+from edgekd.outputs import first_output
 
 
 def gradnorm_score(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -11,7 +11,7 @@ import copy
 import torch
 from torch import nn
 
-from edgekd.models.evaluate import first_output
+from edgekd.outputs import first_output
 
 
 def synflow_score(model: nn.Module, input_shape) -> float:
