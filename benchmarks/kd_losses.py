@@ -62,24 +62,19 @@ def bench_data(spec: str, max_train: int | None):
     return load_data(spec, (3, 32, 32), augment=False, max_train=max_train)
 
 
-def one_run(loss: str, seed: int, args, data, teacher) -> dict:
-    torch.manual_seed(seed)
-    student = create_timm(args.student, data.num_classes)
-    name, _, augment = loss.partition("+")  # "kd+mixup": the loss with --kd-augment mixup
-    cfg = TrainConfig(epochs=args.epochs, lr=1e-2, batch_size=64, seed=seed, loss=name,
-                      kd_augment=augment or "none")  # fmt: skip
+def distilled(student, teacher, data, cfg: TrainConfig) -> dict:
+    """Distil `student` (in place: it ends at its best-val checkpoint) with the recipe of the
+    module docstring; its FP32 and INT8 (PTQ, max) top-1 on the data's report split."""
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         res = distill(student, teacher, data, cfg, tmp)
         student.load_state_dict(torch.load(res.best_path, weights_only=True)["model"])
     train_s = time.perf_counter() - t0
     fp32_acc, _ = evaluate_torch(student, data.report_set)
-    calib = data.calibration_subset(256, seed)
+    calib = data.calibration_subset(256, cfg.seed)
     q = quantize_int8(student, calib, batch_size=64, method="max")
     int8_acc, _ = evaluate_torch(q, data.report_set)
     return {
-        "loss": loss,
-        "seed": seed,
         "split": data.report_split,  # what fp32_top1 / int8_top1 are measured on
         "best_val_acc": res.best_val_acc,  # the checkpoint's selection figure
         "fp32_top1": fp32_acc,
@@ -87,6 +82,19 @@ def one_run(loss: str, seed: int, args, data, teacher) -> dict:
         "best_epoch": res.best_epoch,
         "train_s": train_s,
     }
+
+
+def recipe(epochs: int, seed: int, loss: str = "kd", augment: str = "none") -> TrainConfig:
+    return TrainConfig(epochs=epochs, lr=1e-2, batch_size=64, seed=seed, loss=loss,
+                       kd_augment=augment)  # fmt: skip
+
+
+def one_run(loss: str, seed: int, args, data, teacher) -> dict:
+    torch.manual_seed(seed)
+    student = create_timm(args.student, data.num_classes)
+    name, _, augment = loss.partition("+")  # "kd+mixup": the loss with --kd-augment mixup
+    cfg = recipe(args.epochs, seed, name, augment or "none")
+    return {"loss": loss, "seed": seed} | distilled(student, teacher, data, cfg)
 
 
 def command(args) -> str:
