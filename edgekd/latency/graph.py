@@ -8,8 +8,9 @@ Precision is read from the graph (Q/DQ-aware) and the runtime's fusion rules:
 - TensorRT fuses every Q/DQ pair: a Conv whose data input comes from DequantizeLinear runs in
   INT8, and Q/DQ nodes vanish.
 - ONNX Runtime (CPU) fuses only `DQ -> Conv/Gemm -> Q` where the weight is an INT8 constant
-  behind a DQ and the Conv's output feeds a QuantizeLinear directly; everything else runs in
-  float, and its Q/DQ nodes execute as separate elementwise kernels.
+  behind a DQ and the Conv's output feeds a QuantizeLinear directly, or through a Relu that
+  ORT folds into that Q (its zero point the type's minimum); everything else runs in float,
+  and its Q/DQ nodes execute as separate elementwise kernels.
 """
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ def graph_layers(
         float_precision: precision of float layers: fp32, or fp16 (TensorRT --fp16).
         implicit_int8: cost every Conv/Gemm in INT8 (TensorRT --int8 on a float ONNX).
     """
+    from onnx import numpy_helper
+
     shapes = _shape_map(model)
     nodes = list(model.graph.node)
     producer = {o: n for n in nodes for o in n.output}
@@ -160,6 +163,8 @@ def graph_layers(
         n.output[0] for n in nodes if n.op_type == "Constant"
     }
     int8_consts = {i.name for i in model.graph.initializer if i.data_type == 3}  # INT8
+    small_inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer
+                   if _numel(i.dims) == 1 and i.data_type in (2, 3)}  # UINT8/INT8 zero points
     # static tensors: computed from constants and shapes only (folded before inference)
     static = set(constants)
     for n in nodes:
@@ -209,7 +214,24 @@ def graph_layers(
         if n.op_type in ("MatMul", "Gemm"):
             return True  # ORT: DQ -> MatMul becomes MatMulIntegerToFloat, no output Q needed
         outs = consumers.get(n.output[0], [])
+        if len(outs) == 1 and outs[0].op_type == "Relu" and folds_relu(outs[0]):
+            return True  # DQ -> Conv -> Relu -> Q: ORT drops the Relu into Q, then fuses
         return bool(outs) and all(c.op_type == "QuantizeLinear" for c in outs)
+
+    def folds_relu(relu) -> bool:
+        """ORT removes `Relu -> Q` when every reader of the Relu is a QuantizeLinear whose
+        zero point is its type's minimum (UINT8 0, INT8 -128): the clip does the ReLU."""
+        outs = consumers.get(relu.output[0], [])
+        return bool(outs) and all(
+            c.op_type == "QuantizeLinear" and zero_point_is_min(c) for c in outs)
+
+    def zero_point_is_min(q) -> bool:
+        if len(q.input) < 3 or not q.input[2]:
+            return True  # no zero point: UINT8 0
+        zp = small_inits.get(q.input[2])
+        if zp is None:
+            return False
+        return int(zp.reshape(-1)[0]) == (0 if zp.dtype == np.uint8 else np.iinfo(zp.dtype).min)
 
     def act_bytes(names, prec) -> float:
         return (
@@ -254,6 +276,13 @@ def graph_layers(
                 )
             ):
                 continue
+            if (
+                op == "QuantizeLinear"
+                and src is not None
+                and src.op_type == "Relu"
+                and folds_relu(src)
+            ):
+                src = producer.get(src.input[0])  # the Relu went into this Q: look behind it
             if (
                 op == "QuantizeLinear"
                 and src is not None

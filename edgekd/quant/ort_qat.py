@@ -565,10 +565,62 @@ def _dequant(node, init) -> np.ndarray:
     return np.asarray((x - zp) * s, dtype=np.float32)
 
 
+def drop_pre_relu_pairs(model) -> int:
+    """Remove, in place, the Q/DQ pair ORT's quantizer leaves in front of a kept ReLU
+    (`X -> Q1 -> DQ1 -> Relu -> Q2`, Q1 and DQ1 read by nothing else): the ReLU then reads X.
+    Returns how many pairs went.
+
+    ONNX Runtime folds `Relu -> Q2` into Q2 when Q2's zero point is its type's minimum (a UINT8
+    zero point of 0 clips what ReLU clips), so `DQ -> Conv/Add -> Relu -> Q2` becomes one
+    QLinearConv or QLinearAdd whose output is Q2's. With Q1 in place, ORT keeps Q1 as the
+    Conv/Add's output and a `DequantizeLinear -> QuantizeLinear` re-quantization after it for
+    Q2 (seen after every residual Add of resnet18: 7 float passes over the activations). The
+    graph without Q1 computes Q2(relu(X)), which is what ORT runs after its fusion, so the
+    torch module trains exactly that. Where calibration gave Q1 the ReLU's range (ORT does for
+    a removable activation) nothing changes numerically: Q1 then already clips at 0 and
+    rounds on Q2's grid."""
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    readers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+    drop: set[str] = set()
+    for relu in g.node:
+        if relu.op_type != "Relu":
+            continue
+        dq1 = producer.get(relu.input[0])
+        if dq1 is None or dq1.op_type != "DequantizeLinear" or dq1.input[0] in inits:
+            continue
+        q1 = producer.get(dq1.input[0])
+        after = readers.get(relu.output[0], [])
+        if (q1 is None or q1.op_type != "QuantizeLinear" or q1.input[0] in inits
+                or readers.get(q1.output[0]) != [dq1] or readers.get(dq1.output[0]) != [relu]
+                or {q1.output[0], dq1.output[0], relu.output[0]} & outputs
+                or not after or any(n.op_type != "QuantizeLinear" for n in after)):  # fmt: skip
+            continue
+        relu.input[0] = q1.input[0]
+        drop |= {q1.name, dq1.name}
+    if drop:
+        kept = [n for n in g.node if n.name not in drop]
+        del g.node[:]
+        g.node.extend(kept)
+        used = {i for n in g.node for i in n.input}
+        kept_inits = [t for t in g.initializer if t.name in used]
+        del g.initializer[:]
+        g.initializer.extend(kept_inits)
+    return len(drop) // 2
+
+
 def ort_qdq_from(qdq_path: str | Path, learn_ranges: bool = False) -> OrtQdq:
+    """The trainable module of an ORT Q/DQ file (its pre-ReLU pairs dropped, see above)."""
     import onnx
 
-    return OrtQdq(onnx.load(str(qdq_path)), learn_ranges=learn_ranges).eval()
+    template = onnx.load(str(qdq_path))
+    drop_pre_relu_pairs(template)
+    return OrtQdq(template, learn_ranges=learn_ranges).eval()
 
 
 def ort_qdq_of(
@@ -694,5 +746,6 @@ def _bcast(s: torch.Tensor, ndim: int, axis: int | None) -> torch.Tensor:
     return s.reshape(shape)
 
 
-__all__ = ["FORMAT", "ActQuant", "OrtQdq", "QLayer", "export_ort", "is_ort_state",
-           "ort_qdq_from", "ort_qdq_of", "ranges_problems", "torch_name"]  # fmt: skip
+__all__ = ["FORMAT", "ActQuant", "OrtQdq", "QLayer", "drop_pre_relu_pairs", "export_ort",
+           "is_ort_state", "ort_qdq_from", "ort_qdq_of", "ranges_problems",
+           "torch_name"]  # fmt: skip
