@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from edgekd.latency.graph import graph_layers
@@ -52,6 +53,19 @@ def test_onnxruntime_fuses_only_dq_conv_q():
     assert ("Conv", "fp32") in ops
     assert ops.count(("DequantizeLinear", "fp32")) == 2  # activation and weight DQ every call
     assert ("QuantizeLinear", "fp32") in ops
+
+
+def test_onnxruntime_folds_a_relu_into_a_q_whose_zero_point_is_the_minimum():
+    # ORT's ReluQuantFusion: Relu -> Q goes when Q's zero point is its type's minimum (the clip
+    # does the ReLU), and DQ -> Conv -> Q fuses; with another zero point the Relu stays and
+    # the Conv runs in float
+    for zp, dtype in ((0, np.uint8), (-128, np.int8)):
+        ops = sorted((la.op, la.precision) for la in
+                     graph_layers(G.qdq_conv_relu(zp, dtype), "onnxruntime"))  # fmt: skip
+        assert ops == [("Conv", "int8"), ("DequantizeLinear", "fp32"),
+                       ("QuantizeLinear", "fp32")], ops  # fmt: skip
+    ops = [(la.op, la.precision) for la in graph_layers(G.qdq_conv_relu(128), "onnxruntime")]
+    assert ("Conv", "fp32") in ops and ("QuantizeLinear", "fp32") in ops
 
 
 def test_implicit_int8_quantizes_float_graph():

@@ -199,3 +199,75 @@ def test_a_float_region_drops_its_qdq(tiny, data, tmp_path):
     assert all(a.enabled for a in q.quants.values())
     with pytest.raises(StageError, match="no such layer"):
         q.set_float(["nope"])
+
+
+class ResidualRelu(nn.Module):
+    """resnet's basic block: Conv-BN-ReLU, Conv-BN, the residual Add, then a ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.c1 = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.c2 = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.relu(self.c2(self.c1(x)) + x)
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def test_a_relu_after_an_add_fuses_into_one_integer_add(data, tmp_path):
+    """ORT's quantizer, keeping the ReLUs, puts a Q/DQ pair on the Add's output and another on
+    the ReLU's; ORT then runs QLinearAdd and a DequantizeLinear -> QuantizeLinear re-quantization
+    after it. Without the pre-ReLU pair, ORT folds the ReLU into the Q (zero point 0) and the
+    Add's output is the next Conv's input: in the optimized graph no Q or DQ is left but the
+    input's Q and the output's DQ, and every Conv and the Add are integer ops."""
+    from edgekd.quant.ort_layout import fusion_report
+    from edgekd.quant.ort_qat import drop_pre_relu_pairs
+
+    ds, x = data
+    torch.manual_seed(0)
+    q = ort_qdq_of(ResidualRelu().eval(), (3, 8, 8), ds, batch_size=16)
+    relus = [n for n in q.template.graph.node if n.op_type == "Relu"]
+    producer = {o: n for n in q.template.graph.node for o in n.output}
+    assert len(relus) == 3 and all(producer[r.input[0]].op_type in ("Conv", "Add")
+                                   for r in relus)  # fmt: skip
+    assert drop_pre_relu_pairs(q.template) == 0  # already gone: applying it again is a no-op
+    ops = fusion_report(export_ort(q, tmp_path / "int8.onnx"))["op_counts"]
+    assert ops["QuantizeLinear"] == 1 and ops["DequantizeLinear"] == 1, ops
+    assert ops["QLinearConv"] == 3 and ops["QLinearAdd"] == 1 and "Relu" not in ops, ops
+    with torch.no_grad():
+        got = q(x).numpy()
+    assert np.allclose(got, _ort(tmp_path / "int8.onnx", x), atol=1e-5)
+
+
+def test_pre_relu_pair_kept_where_something_else_reads_it(data):
+    """A Q/DQ pair that another node also reads is not the ReLU's alone: it stays."""
+    from onnx import helper
+
+    from edgekd.quant.ort_qat import drop_pre_relu_pairs
+
+    sc = numpy_helper.from_array(np.array(0.1, np.float32), "sc")
+    zp = numpy_helper.from_array(np.array(0, np.uint8), "zp")
+
+    def graph(extra_reader: bool):
+        nodes = [helper.make_node("QuantizeLinear", ["x", "sc", "zp"], ["q1"], name="q1"),
+                 helper.make_node("DequantizeLinear", ["q1", "sc", "zp"], ["d1"], name="d1"),
+                 helper.make_node("Relu", ["d1"], ["r"], name="relu"),
+                 helper.make_node("QuantizeLinear", ["r", "sc", "zp"], ["q2"], name="q2"),
+                 helper.make_node("DequantizeLinear", ["q2", "sc", "zp"], ["y"], name="d2")]
+        outs = [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])]
+        if extra_reader:
+            nodes.append(helper.make_node("Neg", ["d1"], ["z"], name="neg"))
+            outs.append(helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [1, 4]))
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+            "x", onnx.TensorProto.FLOAT, [1, 4])], outs, [sc, zp])  # fmt: skip
+        return helper.make_model(g)
+
+    alone = graph(False)
+    assert drop_pre_relu_pairs(alone) == 1
+    assert [n.name for n in alone.graph.node] == ["relu", "q2", "d2"]
+    assert alone.graph.node[0].input[0] == "x"
+    shared = graph(True)
+    assert drop_pre_relu_pairs(shared) == 0 and len(shared.graph.node) == 6
