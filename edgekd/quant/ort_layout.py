@@ -63,8 +63,10 @@ def quantize_for_ort(
     """Write the ORT-fusable INT8 Q/DQ model of `float_onnx` to `out_path`, its activation
     ranges calibrated by `method` (max, entropy, percentile) on `calib_ds`.
     `keep_activations` keeps the Relu/Clip nodes ORT's quantizer would fold into a zero
-    point of 0 (ORT's graph optimizer still fuses them when it loads the file); a graph whose
-    Q/DQ pairs may be dropped later (`ort_qat.OrtQdq.set_float`) needs them."""
+    point of 0 (ORT's graph optimizer folds a kept Relu into the Q after it when it loads the
+    file); a graph whose Q/DQ pairs may be dropped later (`ort_qat.OrtQdq.set_float`) needs
+    them. The quantizer then also leaves a Q/DQ pair in front of each kept Relu, which ORT
+    runs as a re-quantization after an Add: `ort_qat.drop_pre_relu_pairs` removes it."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
