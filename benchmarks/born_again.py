@@ -32,8 +32,6 @@ from edgekd.distill import evaluate_torch
 from edgekd.distill.ensemble import EnsembleTeacher
 from edgekd.models import create_timm
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def chain(teacher, data, args, seed: int, done: list[dict], save) -> None:
     """Every generation of both chains for one seed, appended to `done` (one row each)."""
@@ -64,45 +62,33 @@ def chain(teacher, data, args, seed: int, done: list[dict], save) -> None:
 
 
 def summarize(runs: list[dict], generations: int) -> list[dict]:
+    from kd_losses import accuracy_stats  # benchmarks/ is on sys.path as a script
+
     rows = []
     for mode in ("last", "ensemble"):
         for g in range(1, generations + 1):
             want = "shared" if g <= 2 else mode
-            acc = [r["int8_top1"] for r in runs if r["chain"] == want and r["generation"] == g]
-            fp = [r["fp32_top1"] for r in runs if r["chain"] == want and r["generation"] == g]
-            if not acc:
+            of = [r for r in runs if r["chain"] == want and r["generation"] == g]
+            if not of:
                 continue
-            rows.append({
-                "chain": mode, "generation": g, "seeds": len(acc),
-                "int8_mean": statistics.fmean(acc),
-                "int8_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
-                "int8_min": min(acc), "int8_max": max(acc),
-                "fp32_mean": statistics.fmean(fp),
-                "fp32_std": statistics.stdev(fp) if len(fp) > 1 else 0.0,
-            })  # fmt: skip
+            fp = [r["fp32_top1"] for r in of]
+            rows.append({"chain": mode, "generation": g} | accuracy_stats(of)
+                        | {"fp32_std": statistics.stdev(fp) if len(fp) > 1 else 0.0})
     return rows
 
 
 def main() -> None:
-    from kd_losses import bench_data, teacher_model  # benchmarks/ is on sys.path as a script
+    from kd_losses import bench_args, bench_data, default_out, teacher_model  # on sys.path
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--teacher", type=Path, default=None)
-    ap.add_argument("--data", default="digits", help="digits or fashion-mnist[:PATH], ...")
-    ap.add_argument("--max-train", type=int, default=None, help="stratified training subset")
-    ap.add_argument("--student", default="mobilenetv3_small_050")
+    bench_args(ap)
     ap.add_argument("--generations", type=int, default=4)
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", type=Path, default=None,
                     help="default benchmarks/results/born_again[-DATA].json")  # fmt: skip
     args = ap.parse_args()
     if args.generations < 3:
         raise SystemExit("--generations must be at least 3: the chains part from generation 3")
-    out = args.out or ROOT / "benchmarks/results" / (
-        "born_again.json" if args.data == "digits"
-        else f"born_again-{args.data.split(':')[0]}.json")  # fmt: skip
+    out = args.out or default_out("born_again", args.data)
     torch.set_num_threads(args.threads)
     teacher, teacher_desc = teacher_model(args.teacher)
     data = bench_data(args.data, args.max_train)

@@ -125,33 +125,45 @@ def earlier_runs(out: Path, args, train_images: int, teacher_acc: float) -> list
     return old["runs"]
 
 
+def accuracy_stats(runs: list[dict]) -> dict:
+    """The INT8 and FP32 top-1 of `runs` (one row per seed): mean, spread, range."""
+    acc = [r["int8_top1"] for r in runs]
+    fp = [r["fp32_top1"] for r in runs]
+    return {
+        "seeds": len(acc),
+        "int8_mean": statistics.fmean(acc),
+        "int8_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+        "int8_min": min(acc),
+        "int8_max": max(acc),
+        "fp32_mean": statistics.fmean(fp),
+    }
+
+
 def summarize(runs: list[dict]) -> list[dict]:
-    rows = []
-    for loss in dict.fromkeys(r["loss"] for r in runs):
-        acc = [r["int8_top1"] for r in runs if r["loss"] == loss]
-        fp = [r["fp32_top1"] for r in runs if r["loss"] == loss]
-        rows.append(
-            {
-                "loss": loss,
-                "seeds": len(acc),
-                "int8_mean": statistics.fmean(acc),
-                "int8_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
-                "int8_min": min(acc),
-                "int8_max": max(acc),
-                "fp32_mean": statistics.fmean(fp),
-            }
-        )
-    return rows
+    return [{"loss": loss} | accuracy_stats([r for r in runs if r["loss"] == loss])
+            for loss in dict.fromkeys(r["loss"] for r in runs)]  # fmt: skip
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench_args(ap: argparse.ArgumentParser, epochs: int = 8) -> None:
+    """The arguments every distil-and-measure benchmark takes (this one, born_again.py)."""
     ap.add_argument("--teacher", type=Path, default=None)
     ap.add_argument("--data", default="digits", help="digits or fashion-mnist[:PATH], ...")
     ap.add_argument("--max-train", type=int, default=None, help="stratified training subset")
     ap.add_argument("--student", default="mobilenetv3_small_050")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=epochs)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+
+
+def default_out(stem: str, data: str) -> Path:
+    """benchmarks/results/STEM.json on digits, STEM-DATA.json on another data source."""
+    name = f"{stem}.json" if data == "digits" else f"{stem}-{data.split(':')[0]}.json"
+    return ROOT / "benchmarks/results" / name
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    bench_args(ap)
     ap.add_argument("--losses", nargs="+", default=None)
     ap.add_argument("--mixup", nargs="*", default=["kd", "mixstd"],
                     help="losses also run with --kd-augment mixup (rows 'kd+mixup', ...)")
@@ -159,12 +171,10 @@ def main() -> None:
                     help="losses also run with --kd-augment hard (rows 'kd+hard', ...)")
     ap.add_argument("--append", action="store_true",
                     help="keep the output JSON's runs of the same recipe; add these")
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", type=Path, default=None,
                     help="default benchmarks/results/kd_losses[-DATA].json")  # fmt: skip
     args = ap.parse_args()
-    out = args.out or ROOT / "benchmarks/results" / (
-        "kd_losses.json" if args.data == "digits" else f"kd_losses-{args.data.split(':')[0]}.json")
+    out = args.out or default_out("kd_losses", args.data)
     torch.set_num_threads(args.threads)
     losses = list(args.losses or ["ce"] + [n for n in list_losses() if n != "ce"])
     losses += [f"{n}+mixup" for n in args.mixup] + [f"{n}+hard" for n in args.hard]

@@ -48,7 +48,6 @@ from edgekd.models import create_timm
 from edgekd.quant import quantize_int8
 from edgekd.quant.ort_qat import export_ort, ort_qdq_of
 
-ROOT = Path(__file__).resolve().parents[1]
 # recipe -> (calibration method, QAT after it, residual Adds quantized)
 RECIPES = {
     "fp32": (None, False, False),
@@ -116,11 +115,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None,
                     help="default benchmarks/results/quant_accuracy[-DATA].json")  # fmt: skip
     args = ap.parse_args()
-    out = args.out or ROOT / "benchmarks/results" / (
-        "quant_accuracy.json" if args.data == "digits"
-        else f"quant_accuracy-{args.data.split(':')[0]}.json")  # fmt: skip
+    from kd_losses import bench_data, default_out, teacher_model  # benchmarks/ is on sys.path
+
+    out = args.out or default_out("quant_accuracy", args.data)
     torch.set_num_threads(args.threads)
-    from kd_losses import bench_data, teacher_model  # benchmarks/ is on sys.path as a script
 
     teacher, teacher_desc = teacher_model(args.teacher)
     data = bench_data(args.data, args.max_train)

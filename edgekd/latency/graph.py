@@ -231,7 +231,7 @@ def graph_layers(
         zp = small_inits.get(q.input[2])
         if zp is None:
             return False
-        return int(zp.reshape(-1)[0]) == (0 if zp.dtype == np.uint8 else np.iinfo(zp.dtype).min)
+        return int(zp.reshape(-1)[0]) == np.iinfo(zp.dtype).min  # UINT8 0, INT8 -128
 
     def act_bytes(names, prec) -> float:
         return (

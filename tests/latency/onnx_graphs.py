@@ -47,44 +47,37 @@ def gemm(m=1, k=16, n=10):
     )
 
 
-def qdq_conv(output_q: bool):
-    """DQ(Q(input)) -> Conv(DQ(int8 weight)) [-> Q -> DQ]: the ORT-fusable pattern or not."""
-    sc = init("sc", 0.1)
-    zp = init("zp", 0, np.int8)
-    w8 = init("w8", np.ones((8, 3, 3, 3)), np.int8)
-    wsc = init("wsc", np.full(8, 0.01))
-    wzp = init("wzp", np.zeros(8), np.int8)
+def _dq_conv(conv_out: str, input_zp_dtype) -> tuple[list, list]:
+    """DQ(Q(input)) -> Conv(DQ(int8 weight)) -> `conv_out`: its nodes and initializers."""
+    inits = [init("sc", 0.1), init("zp", 0, input_zp_dtype),
+             init("w8", np.ones((8, 3, 3, 3)), np.int8), init("wsc", np.full(8, 0.01)),
+             init("wzp", np.zeros(8), np.int8)]  # fmt: skip
     nodes = [
         helper.make_node("QuantizeLinear", ["input", "sc", "zp"], ["xq"], name="q_in"),
         helper.make_node("DequantizeLinear", ["xq", "sc", "zp"], ["xd"], name="dq_in"),
         helper.make_node("DequantizeLinear", ["w8", "wsc", "wzp"], ["wd"], axis=0, name="dq_w"),
-        helper.make_node(
-            "Conv", ["xd", "wd"], ["c" if output_q else "logits"], pads=[1, 1, 1, 1], name="conv"
-        ),
+        helper.make_node("Conv", ["xd", "wd"], [conv_out], pads=[1, 1, 1, 1], name="conv"),
     ]
+    return nodes, inits
+
+
+def qdq_conv(output_q: bool):
+    """DQ(Q(input)) -> Conv(DQ(int8 weight)) [-> Q -> DQ]: the ORT-fusable pattern or not."""
+    nodes, inits = _dq_conv("c" if output_q else "logits", np.int8)
     if output_q:
         nodes += [
             helper.make_node("QuantizeLinear", ["c", "sc", "zp"], ["cq"], name="q_out"),
             helper.make_node("DequantizeLinear", ["cq", "sc", "zp"], ["logits"], name="dq_out"),
         ]
-    return _model(nodes, [sc, zp, w8, wsc, wzp], (1, 8, 8, 8))
+    return _model(nodes, inits, (1, 8, 8, 8))
 
 
 def qdq_conv_relu(zero_point: int, dtype=np.uint8):
     """DQ(Q(input)) -> Conv(DQ(int8 weight)) -> Relu -> Q(zero_point) -> DQ."""
-    sc = init("sc", 0.1)
-    zp = init("zp", 0, np.uint8)
-    zr = init("zr", zero_point, dtype)
-    w8 = init("w8", np.ones((8, 3, 3, 3)), np.int8)
-    wsc = init("wsc", np.full(8, 0.01))
-    wzp = init("wzp", np.zeros(8), np.int8)
-    nodes = [
-        helper.make_node("QuantizeLinear", ["input", "sc", "zp"], ["xq"], name="q_in"),
-        helper.make_node("DequantizeLinear", ["xq", "sc", "zp"], ["xd"], name="dq_in"),
-        helper.make_node("DequantizeLinear", ["w8", "wsc", "wzp"], ["wd"], axis=0, name="dq_w"),
-        helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+    nodes, inits = _dq_conv("c", np.uint8)
+    nodes += [
         helper.make_node("Relu", ["c"], ["r"], name="relu"),
         helper.make_node("QuantizeLinear", ["r", "sc", "zr"], ["rq"], name="q_out"),
         helper.make_node("DequantizeLinear", ["rq", "sc", "zr"], ["logits"], name="dq_out"),
     ]
-    return _model(nodes, [sc, zp, zr, w8, wsc, wzp], (1, 8, 8, 8))
+    return _model(nodes, [*inits, init("zr", zero_point, dtype)], (1, 8, 8, 8))
