@@ -70,6 +70,33 @@ def test_a_float_tail_that_is_faster_is_chosen(qmodel):
     assert "2 of 4 blocks in float" in c.line()
 
 
+def test_a_winner_the_fresh_rounds_do_not_confirm_is_not_shipped(qmodel):
+    """The float tail from se wins the first 5 rounds by 20% (a lucky spell) and loses the
+    next 5 by 10%: the fresh rounds decide, every layer stays INT8, and the figures reported
+    are the fresh rounds' own."""
+    seen = []
+
+    def timer(configs):
+        def measure(i, rnd):
+            seen.append((i, rnd))
+            if not configs[i]:
+                return 4.0
+            if {BLOCK[k] for k in configs[i]} == {"se", "fc"}:
+                return 3.2 if rnd < 5 else 4.4
+            return 5.0
+
+        return measure
+
+    c = measured_precision(qmodel, (3, 8, 8), rounds=5, timer=timer)
+    assert c.kept == "int8" and qmodel.float_layers() == [] and c.rejected == "float from se"
+    assert c.int8_ms == pytest.approx(4.0) and c.mixed_ms == pytest.approx(4.4)
+    assert c.ratio == pytest.approx(1.1)
+    assert sorted({r for _, r in seen}) == list(range(10))  # 5 rounds, then 5 fresh ones
+    assert {i for i, r in seen if r >= 5} == {0, 2}  # all INT8 and the winner (cut 2) alone
+    assert "not confirmed in fresh rounds" in c.line()
+    assert all("not faster again in fresh rounds" in b["why"] for b in c.blocks)
+
+
 def test_one_block_alone_is_not_worth_its_boundaries(qmodel):
     # se alone in float saves 0.3 but adds two transitions (0.4): every cut with it is slower
     cost = {"stem.0": (1.0, 2.0), "conv.0": (1.0, 2.0), "se": (1.0, 0.7), "fc": (0.1, 0.5)}
