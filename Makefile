@@ -32,7 +32,7 @@ $(FASHION_TEACHER): $(STAMP) examples/fashion/train_teacher.py
 	  { echo "Fashion-MNIST is missing: apt-get install dataset-fashion-mnist (or make system-deps)"; exit 1; }
 	$(BIN)/python examples/fashion/train_teacher.py --out $(FASHION_TEACHER)
 
-# The recipe teacher (resnet18, 10 epochs on the 55k training images) compressed on Fashion-MNIST;
+# The recipe teacher (resnet18, 40 epochs on the 55k training images) compressed on Fashion-MNIST;
 # accuracies are on the official 10k test set. A GPU makes it minutes; see the README for CPU.
 demo-fashion: $(FASHION_TEACHER)
 	$(BIN)/edgekd compress $(FASHION_TEACHER) --data fashion-mnist --target host \
