@@ -604,14 +604,24 @@ def drop_pre_relu_pairs(model) -> int:
         relu.input[0] = q1.input[0]
         drop |= {q1.name, dq1.name}
     if drop:
-        kept = [n for n in g.node if n.name not in drop]
-        del g.node[:]
-        g.node.extend(kept)
-        used = {i for n in g.node for i in n.input}
-        kept_inits = [t for t in g.initializer if t.name in used]
-        del g.initializer[:]
-        g.initializer.extend(kept_inits)
+        _set_nodes(g, [n for n in g.node if n.name not in drop])
     return len(drop) // 2
+
+
+def _set_nodes(g, nodes: list, added: list | tuple = ()) -> None:
+    """Make `nodes` the node list of graph `g`, and keep only the initializers (of `g`, then
+    `added`) that some node still reads. Both are copied: a repeated field cannot take back
+    elements it held."""
+    import onnx
+
+    nodes = [onnx.NodeProto.FromString(n.SerializeToString()) for n in nodes]
+    del g.node[:]
+    g.node.extend(nodes)
+    used = {i for n in g.node for i in n.input}
+    inits = [onnx.TensorProto.FromString(t.SerializeToString())
+             for t in [*g.initializer, *added] if t.name in used]  # fmt: skip
+    del g.initializer[:]
+    g.initializer.extend(inits)
 
 
 def ort_qdq_from(qdq_path: str | Path, learn_ranges: bool = False) -> OrtQdq:
@@ -723,15 +733,7 @@ def export_ort(model: OrtQdq, out_path: str | Path) -> Path:
                                                        name=name)  # fmt: skip
             else:
                 dropped.add(name)
-    kept_nodes = [replaced.get(n.name, n) for n in g.node if n.name not in dropped]
-    kept_nodes = [onnx.NodeProto.FromString(n.SerializeToString()) for n in kept_nodes]
-    del g.node[:]
-    g.node.extend(kept_nodes)
-    used = {i for n in g.node for i in n.input}
-    kept_inits = [onnx.TensorProto.FromString(t.SerializeToString())
-                  for t in [*g.initializer, *added] if t.name in used]  # fmt: skip
-    del g.initializer[:]
-    g.initializer.extend(kept_inits)
+    _set_nodes(g, [replaced.get(n.name, n) for n in g.node if n.name not in dropped], added)
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
         onnx.save(m, str(tmp))

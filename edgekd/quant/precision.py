@@ -95,21 +95,22 @@ class PrecisionChoice:
             extra = (f"; {len(self.accuracy_float)} layer(s) kept in float for accuracy "
                      "before the choice")  # fmt: skip
         if self.kept == "int8":
-            best = "one block"
-            if self.mixed_ms is not None:
-                best = (f"the fastest of {self.candidates} cuts ({self.mixed_ms:.3f} ms against "
-                        f"{self.int8_ms:.3f} ms, x{self.ratio:.2f} with a spread of "
-                        f"{self.noise_pct:.0f} points over the rounds) was not faster in every "
-                        "round by the margin")  # fmt: skip
-                if self.how != "measured":
-                    best = (f"the fastest of {self.candidates} cuts costed by the {self.how} "
-                            f"cost model ({self.mixed_ms:.3f} ms against {self.int8_ms:.3f} ms, "
-                            f"x{self.ratio:.2f}) was not faster by the margin")  # fmt: skip
-            if self.rejected is not None:
+            if self.mixed_ms is None:
+                best = "one block"
+            elif self.rejected is not None:
                 best = (f"the fastest of {self.candidates} cuts ({self.rejected}) was not "
                         f"confirmed in fresh rounds: {self.mixed_ms:.3f} ms against "
                         f"{self.int8_ms:.3f} ms, x{self.ratio:.2f} with a spread of "
                         f"{self.noise_pct:.0f} points")  # fmt: skip
+            elif self.how != "measured":
+                best = (f"the fastest of {self.candidates} cuts costed by the {self.how} "
+                        f"cost model ({self.mixed_ms:.3f} ms against {self.int8_ms:.3f} ms, "
+                        f"x{self.ratio:.2f}) was not faster by the margin")  # fmt: skip
+            else:
+                best = (f"the fastest of {self.candidates} cuts ({self.mixed_ms:.3f} ms against "
+                        f"{self.int8_ms:.3f} ms, x{self.ratio:.2f} with a spread of "
+                        f"{self.noise_pct:.0f} points over the rounds) was not faster in every "
+                        "round by the margin")  # fmt: skip
             return f"precision per block: every layer INT8 ({best}){extra}"
         return (f"precision per block: {len(self.float_blocks)} of {len(self.blocks)} blocks in "
                 f"float ({', '.join(self.float_blocks)}): {self.mixed_ms:.3f} ms against "
