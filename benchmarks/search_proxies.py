@@ -4,6 +4,7 @@ proxy's score and the final INT8 accuracy of every candidate, fully distilled th
     python benchmarks/search_proxies.py --threads 1 [--epochs 8] [--seeds 0 1]
         [--reuse benchmarks/results/search_proxies.json] [--out ...]
         [--teacher PATH] [--device cpu|cuda] [--jobs N] [--no-stability]
+        [--data digits|fashion-mnist[:PATH]] [--max-train N]
 
 Teacher: the example resnet18 (10 epochs, examples/digits/train_teacher.py; trained here with
 the given thread count). Each candidate: the proxies exactly as `edgekd search` computes them
@@ -12,8 +13,12 @@ the given thread count). Each candidate: the proxies exactly as `edgekd search` 
 and batch 0), then for every seed: KD (kd loss, AdamW one-cycle lr 1e-2, batch 64,
 `--epochs`, deterministic transform so the teacher is cached, student initialised with that
 seed) and INT8 PTQ with Model Optimizer (max, 256 images); ground truth = the INT8 fake-quant
-model's top-1 on the 360 val images, averaged over the seeds (one candidate's accuracy moves
-by up to 4 points between seeds: see the per-seed values in the JSON).
+model's top-1 on the data's report set, averaged over the seeds: digits' 360 val images, or
+Fashion-MNIST's official 10,000 test images, which no checkpoint selection sees (on digits one
+candidate's accuracy moves by up to 4 points between seeds: see the per-seed values in the
+JSON). `--data fashion-mnist --max-train N` distils on a stratified N of the 55,000 training
+images (the val split picks the checkpoint); `--teacher` is then required (e.g.
+examples/fashion/teacher.pt).
 
 `--reuse FILE` takes the per-seed accuracies, few-shot accuracies and host latencies of an
 earlier run of the same recipe (epochs, teacher) from FILE instead of retraining and
@@ -69,7 +74,6 @@ import torch.nn.functional as F
 from scipy.stats import kendalltau
 
 from edgekd._io import write_json
-from edgekd.data.digits import digits_bundle
 from edgekd.distill import TrainConfig, distill, evaluate_torch
 from edgekd.models import create_timm, load_teacher, save_checkpoint
 from edgekd.quant import quantize_int8
@@ -133,14 +137,18 @@ def picks(rows: list[dict]) -> list[dict]:
     return out
 
 
-def previous_accuracies(path: Path | None, epochs: int, teacher_desc: str) -> dict:
-    """{candidate: {seed: INT8 top-1}} from an earlier run of the same recipe."""
+def previous_accuracies(
+    path: Path | None, epochs: int, teacher_desc: str, data_desc: tuple = ("digits", None),
+) -> dict:  # fmt: skip
+    """{candidate: {seed: INT8 top-1}} from an earlier run of the same recipe: the same
+    epochs, teacher and (data, max_train)."""
     if path is None or not path.exists():
         return {}
     old = json.loads(path.read_text())
-    if old.get("epochs") != epochs or old.get("teacher") != teacher_desc:
+    was = (old.get("data", "digits"), old.get("max_train"))
+    if old.get("epochs") != epochs or old.get("teacher") != teacher_desc or was != data_desc:
         print(f"not reusing {path}: another recipe ({old.get('epochs')} epochs, "
-              f"{old.get('teacher')})")  # fmt: skip
+              f"{old.get('teacher')}, data {was[0]}, max-train {was[1]})")  # fmt: skip
         return {}
     out = {}
     for r in old["rows"]:
@@ -163,16 +171,18 @@ def distilled_int8_accuracy(name, seed, epochs, data, teacher, device="cpu") -> 
     model = model.cpu()
     model.load_state_dict(ck["model"])
     q = quantize_int8(model, data.calibration_subset(256, 0), 64, method="max")
-    return evaluate_torch(q, data.val)[0]
+    return evaluate_torch(q, data.report_set)[0]
 
 
 _WORKER: dict = {}
 
 
-def _init_worker(teacher_path: str, threads: int) -> None:
+def _init_worker(teacher_path: str, threads: int, spec: str, max_train: int | None) -> None:
+    from kd_losses import bench_data
+
     torch.set_num_threads(threads)
     _WORKER["teacher"] = load_teacher(teacher_path).module.eval()
-    _WORKER["data"] = digits_bundle(augment=False)
+    _WORKER["data"] = bench_data(spec, max_train)
 
 
 def _train_job(job: tuple) -> tuple:
@@ -183,8 +193,12 @@ def _train_job(job: tuple) -> tuple:
     return job, acc
 
 
-def train_all(jobs: list[tuple], teacher, data, n: int, threads: int, teacher_path=None) -> dict:
-    """{(name, seed): INT8 top-1} for every (name, seed, epochs, device) job, n at a time."""
+def train_all(
+    jobs: list[tuple], teacher, data, n: int, threads: int, teacher_path=None,
+    data_args: tuple = ("digits", None),
+) -> dict:  # fmt: skip
+    """{(name, seed): INT8 top-1} for every (name, seed, epochs, device) job, n at a time;
+    `data_args` (spec, max_train) rebuild `data` in the worker processes."""
     if n <= 1:
         return {(j[0], j[1]): distilled_int8_accuracy(j[0], j[1], j[2], data, teacher, j[3])
                 for j in jobs}  # fmt: skip
@@ -193,7 +207,8 @@ def train_all(jobs: list[tuple], teacher, data, n: int, threads: int, teacher_pa
             teacher_path = Path(d) / "teacher.pt"
             save_checkpoint(teacher_path, teacher, "resnet18", data.num_classes, data.input_shape)
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(n, ctx, _init_worker, (str(teacher_path), threads)) as pool:
+        init = (str(teacher_path), threads, *data_args)
+        with ProcessPoolExecutor(n, ctx, _init_worker, init) as pool:
             return {(j[0], j[1]): acc for j, acc in pool.map(_train_job, jobs)}
 
 
@@ -388,21 +403,30 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="where the KD runs train")
     ap.add_argument("--jobs", type=int, default=1, help="KD runs at once")
     ap.add_argument("--stability", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/search_proxies.json")
+    ap.add_argument("--data", default="digits", help="digits or fashion-mnist[:PATH]")
+    ap.add_argument("--max-train", type=int, default=None, help="stratified training subset")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default benchmarks/results/search_proxies[-DATA].json")  # fmt: skip
     args = ap.parse_args()
+    if args.data != "digits" and args.teacher is None:
+        ap.error(f"--data {args.data} needs --teacher (the built-in teacher is digits' own); "
+                 "e.g. --teacher examples/fashion/teacher.pt")  # fmt: skip
+    suffix = "" if args.data == "digits" else "-" + args.data.partition(":")[0]
+    args.out = args.out or ROOT / f"benchmarks/results/search_proxies{suffix}.json"
     if args.summarize:
         return summarize(args.summarize)
     torch.set_num_threads(args.threads)
-    from kd_losses import teacher_model  # benchmarks/ is on sys.path when run as a script
+    from kd_losses import bench_data, teacher_model  # benchmarks/ is on sys.path as a script
 
     teacher, teacher_desc = teacher_model(args.teacher)
     arch = load_teacher(str(args.teacher)).arch if args.teacher else "resnet18"
     teacher.eval()
-    data = digits_bundle(augment=False)
+    data = bench_data(args.data, args.max_train)
     if args.rescore:
         return rescore(args.rescore, teacher, arch, data, args.stability)
     reference = diswot_reference(teacher, arch, data, 64, 0)
-    known = previous_accuracies(args.reuse, args.epochs, teacher_desc)
+    known = previous_accuracies(args.reuse, args.epochs, teacher_desc,
+                                (args.data, args.max_train))  # fmt: skip
     if args.latencies:  # latency does not depend on the teacher
         for r in json.loads(args.latencies.read_text())["rows"]:
             known.setdefault(r["candidate"], {})["latency_ms"] = r["latency_ms"]
@@ -425,7 +449,8 @@ def main() -> None:
     jobs = [(n, s, args.epochs, args.device) for n in args.candidates for s in args.seeds
             if s not in known.get(n, {})]  # fmt: skip
     t0 = time.perf_counter()
-    trained = train_all(jobs, teacher, data, args.jobs, args.threads, args.teacher)
+    trained = train_all(jobs, teacher, data, args.jobs, args.threads, args.teacher,
+                        (args.data, args.max_train))  # fmt: skip
     print(f"{len(jobs)} KD runs on {args.device}, {args.jobs} at once: "
           f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
     rows = []
@@ -452,12 +477,19 @@ def main() -> None:
         "command": "python benchmarks/search_proxies.py --threads "
         f"{args.threads} --epochs {args.epochs} --seeds {' '.join(map(str, args.seeds))}"
         + (f" --device {args.device}" if args.device != "cpu" else "")
-        + (f" --jobs {args.jobs}" if args.jobs > 1 else ""),
+        + (f" --jobs {args.jobs}" if args.jobs > 1 else "")
+        + (f" --data {args.data}" if args.data != "digits" else "")
+        + (f" --max-train {args.max_train}" if args.max_train else "")
+        + (f" --teacher {args.teacher}" if args.teacher else "")
+        + ("" if args.stability else " --no-stability"),
         "machine": {"platform": platform.platform(), "torch": torch.__version__,
                     "threads": args.threads, "kd_device": args.device,
                     "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda")
                     else None},  # fmt: skip
-        "teacher": teacher_desc, "epochs": args.epochs, "seeds": args.seeds, "rows": rows,
+        "teacher": teacher_desc, "teacher_top1": evaluate_torch(teacher, data.report_set)[0],
+        "data": args.data, "max_train": args.max_train, "train_images": len(data.train),
+        "accuracy_split": data.report_split, "accuracy_images": len(data.report_set),
+        "epochs": args.epochs, "seeds": args.seeds, "rows": rows,
         "diswot_reference": reference.source,
         "kendall_tau": taus, "note": NOTE,
         "picks_by_budget": chosen, "mean_regret": regret, "proxy_stability": stability,
