@@ -40,6 +40,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--random-erasing", type=float, default=0.0,
+                    help="probability of erasing a rectangle in each training image (Zhong et "
+                    "al.; 0: off; 60 epochs at 0.5 gave 93.58%%, no better than the default)")
     ap.add_argument("--max-train", type=int, default=None, help="a stratified subset (quick look)")
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     ap.add_argument("--seed", type=int, default=0)
@@ -51,7 +54,8 @@ def main() -> None:
     arch_args = parse_arch_args(args.arch_args) if args.arch_args else None
     model, _ = build_timm(args.arch, data.num_classes, arch_args, data.input_shape)
     recipe = SupervisedRecipe(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                              label_smoothing=0.1, seed=args.seed)  # fmt: skip
+                              label_smoothing=0.1, random_erasing=args.random_erasing,
+                              seed=args.seed)  # fmt: skip
     print(f"{args.arch} on {data.name}: {len(data.train)} train / {len(data.val)} val / "
           f"{len(data.test)} test, {args.epochs} epochs", flush=True)  # fmt: skip
     res = train_classifier(model, data, recipe, args.device, log=lambda s: print(s, flush=True))
@@ -68,6 +72,7 @@ def main() -> None:
         "best_val_acc": res.best_val_acc,
         "best_epoch": res.best_epoch,
         "epochs": args.epochs,
+        "random_erasing": args.random_erasing,
         "device": res.device if res.device == "cpu" else torch.cuda.get_device_name(),
         "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
