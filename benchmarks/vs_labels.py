@@ -7,7 +7,8 @@ images, 20 epochs) is hours on a CPU. This script takes an edgekd run already ma
 settings (its RUN_DIR) and adds what the issue's checks need beside it, with peers.py's own
 definitions: the teacher (RUN_DIR/export/teacher.onnx) and the shipped artifact measured again
 in this process, the labels-only student (the run's student, cross-entropy, the same data and
-epochs) in FP32 and with ONNX Runtime's static INT8, and `peers.checks` on those rows. Give
+epochs) in FP32 and with ONNX Runtime's static INT8, and `peers.checks` on those rows. The
+teacher row's wall time is its training time, from the JSON beside T when there is one. Give
 the same --data, --max-train and --epochs the run used. Writes
 benchmarks/results/vs_labels-<data>.json unless --out says otherwise.
 """
@@ -22,12 +23,10 @@ import time
 from pathlib import Path
 
 import torch
-from peers import ROOT, checks, ort_static_int8, row, trained_student  # benchmarks/ is sys.path[0]
+from peers import ROOT, checks, labels_only_onnx, ort_static_int8, row, teacher_file
 
 from edgekd._io import write_json
 from edgekd.data import load_data, stack_inputs
-from edgekd.distill import TrainConfig
-from edgekd.export import export_onnx
 from edgekd.models import load_teacher
 
 
@@ -43,14 +42,15 @@ def main() -> None:
     args = ap.parse_args()
     report = json.loads((args.run_dir / "report.json").read_text())
     out_path = args.out or ROOT / f"benchmarks/results/vs_labels-{args.data.split(':')[0]}.json"
+    _, teacher_desc, teacher_train_s = teacher_file(args.teacher, Path())
     loaded = load_teacher(str(args.teacher))
     data = load_data(args.data, loaded.input_shape, max_train=args.max_train)
     print(f"{data.name}: {len(data.train)} train; accuracy on {data.report_split} "
           f"({len(data.report_set)} images)", flush=True)  # fmt: skip
     y = stack_inputs(data.report_set)[1].numpy()
     rows = []
-    t_row, t_pred = row("teacher-fp32", args.run_dir / "export/teacher.onnx", 0.0, data, y,
-                        None, args.threads)  # fmt: skip
+    t_row, t_pred = row("teacher-fp32", args.run_dir / "export/teacher.onnx", teacher_train_s,
+                        data, y, None, args.threads)  # fmt: skip
     ek, _ = row("edgekd", args.run_dir / report["artifact"]["path"], report["wall_s"], data, y,
                 t_pred, args.threads)  # fmt: skip
     ek.update(student=report["student"]["name"], precision=report["artifact"]["precision"])
@@ -58,9 +58,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
-        cfg = TrainConfig(epochs=args.epochs, lr=1e-2, seed=0, loss="ce")
-        student = trained_student(ek["student"], loaded.module.eval(), data, cfg, tmp)
-        fp32 = export_onnx(student, tmp / "student-ce.onnx", data.input_shape).path
+        fp32 = labels_only_onnx(ek["student"], loaded.module.eval(), data, args.epochs, tmp)
         train_s = time.perf_counter() - t0
         rows.append(row("student-labels-fp32", fp32, train_s, data, y, t_pred, args.threads)[0])
         t0 = time.perf_counter()
@@ -75,6 +73,7 @@ def main() -> None:
             + ["--epochs", str(args.epochs), "--threads", str(args.threads)]),
         "machine": {"platform": platform.platform(), "torch": torch.__version__,
                     "threads": args.threads},
+        "teacher": teacher_desc,
         "run_dir": str(args.run_dir),
         "run_verdict": report["verdict"],
         "data": args.data, "max_train": args.max_train, "epochs": args.epochs,
