@@ -44,7 +44,13 @@ class LoadedModel:
 
 
 def create_timm(name: str, num_classes: int | None, **kwargs) -> nn.Module:
-    """A timm model with random init (never downloads weights); clear error for unknown names."""
+    """A timm model with random init (never downloads weights); clear error for unknown names.
+
+    One keyword is edgekd's own, not timm's: `stem_pool=False` removes the max-pool after a
+    timm ResNet's stem (resnet18, resnet18d, resnet10t, ...), so a 32x32 image leaves the stem
+    as a 16x16 map rather than 8x8, as the CIFAR-sized ResNets keep it (about 2.3x the compute
+    of a resnet18 training step at 32x32, measured on the CPU). The checkpoint records it with
+    the other `arch_args`, so the network rebuilds the same on loading."""
     import timm
 
     if not timm.is_model(name):
@@ -58,7 +64,30 @@ def create_timm(name: str, num_classes: int | None, **kwargs) -> nn.Module:
         )
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
-    return timm.create_model(name, pretrained=False, **kwargs)
+    stem_pool = kwargs.pop("stem_pool", True)
+    model = timm.create_model(name, pretrained=False, **kwargs)
+    if stem_pool is not True:
+        _drop_stem_pool(model, name, stem_pool)
+    return model
+
+
+def _drop_stem_pool(model: nn.Module, name: str, value) -> None:
+    """`stem_pool=False` (see create_timm): the stem's max-pool becomes an identity, and timm's
+    feature_info (which the feature losses read) halves the reductions after it."""
+    from timm.models.resnet import ResNet
+
+    if value is not False:
+        raise ModelLoadError("stem_pool takes true or false", value=repr(value),
+                             fix="pass --arch-args stem_pool=false")  # fmt: skip
+    if not isinstance(model, ResNet) or not isinstance(model.maxpool, nn.MaxPool2d):
+        raise ModelLoadError(
+            "stem_pool=false applies to timm ResNets with a max-pool stem only",
+            value=repr(name), fix="drop stem_pool from --arch-args, or use resnet18/resnet10t/...",
+        )  # fmt: skip
+    model.maxpool = nn.Identity()
+    for f in getattr(model, "feature_info", []):
+        if str(f.get("module", "")).startswith("layer"):
+            f["reduction"] = int(f["reduction"]) // 2
 
 
 def _zip_names(path: Path) -> list[str]:

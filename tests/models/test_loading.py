@@ -182,3 +182,44 @@ def test_arch_args_parse_and_bad_ones_are_one_line():
     }
     with pytest.raises(ConfigError, match="--arch-args.*KEY=VALUE"):
         build_config(CompressConfig, {"teacher": "t.pt", "arch_args": "patch_size"})
+
+
+def test_stem_pool_false_keeps_the_stem_map_and_rebuilds_from_the_checkpoint(tmp_path):
+    """edgekd's own arch_args key: a timm ResNet without its stem max-pool. From 32x32 the
+    stride-2 stem conv leaves 16x16 and layer1 keeps it (stride 1), where timm's pool halves it
+    to 8x8; each later stage halves again, so layer4 is 2x2, not 1x1."""
+    from edgekd.models.loading import create_timm
+
+    torch.manual_seed(0)
+    plain = create_timm("resnet18", 10)
+    nopool = create_timm("resnet18", 10, stem_pool=False).eval()
+    assert isinstance(plain.maxpool, torch.nn.MaxPool2d)
+    assert isinstance(nopool.maxpool, torch.nn.Identity)
+    shapes = {}
+    hooks = [getattr(nopool, n).register_forward_hook(
+        lambda _m, _i, out, n=n: shapes.__setitem__(n, tuple(out.shape[-2:])))
+        for n in ("layer1", "layer2", "layer3", "layer4")]  # fmt: skip
+    with torch.no_grad():
+        nopool(X)
+    for h in hooks:
+        h.remove()
+    assert shapes == {"layer1": (16, 16), "layer2": (8, 8), "layer3": (4, 4), "layer4": (2, 2)}
+    # the feature losses read the reductions from feature_info: 32 / map size
+    red = {f["module"]: f["reduction"] for f in nopool.feature_info if f["module"] in shapes}
+    assert red == {n: 32 // s[0] for n, s in shapes.items()}
+
+    ck = save_checkpoint(tmp_path / "r18.pt", nopool, "resnet18", 10, (3, 32, 32),
+                         {"stem_pool": False})  # fmt: skip
+    again = load_teacher(str(ck))
+    assert isinstance(again.module.maxpool, torch.nn.Identity)
+    assert again.meta["arch_args"] == {"stem_pool": False}
+    assert _same(again.module, nopool)
+
+
+def test_stem_pool_is_refused_where_there_is_no_resnet_pool():
+    from edgekd.models.loading import create_timm
+
+    with pytest.raises(ModelLoadError, match="timm ResNets with a max-pool stem only"):
+        create_timm("mobilenetv3_small_050", 10, stem_pool=False)
+    with pytest.raises(ModelLoadError, match="stem_pool takes true or false"):
+        create_timm("resnet18", 10, stem_pool="no")
