@@ -18,11 +18,9 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/device_fashion}
 mkdir -p "$OUT"
 PY=${PY:-.venv/bin/python}
+Q=(); CANDS=()
 if [[ "${QUICK:-0}" == 1 ]]; then
-  T_ARGS=(--max-train 2000 --epochs 1); B_ARGS=(--max-train 2000 --epochs 1)
-  S_ARGS=(--max-train 2000 --epochs 1 --candidates resnet10t mobilenetv3_small_050 lcnet_050)
-else
-  T_ARGS=(); B_ARGS=(); S_ARGS=()
+  Q=(--max-train 2000 --epochs 1); CANDS=(--candidates resnet10t mobilenetv3_small_050 lcnet_050)
 fi
 TEACHER="$OUT/teacher.pt"
 (( $# )) || set -- teacher nopool peers search
@@ -31,17 +29,17 @@ echo "device_fashion: $* -> $OUT, on $DEV"
 for stage in "$@"; do
   echo "=== $stage $(date -u +%FT%TZ)"
   case "$stage" in
-    teacher) $PY examples/fashion/train_teacher.py --out "$TEACHER" "${T_ARGS[@]}" \
+    teacher) $PY examples/fashion/train_teacher.py --out "$TEACHER" "${Q[@]}" \
                2>&1 | tee "$OUT/teacher.log" ;;
     nopool)  $PY examples/fashion/train_teacher.py --arch-args stem_pool=false \
-               --out "$OUT/teacher-nopool.pt" "${T_ARGS[@]}" 2>&1 | tee "$OUT/nopool.log" ;;
+               --out "$OUT/teacher-nopool.pt" "${Q[@]}" 2>&1 | tee "$OUT/nopool.log" ;;
     peers)   test -f "$TEACHER" || { echo "peers needs the teacher stage first"; exit 1; }
              $PY benchmarks/peers.py --data fashion-mnist --teacher "$TEACHER" \
-               --out "$OUT/peers-fashion-mnist-gpu.json" "${B_ARGS[@]}" 2>&1 | tee "$OUT/peers.log" ;;
+               --out "$OUT/peers-fashion-mnist-gpu.json" "${Q[@]}" 2>&1 | tee "$OUT/peers.log" ;;
     search)  test -f "$TEACHER" || { echo "search needs the teacher stage first"; exit 1; }
              $PY benchmarks/search_proxies.py --data fashion-mnist --teacher "$TEACHER" \
                --device "$DEV" --jobs 1 --seeds 0 --no-stability \
-               --out "$OUT/search_proxies-fashion-mnist-gpu.json" "${S_ARGS[@]}" \
+               --out "$OUT/search_proxies-fashion-mnist-gpu.json" "${Q[@]}" "${CANDS[@]}" \
                2>&1 | tee "$OUT/search.log" ;;
     *) echo "unknown stage $stage: use teacher, nopool, peers or search"; exit 1 ;;
   esac

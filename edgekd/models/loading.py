@@ -65,20 +65,20 @@ def create_timm(name: str, num_classes: int | None, **kwargs) -> nn.Module:
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     stem_pool = kwargs.pop("stem_pool", True)
+    if not isinstance(stem_pool, bool):
+        raise ModelLoadError("stem_pool takes true or false", value=repr(stem_pool),
+                             fix="pass --arch-args stem_pool=false")  # fmt: skip
     model = timm.create_model(name, pretrained=False, **kwargs)
-    if stem_pool is not True:
-        _drop_stem_pool(model, name, stem_pool)
+    if not stem_pool:
+        _drop_stem_pool(model, name)
     return model
 
 
-def _drop_stem_pool(model: nn.Module, name: str, value) -> None:
+def _drop_stem_pool(model: nn.Module, name: str) -> None:
     """`stem_pool=False` (see create_timm): the stem's max-pool becomes an identity, and timm's
     feature_info (which the feature losses read) halves the reductions after it."""
     from timm.models.resnet import ResNet
 
-    if value is not False:
-        raise ModelLoadError("stem_pool takes true or false", value=repr(value),
-                             fix="pass --arch-args stem_pool=false")  # fmt: skip
     if not isinstance(model, ResNet) or not isinstance(model.maxpool, nn.MaxPool2d):
         raise ModelLoadError(
             "stem_pool=false applies to timm ResNets with a max-pool stem only",
